@@ -1,0 +1,1 @@
+"""Built-in attacks, each module a plugin registered through ``register_attacks``."""

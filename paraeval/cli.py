@@ -1,0 +1,151 @@
+"""`paraeval run | list` - the command line.
+
+Exit codes: 0 success; 1 when at least one cell failed (its traceback is in results.csv);
+2 for a usage or data error (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import registry
+from .errors import UserError
+from .plugins import load_failures, load_plugins, plugin_distribution, pm
+from .runner import RunConfig, RunResult, run
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Measure defenses against adversarial examples and model extraction.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _parse_list(value: str, what: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise UserError(f"{what} is empty")
+    return items
+
+
+def _parse_seeds(seeds: int | None, seed: list[int] | None) -> list[int]:
+    if seed:
+        return list(dict.fromkeys(seed))
+    count = 1 if seeds is None else seeds
+    if count < 1:
+        raise UserError("--seeds must be >= 1")
+    return list(range(count))
+
+
+@app.command("run")
+def run_command(
+    victims: Annotated[str, typer.Option(help="Comma list of victims: vm, vm-batch.")] = "vm,vm-batch",
+    defenses: Annotated[str, typer.Option(help="Names, tags (table1..3, parasite), globs, 'all'.")] = "none",
+    attacks: Annotated[str, typer.Option(help="Attacks, with options: fgsm:backend=torchattacks.")] = "fgsm",
+    seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1.")] = None,
+    seed: Annotated[list[int] | None, typer.Option(help="Run this seed (repeatable).")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/latest"),
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
+    n_images: Annotated[int, typer.Option(help="First N test images attacked (paper: 200).")] = 200,
+    victim_seed: Annotated[int, typer.Option(help="Seed of the victims' training.")] = 0,
+    no_download: Annotated[bool, typer.Option("--no-download", help="Never download MNIST.")] = False,
+) -> None:
+    """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
+    config = RunConfig(
+        victims=_parse_list(victims, "--victims"),
+        defenses=defenses,
+        attacks=attacks,
+        seeds=_parse_seeds(seeds, seed),
+        out=out,
+        data_dir=data_dir,
+        n_images=n_images,
+        victim_seed=victim_seed,
+        allow_download=not no_download,
+    )
+    _check_writable(out)
+    result = run(config, err_console)
+    _print_summary(result, out)
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
+
+
+def _print_summary(result: RunResult, out: Path) -> None:
+    import pandas as pd
+
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}")
+    summary = pd.read_csv(out / "summary.csv")
+    table = Table(title=f"paraeval summary ({out / 'summary.csv'})")
+    columns = ["victim", "defense", "attack", "n_seeds", "accuracy_mean", "paper_accuracy",
+               "m_adv_mean", "m_adv_ci_low", "m_adv_ci_high", "paper_m_adv"]  # fmt: skip
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for _, record in summary.iterrows():
+        table.add_row(*("" if pd.isna(record[c]) else str(record[c]) for c in columns))
+    console.print(table)
+    ok = sum(row["status"] == "ok" for row in result.rows)
+    console.print(f"{ok} cell(s) ok, {result.failed} failed. Results in {out}/results.csv")
+
+
+class ListWhat(str, Enum):
+    defenses = "defenses"
+    attacks = "attacks"
+    plugins = "plugins"
+    victims = "victims"
+
+
+@app.command("list")
+def list_command(what: ListWhat = typer.Argument(ListWhat.defenses)) -> None:
+    """List registered defenses, attacks, plugins or victims."""
+    table = Table(show_lines=False)
+    if what in (ListWhat.defenses, ListWhat.attacks):
+        reg = registry.defenses() if what is ListWhat.defenses else registry.attacks()
+        for column in ("name", "plugin", "tags", "description"):
+            table.add_column(column, overflow="fold")
+        for entry in reg.entries.values():
+            table.add_row(entry.name, entry.provider, ",".join(entry.tags), entry.obj.description)
+    elif what is ListWhat.plugins:
+        load_plugins()
+        table.add_column("plugin")
+        table.add_column("distribution")
+        table.add_column("status")
+        for name, plugin in pm.list_name_plugin():
+            table.add_row(name, plugin_distribution(plugin), "loaded")
+        for failure in load_failures:
+            last = failure.error.strip().splitlines()[-1]
+            table.add_row(failure.name, "", f"failed to import: {last}")
+    else:
+        from .models.lenet import PAPER_VICTIM_ACCURACY, VICTIM_ARCHITECTURES
+
+        table.add_column("victim")
+        table.add_column("paper accuracy (%)")
+        for name in VICTIM_ARCHITECTURES:
+            table.add_row(name, str(PAPER_VICTIM_ACCURACY.get(name, "")))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except UserError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Built-in defenses, each module a plugin registered through ``register_defenses``."""

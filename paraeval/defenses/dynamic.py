@@ -1,0 +1,97 @@
+"""`dynamic-parasite`: a fresh random parasite and location for every query (paper Remark 1).
+
+The paper suggests, without measuring it, that "from a client query to another, different
+parasitic CNNs can be added in random places of the server's NN architecture". Here a query is
+one input image: for every sample of every forward call, one variant (parasite x location) is
+drawn from a seeded generator, so two identical queries may get different answers. The draw
+is per sample rather than per batch so that batching by the server (or by paraeval) does not
+change what a single client query sees. The generator is seeded by the cell seed, so a run is
+reproducible given the same sequence of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..hookspecs import hookimpl
+from ..models.insertion import Placement
+from ..paper import ParasiteSpec
+from .parasites import protect_with
+
+#: Default pool: the four parasite kinds of Table 1 (sigma 0.2) ...
+DEFAULT_PARASITES = ((False, "none"), (False, "small"), (True, "none"), (True, "small"))
+#: ... at the first or last 16x16 neurons of conv2, after BN and activation.
+DEFAULT_LOCATIONS = (
+    Placement(layer=2, position="after", neurons="first"),
+    Placement(layer=2, position="after", neurons="last"),
+)
+
+
+class RandomVariant(nn.Module):
+    """Routes each sample to one of several protected variants, drawn at random."""
+
+    def __init__(self, variants: list[nn.Module], seed: int) -> None:
+        super().__init__()
+        self.variants = nn.ModuleList(variants)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        choice = torch.randint(len(self.variants), (x.shape[0],), generator=self.generator)
+        outputs = [None] * len(self.variants)
+        pieces = []
+        for index, variant in enumerate(self.variants):
+            mask = choice == index
+            if mask.any():
+                outputs[index] = variant(x[mask])
+                pieces.append((mask, outputs[index]))
+        first = pieces[0][1]
+        result = first.new_empty((x.shape[0], first.shape[1]))
+        for mask, out in pieces:
+            result[mask] = out
+        return result
+
+
+class DynamicParasite:
+    name = "dynamic-parasite"
+    description = (
+        "Paper Remark 1 (never measured in the paper): for every query image a parasite "
+        "(4 kinds, sigma 0.2) and a location (first/last 16x16 neurons of conv2, after BN+act) "
+        "are drawn at random."
+    )
+    tags = ("parasite", "dynamic")
+
+    def __init__(
+        self,
+        parasites: tuple[tuple[bool, str], ...] = DEFAULT_PARASITES,
+        locations: tuple[Placement, ...] = DEFAULT_LOCATIONS,
+        sigma: float = 0.2,
+    ) -> None:
+        self.parasites = parasites
+        self.locations = locations
+        self.sigma = sigma
+        self.options = {
+            "parasites": [f"{'bn' if bn else 'nobn'}-{bias}" for bn, bias in parasites],
+            "locations": [loc.label for loc in locations],
+            "sigma": sigma,
+        }
+
+    def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
+        variants = []
+        fits = []
+        for kind, (batch_norm, bias) in enumerate(self.parasites):
+            for location in self.locations:
+                spec = ParasiteSpec(location, batch_norm, bias, self.sigma)  # type: ignore[arg-type]
+                variant = protect_with(model, [spec], seed, stream=f"dynamic{kind}")
+                fits.extend(variant.paraeval_info["parasite_fit"])  # type: ignore[index]
+                variants.append(variant)
+        routed = RandomVariant(variants, seed).eval()
+        routed.paraeval_info = {"parasite_fit": fits}  # type: ignore[assignment]
+        return routed
+
+
+@hookimpl
+def register_defenses(register: Callable[[object], None]) -> None:
+    register(DynamicParasite())

@@ -1,0 +1,91 @@
+"""Accuracy, M_adv, prediction-change matrices and confidence intervals.
+
+M_adv (paper Sec. 6.2): "the percentage of adversarial examples for the original model which
+are no longer adversarial for the protected model". Counting rules (README, "Which images
+count"):
+
+* the images are the first `n_images` (200) MNIST test images;
+* an image the *victim* already misclassifies is not attacked and does not count
+  (`n_misclassified`): it is an error, not an adversarial example;
+* an image the sweep never makes adversarial (up to eps = 1.0) does not count either;
+* `n_adversarial` = the remaining images, whose example fools the victim; M_adv is the
+  percentage of them that the protected model classifies correctly (true label).
+
+The prediction-change matrix counts, over those `n_adversarial` examples, the victim's
+prediction (row) against the protected model's prediction (column) on the same example.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+METRIC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    """Replay of victim-crafted adversarial examples on a protected model."""
+
+    n_attacked: int
+    n_misclassified: int
+    n_adversarial: int
+    n_recovered: int
+    n_changed_label: int
+    change_matrix: np.ndarray
+
+    @property
+    def m_adv(self) -> float:
+        return 100.0 * self.n_recovered / self.n_adversarial if self.n_adversarial else math.nan
+
+
+def transfer_outcome(
+    labels: torch.Tensor,
+    victim_clean: torch.Tensor,
+    victim_adv: torch.Tensor,
+    protected_adv: torch.Tensor,
+    success: torch.Tensor,
+) -> TransferOutcome:
+    """Count M_adv's terms from predictions (all tensors of length n_images)."""
+    attacked = victim_clean == labels
+    counted = attacked & success & (victim_adv != labels)
+    matrix = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(matrix, (victim_adv[counted].numpy(), protected_adv[counted].numpy()), 1)
+    still_adversarial = counted & (protected_adv != labels)
+    return TransferOutcome(
+        n_attacked=int(attacked.sum()),
+        n_misclassified=int((~attacked).sum()),
+        n_adversarial=int(counted.sum()),
+        n_recovered=int((counted & (protected_adv == labels)).sum()),
+        n_changed_label=int((still_adversarial & (protected_adv != victim_adv)).sum()),
+        change_matrix=matrix,
+    )
+
+
+def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, std, low, high) of a Student t interval over seeds; NaN bounds for < 2 values."""
+    data = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if len(data) == 0:
+        return (math.nan, math.nan, math.nan, math.nan)
+    mean = float(data.mean())
+    if len(data) < 2:
+        return (mean, math.nan, math.nan, math.nan)
+    std = float(data.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(data) - 1)) * std / math.sqrt(len(data))
+    return (mean, std, mean - half, mean + half)
+
+
+def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval (in %) for a proportion measured on a fixed image set."""
+    if total == 0:
+        return (math.nan, math.nan)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    p = successes / total
+    denom = 1 + z**2 / total
+    centre = (p + z**2 / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / denom
+    return (100 * (centre - half), 100 * (centre + half))

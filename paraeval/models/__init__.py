@@ -1,0 +1,1 @@
+"""Victim networks, the parasitic CNN and the insertion of parasites into victims."""

@@ -1,0 +1,126 @@
+"""Insert parasites into a victim: which layer, where relative to BN and activation, which neurons.
+
+Vocabulary (paper Sec. 4 and 6.3, Tables 1-3):
+
+* ``layer``: the victim's convolution after which the parasite acts (1 or 2).
+* ``position``:
+  - ``before``: on the convolution's raw output, i.e. before BN and activation
+    (conv -> parasite -> BN -> ReLU);
+  - ``after``: after BN and activation (conv -> BN -> ReLU -> parasite); for `vm`, which has
+    no BN, this is "after activation".
+  Max-pooling is *not* part of the layer: the parasite always acts before the layer's
+  max-pool, on the full convolutional map (16x10x10 = 1600 neurons for layer 2). The paper
+  sets pooling aside ("we also put ourselves in the context where pooling layers are not
+  considered", Sec. 1.1) and speaks of the neurons "of the second convolutional layer",
+  which are the convolution's outputs, not the pooled ones.
+* ``neurons``:
+  - ``first`` / ``last``: the first or last n neurons of the layer in flattened (C, H, W)
+    order, n a square (16x16 in the paper), reshaped to one n-side map (Sec. 6.1: "we select
+    the n input neurons as the first or the last ones from the previous layer");
+  - ``whole``: every neuron of the layer (Table 2). A LeNet layer has C x H x W neurons, not
+    a square (6x28x28 = 4704), so each channel's H x W map is given to the parasite as its
+    own square input (the same parasite for every channel). This is the only reading under
+    which the text's "this is only possible if the first hidden layer has a number of
+    neurons which is a square" holds for a multi-channel conv layer: the per-channel maps
+    are square.
+
+Several parasites at the same site are applied in the order given; "when there are two
+parasitic CNNs at the same location, the first is applied to the first neurons and the second
+is applied to the last neurons" (Sec. 6.3) is expressed by the placements themselves.
+Every parasite writes its output back in place of the neurons it read.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+Position = Literal["before", "after"]
+Neurons = Literal["first", "last", "whole"]
+
+PAPER_NEURON_COUNT = 16 * 16
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one parasite acts. See the module docstring for the meaning of each field."""
+
+    layer: int
+    position: Position
+    neurons: Neurons
+    count: int = PAPER_NEURON_COUNT
+
+    def __post_init__(self) -> None:
+        if self.position not in ("before", "after"):
+            raise ValueError(f"position must be 'before' or 'after', not {self.position!r}")
+        if self.neurons not in ("first", "last", "whole"):
+            raise ValueError(f"neurons must be first, last or whole, not {self.neurons!r}")
+        if self.neurons != "whole" and math.isqrt(self.count) ** 2 != self.count:
+            raise ValueError(f"neuron count {self.count} is not a perfect square")
+
+    @property
+    def label(self) -> str:
+        what = "whole layer" if self.neurons == "whole" else f"{self.neurons} {self.count}"
+        return f"conv{self.layer} {self.position} BN+act, {what}"
+
+
+def apply_to_neurons(
+    parasite: nn.Module, activations: torch.Tensor, neurons: Neurons, count: int
+) -> torch.Tensor:
+    """Run `parasite` on the selected neurons of [N, C, H, W] `activations`; return a new tensor."""
+    batch, channels, height, width = activations.shape
+    if neurons == "whole":
+        if height != width:
+            raise ValueError(f"whole-layer insertion needs square maps, got {height}x{width}")
+        maps = activations.reshape(batch * channels, 1, height, width)
+        return parasite(maps).reshape(batch, channels, height, width)
+    flat = activations.flatten(1)
+    total = flat.shape[1]
+    if count > total:
+        raise ValueError(f"cannot select {count} neurons from a layer of {total}")
+    side = math.isqrt(count)
+    if neurons == "first":
+        head = parasite(flat[:, :count].reshape(batch, 1, side, side)).flatten(1)
+        out = torch.cat([head, flat[:, count:]], dim=1)
+    else:
+        tail = parasite(flat[:, total - count :].reshape(batch, 1, side, side)).flatten(1)
+        out = torch.cat([flat[:, : total - count], tail], dim=1)
+    return out.reshape(batch, channels, height, width)
+
+
+class ParasiteSite(nn.Module):
+    """The parasites acting at one (layer, position) of a victim, applied in order."""
+
+    def __init__(self, entries: list[tuple[Placement, nn.Module]]) -> None:
+        super().__init__()
+        self.placements = [placement for placement, _ in entries]
+        self.parasites = nn.ModuleList([parasite for _, parasite in entries])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for placement, parasite in zip(self.placements, self.parasites, strict=True):
+            x = apply_to_neurons(parasite, x, placement.neurons, placement.count)
+        return x
+
+
+def insert_parasites(victim: nn.Module, entries: list[tuple[Placement, nn.Module]]) -> nn.Module:
+    """A deep copy of `victim` (a LeNet) with the parasites inserted; the victim is untouched.
+
+    "before" wraps ``conv{layer}`` (its raw output); "after" wraps ``act{layer}``.
+    The result is in eval mode.
+    """
+    protected = copy.deepcopy(victim)
+    sites: dict[tuple[int, str], list[tuple[Placement, nn.Module]]] = {}
+    for placement, parasite in entries:
+        sites.setdefault((placement.layer, placement.position), []).append((placement, parasite))
+    for (layer, position), site_entries in sites.items():
+        attribute = f"conv{layer}" if position == "before" else f"act{layer}"
+        if not hasattr(protected, attribute):
+            raise ValueError(f"victim {type(victim).__name__} has no layer {attribute!r}")
+        original = getattr(protected, attribute)
+        setattr(protected, attribute, nn.Sequential(original, ParasiteSite(site_entries)))
+    return protected.eval()

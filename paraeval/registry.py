@@ -1,0 +1,164 @@
+"""Name -> defense / attack, collected from the plugin hooks, and the selection syntax.
+
+Selection (``--defenses`` / ``--attacks``): a comma-separated list whose items are
+``all``, an exact name, a tag (``table1``, ``parasite``, ...) or a glob (``t1-*``).
+An attack item may carry options: ``pgd:eps=0.3,steps=40`` - after ``name:``, each
+``key=value`` item (up to the next item without ``=``) is an option of that attack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .errors import SelectionError
+from .plugins import load_plugins, plugin_distribution
+
+T = TypeVar("T")
+
+
+@dataclass
+class Entry(Generic[T]):
+    """A registered object and the plugin that registered it."""
+
+    obj: T
+    plugin: object
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.obj, "name"))  # noqa: B009 - protocols guarantee it
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(getattr(self.obj, "tags", ()))
+
+    @property
+    def provider(self) -> str:
+        return plugin_distribution(self.plugin)
+
+
+@dataclass
+class Registry(Generic[T]):
+    """All registered objects of one kind, by name."""
+
+    kind: str
+    entries: dict[str, Entry[T]] = field(default_factory=dict)
+
+    def add(self, obj: T, plugin: object) -> None:
+        name = getattr(obj, "name", None)
+        if not isinstance(name, str) or not name:
+            raise SelectionError(f"a {self.kind} registered by {plugin!r} has no name")
+        if name in self.entries:
+            first = self.entries[name].provider
+            raise SelectionError(
+                f"duplicate {self.kind} name {name!r}: registered by {first} and by "
+                f"{plugin_distribution(plugin)} ({getattr(plugin, '__name__', plugin)!r})"
+            )
+        self.entries[name] = Entry(obj, plugin)
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def tags(self) -> set[str]:
+        return {tag for entry in self.entries.values() for tag in entry.tags}
+
+    def select(self, spec: str) -> list[Entry[T]]:
+        """Entries matching a selection string, in registration order, without duplicates."""
+        chosen: dict[str, Entry[T]] = {}
+        for item, _options in split_selection(spec):
+            matches = self._match(item)
+            for entry in matches:
+                chosen.setdefault(entry.name, entry)
+        return list(chosen.values())
+
+    def _match(self, item: str) -> list[Entry[T]]:
+        if item == "all":
+            return list(self.entries.values())
+        if item in self.entries:
+            return [self.entries[item]]
+        tagged = [e for e in self.entries.values() if item in e.tags]
+        if tagged:
+            return tagged
+        if any(ch in item for ch in "*?["):
+            globbed = [e for e in self.entries.values() if fnmatch.fnmatchcase(e.name, item)]
+            if globbed:
+                return globbed
+            raise SelectionError(f"no {self.kind} matches {item!r}; valid: {self._valid()}")
+        close = difflib.get_close_matches(item, [*self.entries, *self.tags()], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SelectionError(f"unknown {self.kind} {item!r}.{hint} Valid: {self._valid()}")
+
+    def _valid(self) -> str:
+        tags = sorted(self.tags())
+        return ", ".join(["all", *self.entries, *(f"{t} (tag)" for t in tags)])
+
+
+def split_selection(spec: str) -> list[tuple[str, dict[str, str]]]:
+    """'a,b:k=v,j=w,c' -> [('a', {}), ('b', {'k': 'v', 'j': 'w'}), ('c', {})]."""
+    items: list[tuple[str, dict[str, str]]] = []
+    for raw in spec.split(","):
+        token = raw.strip()
+        if not token:
+            continue
+        if "=" in token and ":" not in token:
+            if not items:
+                raise SelectionError(f"option {token!r} does not follow a name")
+            key, value = token.split("=", 1)
+            items[-1][1][key.strip()] = value.strip()
+            continue
+        name, _, option = token.partition(":")
+        options: dict[str, str] = {}
+        if option:
+            if "=" not in option:
+                raise SelectionError(f"option {option!r} of {name!r} is not key=value")
+            key, value = option.split("=", 1)
+            options[key.strip()] = value.strip()
+        items.append((name.strip(), options))
+    if not items:
+        raise SelectionError("empty selection")
+    return items
+
+
+def _collect(hook_name: str, kind: str) -> Registry[Any]:
+    pm = load_plugins()
+    registry: Registry[Any] = Registry(kind)
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        impl.function(register=_registrar(registry, impl.plugin))
+    return registry
+
+
+def _registrar(registry: Registry[Any], plugin: object) -> Callable[[Any], None]:
+    return lambda obj: registry.add(obj, plugin)
+
+
+def defenses() -> Registry[Any]:
+    """Every registered defense (built-in and plugins), in registration order."""
+    return _collect("register_defenses", "defense")
+
+
+def attacks() -> Registry[Any]:
+    """Every registered attack (built-in and plugins), in registration order."""
+    return _collect("register_attacks", "attack")
+
+
+def configured_attacks(spec: str) -> list[Entry[Any]]:
+    """Select attacks and apply per-attack options via their ``configure(**options)``."""
+    registry = attacks()
+    selected: list[Entry[Any]] = []
+    for item, options in split_selection(spec):
+        for entry in registry.select(item):
+            obj = entry.obj
+            if options:
+                configure = getattr(obj, "configure", None)
+                if configure is None:
+                    raise SelectionError(f"attack {entry.name!r} takes no options")
+                obj = configure(**options)
+            selected.append(Entry(obj, entry.plugin))
+    return selected
+
+
+def unique_names(entries: Iterable[Entry[Any]]) -> list[str]:
+    return list(dict.fromkeys(entry.name for entry in entries))

@@ -1,0 +1,1 @@
+"""Outputs derived from the results: CSV tables (and, later, the HTML report)."""

@@ -1,0 +1,69 @@
+"""results.csv, prediction_change.csv and summary.csv (column meanings: README "Outputs").
+
+summary.csv aggregates results.csv per (victim, defense, attack) over seeds: mean, standard
+deviation and a 95 % Student t interval of accuracy and M_adv (the seed is the random factor:
+it changes the parasite's noise, initialisation and training order), the paper's values and
+the difference measured - paper, and whether the paper value lies inside the interval.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..metrics import t_interval
+
+CHANGE_COLUMNS = ["victim", "defense", "attack", "seed", "original_pred", "protected_pred", "count"]
+SUMMARY_KEYS = ["victim", "defense", "attack"]
+
+
+def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    from ..runner import RESULT_COLUMNS
+
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (victim, defense, attack) over its `ok` seeds."""
+    records = []
+    ok = results[results["status"] == "ok"]
+    for keys, group in ok.groupby(SUMMARY_KEYS, sort=False):
+        record: dict[str, Any] = dict(zip(SUMMARY_KEYS, keys, strict=True))
+        record["n_seeds"] = len(group)
+        for metric, paper_column in (("accuracy", "paper_accuracy"), ("m_adv", "paper_m_adv")):
+            mean, std, low, high = t_interval(group[metric].astype(float).tolist())
+            paper = group[paper_column].iloc[0]
+            paper = float(paper) if paper is not None and not pd.isna(paper) else math.nan
+            record.update(
+                {
+                    f"{metric}_mean": mean,
+                    f"{metric}_std": std,
+                    f"{metric}_ci_low": low,
+                    f"{metric}_ci_high": high,
+                    paper_column: paper,
+                    f"{metric}_diff": mean - paper,
+                    f"{metric}_paper_in_ci": (low <= paper <= high)
+                    if not (math.isnan(paper) or math.isnan(low))
+                    else None,
+                }
+            )
+        record["victim_accuracy"] = group["victim_accuracy"].iloc[0]
+        records.append(record)
+    return pd.DataFrame(records).round(4)
+
+
+def write_tables(rows: list[dict[str, Any]], changes: list[dict[str, Any]], out: Path) -> None:
+    """Write the three CSVs into `out` (written whole, so a reader never sees half a file)."""
+    results = results_frame(rows)
+    _write(results, out / "results.csv")
+    _write(pd.DataFrame(changes, columns=CHANGE_COLUMNS), out / "prediction_change.csv")
+    _write(summarise(results), out / "summary.csv")
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)

@@ -1,0 +1,315 @@
+"""Deterministic training of victims and parasites, cached as safetensors by config hash.
+
+A config is a plain dict; its hash (with the training code's version) names the cache file,
+so any change of hyper-parameter trains a new model and a stale file is never reused.
+Training shows a rich progress bar; a cache hit loads in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from .cache import cache_dir, config_key, load_weights, save_weights
+from .data import MNIST, random_square_inputs
+from .models.lenet import VICTIM_ARCHITECTURES
+from .models.parasite import PADDING, BiasMode, BiasScope, ParasiticCNN
+
+#: Bump when a change to the training code changes the trained weights.
+TRAINING_VERSION = 1
+
+ParasiteInit = Literal["dirac", "kaiming", "torch"]
+
+
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed from any parts, stable across processes (unlike hash())."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's random, numpy and torch: the start of every cell and every training."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed the global RNGs for a block, then restore them (keeps cells order-independent)."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        seed_everything(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+
+
+# --------------------------------------------------------------------------------- victims
+
+
+@dataclass(frozen=True)
+class VictimConfig:
+    """How a victim is trained. Defaults reach the paper's accuracies in ~1-2 min on 2 cores."""
+
+    name: str
+    seed: int = 0
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 2e-3
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": "victim", "version": TRAINING_VERSION, **self.__dict__}
+
+
+def _victim_path(config: VictimConfig) -> Path:
+    return cache_dir() / "victims" / f"{config.name}-{config_key(config.as_dict())}.safetensors"
+
+
+def train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[str, Any]]:
+    """Adam with a one-cycle schedule, cross-entropy, on all 60,000 training images."""
+    if config.name not in VICTIM_ARCHITECTURES:
+        raise ValueError(f"unknown victim {config.name!r}")
+    images = MNIST.as_float(mnist.train_images)
+    labels = mnist.train_labels
+    generator = torch.Generator().manual_seed(config.seed)
+    with seeded(config.seed):
+        model = VICTIM_ARCHITECTURES[config.name]()
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    model.train()
+    with _progress() as progress:
+        task = progress.add_task(f"training {config.name}", total=config.epochs, status="")
+        for _ in range(config.epochs):
+            order = torch.randperm(len(images), generator=generator)
+            for start in range(0, len(images), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(images[batch]), labels[batch])
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+            progress.update(task, advance=1, status=f"loss {loss.item():.4f}")
+    model.eval()
+    info = {
+        "config": config.as_dict(),
+        "test_accuracy": accuracy(model, MNIST.as_float(mnist.test_images), mnist.test_labels),
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    return model, info
+
+
+def load_or_train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[str, Any]]:
+    """The cached victim for `config`, training (and caching) it on a miss."""
+    path = _victim_path(config)
+    if path.exists():
+        tensors, info = load_weights(path)
+        model = VICTIM_ARCHITECTURES[config.name]()
+        model.load_state_dict(tensors)
+        return model.eval(), info
+    model, info = train_victim(config, mnist)
+    save_weights(path, model.state_dict(), info)
+    return model, info
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Arg-max predictions of `model` on float images, in batches."""
+    return torch.cat(
+        [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
+    )
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy in percent."""
+    return float((predict(model, images) == labels).double().mean() * 100)
+
+
+# ------------------------------------------------------------------------------- parasites
+
+
+@dataclass(frozen=True)
+class ParasiteConfig:
+    """One parasite (paper Sec. 6.1): architecture, noise level, training-set size and recipe.
+
+    `side` is the side of the square it is trained on: 16 for the first/last 16x16 neurons;
+    the side of a channel map for whole-layer insertion (Table 2: "the same number of layers
+    and parameters. The only difference is the model's input and output sizes").
+    The training recipe (initialisation, Adam, lr, epochs, batch size) is not in the paper;
+    it was chosen by the fit study in README "Parasite fit" (scripts/parasite_fit_study.py)
+    for the lowest held-out MSE to x + N, the quantity the paper trains for.
+    """
+
+    batch_norm: bool
+    bias: BiasMode
+    sigma: float = 0.2
+    side: int = 16
+    seed: int = 0
+    bias_scope: BiasScope = "conv"
+    n_train: int = 10_000
+    n_heldout: int = 2_000
+    init: ParasiteInit = "dirac"
+    epochs: int | None = None
+    batch_size: int = 100
+    lr: float = 1e-2
+
+    @property
+    def epoch_count(self) -> int:
+        """`epochs`, or by default 10 epochs at 16x16 and the same pixel budget at other sides.
+
+        A 28x28 parasite sees ~3x more pixels per input, so 4 epochs give it about as many
+        pixel-level training signals as 10 epochs at 16x16, for the same wall time.
+        """
+        if self.epochs is not None:
+            return self.epochs
+        return max(1, math.ceil(10 * 16 * 16 / (self.side * self.side)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": "parasite", "version": TRAINING_VERSION, **self.__dict__}
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{'BN' if self.batch_norm else 'no BN'}, bias {self.bias}, sigma {self.sigma}, "
+            f"{self.side}x{self.side}"
+        )
+
+
+@dataclass
+class TrainedParasite:
+    """A trained parasite, its fixed noise N and its fit on held-out random inputs."""
+
+    model: ParasiticCNN
+    noise: torch.Tensor
+    fit: dict[str, float] = field(default_factory=dict)
+
+
+def _parasite_data(config: ParasiteConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Noise N ~ N(0, sigma^2) of shape side x side drawn once, train and held-out inputs."""
+    generator = torch.Generator().manual_seed(derive_seed("parasite-data", config.seed))
+    noise = config.sigma * torch.randn(1, 1, config.side, config.side, generator=generator)
+    train = random_square_inputs(config.n_train, config.side, generator)
+    heldout = random_square_inputs(config.n_heldout, config.side, generator)
+    return noise, train, heldout
+
+
+@torch.no_grad()
+def parasite_fit(model: nn.Module, noise: torch.Tensor, inputs: torch.Tensor) -> dict[str, float]:
+    """How well the parasite approximates x + N, compared with the trivial answers.
+
+    mse_to_target    mean (f(x) - (x + N))^2  - what training minimises
+    mse_to_identity  mean (f(x) - x)^2        - small means it drifted toward plain identity
+    identity_mse     mean N^2                 - the target MSE of the exact identity
+    relu_floor_mse   mean min(x + N, 0)^2     - the best any ReLU-output network can reach
+    """
+    output = model.eval()(inputs)
+    target = inputs + noise
+    return {
+        "mse_to_target": float(((output - target) ** 2).mean()),
+        "mse_to_identity": float(((output - inputs) ** 2).mean()),
+        "identity_mse": float((noise**2).mean()),
+        "relu_floor_mse": float((target.clamp(max=0) ** 2).mean()),
+    }
+
+
+def initialise(model: ParasiticCNN, init: ParasiteInit) -> None:
+    """Initialise the convolution weights (biases start at 0 or are projected).
+
+    ``dirac``: channel 0 of every layer passes its input's channel 0 through (a centred 1 in the
+    5x5 filter), all other weights N(0, 0.01^2); the network starts as the identity on
+    non-negative inputs (Zhang et al. 2019, paper Sec. 3) and training moves it toward x + N.
+    ``kaiming``: He normal (fan-in, ReLU gain). ``torch``: PyTorch's default uniform init.
+    """
+    if init == "torch":
+        return
+    with torch.no_grad():
+        for conv in model.convolutions():
+            if init == "kaiming":
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            elif init == "dirac":
+                weight = 0.01 * torch.randn_like(conv.weight)
+                weight[0, 0, PADDING, PADDING] += 1.0
+                conv.weight.copy_(weight)
+            else:
+                raise ValueError(f"unknown parasite init {init!r}")
+            if conv.bias is not None:
+                conv.bias.zero_()
+
+
+def train_parasite(config: ParasiteConfig) -> TrainedParasite:
+    """MSE to x + N with Adam and a cosine schedule; beta projected after every step."""
+    noise, train, heldout = _parasite_data(config)
+    with seeded(derive_seed("parasite-init", config.seed)):
+        model = ParasiticCNN(config.batch_norm, config.bias, config.bias_scope)
+        initialise(model, config.init)
+    generator = torch.Generator().manual_seed(derive_seed("parasite-order", config.seed))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    steps = config.epoch_count * math.ceil(config.n_train / config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    targets = train + noise
+    model.train()
+    for _ in range(config.epoch_count):
+        order = torch.randperm(config.n_train, generator=generator)
+        for start in range(0, config.n_train, config.batch_size):
+            batch = order[start : start + config.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = ((model(train[batch]) - targets[batch]) ** 2).mean()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            model.project_bias()
+    model.eval()
+    fit = parasite_fit(model, noise, heldout)
+    fit["bias_norm"] = model.bias_norm()
+    return TrainedParasite(model=model, noise=noise, fit=fit)
+
+
+def _parasite_path(config: ParasiteConfig) -> Path:
+    return cache_dir() / "parasites" / f"{config_key(config.as_dict())}.safetensors"
+
+
+def load_or_train_parasite(config: ParasiteConfig) -> TrainedParasite:
+    """The cached parasite for `config`, training (and caching) it on a miss."""
+    path = _parasite_path(config)
+    if path.exists():
+        tensors, meta = load_weights(path)
+        model = ParasiticCNN(config.batch_norm, config.bias, config.bias_scope)
+        noise = tensors.pop("__noise__")
+        model.load_state_dict(tensors)
+        return TrainedParasite(model=model.eval(), noise=noise, fit=meta["fit"])
+    trained = train_parasite(config)
+    tensors = {**trained.model.state_dict(), "__noise__": trained.noise}
+    save_weights(path, tensors, {"config": config.as_dict(), "fit": trained.fit})
+    return trained

@@ -1,0 +1,71 @@
+"""Shared fixtures: the real MNIST files in ../shared/data/mnist and a persistent model cache.
+
+Trained victims and parasites are cached by config hash, so the cache can be shared between
+test runs safely (a changed config trains a new model). It lives in PARAEVAL_TEST_CACHE or
+.pytest_cache/paraeval-models; a clean checkout trains the two victims once (~3-4 min).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+MODEL_CACHE = Path(os.environ.get("PARAEVAL_TEST_CACHE", ROOT / ".pytest_cache" / "paraeval-models"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees the shared MNIST and the shared model cache, never the user's."""
+    if not SHARED_MNIST.is_dir():
+        pytest.fail(f"the shared MNIST files are missing: {SHARED_MNIST}")
+    monkeypatch.setenv("PARAEVAL_DATA_DIR", str(SHARED_MNIST))
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(MODEL_CACHE))
+    monkeypatch.setenv("PARAEVAL_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+@pytest.fixture(scope="session")
+def mnist():  # type: ignore[no-untyped-def]
+    from paraeval.data import load_mnist
+
+    return load_mnist(SHARED_MNIST, allow_download=False)
+
+
+@pytest.fixture(scope="session")
+def victims(mnist) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+    """The two default victims, trained once into the model cache (or loaded from it)."""
+    from paraeval.training import VictimConfig, load_or_train_victim
+
+    previous = os.environ.get("PARAEVAL_CACHE_DIR")
+    os.environ["PARAEVAL_CACHE_DIR"] = str(MODEL_CACHE)
+    try:
+        yield {name: load_or_train_victim(VictimConfig(name), mnist) for name in ("vm", "vm-batch")}
+    finally:
+        if previous is None:
+            os.environ.pop("PARAEVAL_CACHE_DIR", None)
+        else:
+            os.environ["PARAEVAL_CACHE_DIR"] = previous
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m paraeval ARGS` in a subprocess with the test environment."""
+    full_env = {
+        **os.environ,
+        "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
+        "PARAEVAL_CACHE_DIR": str(MODEL_CACHE),
+        "COLUMNS": "200",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "paraeval", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=1800,
+    )

@@ -1,0 +1,60 @@
+"""End-to-end `paraeval run` on the real MNIST files, in a subprocess like a user would."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from .conftest import run_cli
+
+REQUIRED = ["victim", "defense", "attack", "seed", "status", "accuracy", "victim_accuracy", "m_adv",
+            "n_attacked", "n_adversarial", "paper_accuracy", "paper_m_adv", "seconds"]  # fmt: skip
+
+
+def test_none_fgsm_end_to_end(victims, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    result = run_cli("run", "--victims", "vm,vm-batch", "--defenses", "none", "--attacks", "fgsm",
+                     "--seeds", "1", "--n-images", "30", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    results = pd.read_csv(out / "results.csv")
+    assert list(results.columns[: len(REQUIRED)]) == REQUIRED
+    assert list(results["victim"]) == ["vm", "vm-batch"]
+    assert (results["status"] == "ok").all()
+    assert (results["m_adv"] == 0.0).all()
+    assert (results["accuracy"] == results["victim_accuracy"]).all()
+    assert results["paper_accuracy"].isna().all()
+    assert (results["n_attacked"] + results["n_misclassified"] == 30).all()
+    changes = pd.read_csv(out / "prediction_change.csv")
+    assert list(changes.columns) == ["victim", "defense", "attack", "seed", "original_pred",
+                                     "protected_pred", "count"]  # fmt: skip
+    per_victim = changes.groupby("victim")["count"].sum()
+    assert per_victim.to_dict() == dict(zip(results["victim"], results["n_adversarial"], strict=True))
+    off_diagonal = changes[changes["original_pred"] != changes["protected_pred"]]["count"]
+    assert off_diagonal.sum() == 0  # `none` never changes a prediction
+
+
+def test_parasite_row_end_to_end_with_paper_values_and_skip_note(victims, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    result = run_cli("run", "--victims", "vm", "--defenses", "t1-vm-after-bn-small,t2-bn-none-sigma0.1",
+                     "--n-images", "30", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "skipped t2-bn-none-sigma0.1 on vm" in result.stderr
+    results = pd.read_csv(out / "results.csv")
+    assert list(results["defense"]) == ["t1-vm-after-bn-small"]
+    row = results.iloc[0]
+    assert row["paper_accuracy"] == 98.50 and row["paper_m_adv"] == 28.0
+    assert 50 < row["accuracy"] <= 100 and 0 <= row["m_adv"] <= 100
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.iloc[0]["accuracy_mean"] == row["accuracy"]
+
+
+@pytest.mark.reproduction
+def test_small_reproduction_of_the_three_tables(victims, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """CI's small configuration of the full reproduction: one seed, 40 images, every row."""
+    out = tmp_path / "run"
+    result = run_cli("run", "--victims", "vm,vm-batch", "--defenses", "table1,table2,table3",
+                     "--n-images", "40", "--seeds", "1", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 36 and (results["status"] == "ok").all()
+    assert results["paper_accuracy"].notna().all() and results["m_adv"].notna().all()

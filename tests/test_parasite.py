@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from paraeval.models.parasite import BIAS_BOUND, ParasiticCNN
+from paraeval.training import ParasiteConfig, load_or_train_parasite, parasite_fit, train_parasite
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize("bias", ["none", "small"])
+def test_architecture_is_the_papers(batch_norm: bool, bias: str) -> None:
+    model = ParasiticCNN(batch_norm, bias)  # type: ignore[arg-type]
+    convs = model.convolutions()
+    assert [c.out_channels for c in convs] == [2, 2, 2, 1]
+    assert all(c.kernel_size == (5, 5) for c in convs)
+    assert sum(isinstance(m, nn.ReLU) for m in model.layers) == 4
+    assert len(model.batch_norms()) == (4 if batch_norm else 0)
+    weights = 2 * 25 + 2 * 2 * 25 + 2 * 2 * 25 + 2 * 25
+    biases = 7 if bias == "small" else 0
+    bn = 2 * 7 if batch_norm else 0
+    assert sum(p.numel() for p in model.parameters()) == weights + biases + bn
+    for side in (16, 28):
+        assert model(torch.rand(3, 1, side, side)).shape == (3, 1, side, side)
+
+
+def test_invalid_bias_mode_is_rejected() -> None:
+    with pytest.raises(ValueError, match="bias"):
+        ParasiticCNN(False, "large")  # type: ignore[arg-type]
+
+
+def test_projection_keeps_beta_strictly_inside_the_ball() -> None:
+    model = ParasiticCNN(True, "small", bias_scope="all")
+    with torch.no_grad():
+        for p in model.bias_parameters():
+            p.fill_(3.0)
+    model.project_bias()
+    assert model.bias_norm() < BIAS_BOUND
+    assert model.bias_norm() == pytest.approx(0.999 * BIAS_BOUND, rel=1e-5)
+
+
+QUICK = {"n_train": 2000, "n_heldout": 500, "epochs": 3}
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_bias_bound_holds_after_training(batch_norm: bool) -> None:
+    small = train_parasite(ParasiteConfig(batch_norm, "small", seed=1, **QUICK))  # type: ignore[arg-type]
+    assert 0 < small.model.bias_norm() < BIAS_BOUND
+    assert small.fit["bias_norm"] < BIAS_BOUND
+    none = train_parasite(ParasiteConfig(batch_norm, "none", seed=1, **QUICK))  # type: ignore[arg-type]
+    assert all(c.bias is None for c in none.model.convolutions())
+
+
+def test_trained_parasite_beats_identity_at_its_objective() -> None:
+    """Trained on x + N, the parasite is closer to x + N than the plain identity x is."""
+    trained = train_parasite(ParasiteConfig(True, "small", seed=0))
+    assert trained.fit["mse_to_target"] < trained.fit["identity_mse"]
+    assert trained.fit["mse_to_target"] > trained.fit["relu_floor_mse"]
+
+
+def test_noise_is_fixed_per_seed_and_changes_with_it() -> None:
+    a = train_parasite(ParasiteConfig(False, "none", seed=3, **QUICK))
+    b = train_parasite(ParasiteConfig(False, "none", seed=3, **QUICK))
+    c = train_parasite(ParasiteConfig(False, "none", seed=4, **QUICK))
+    assert torch.equal(a.noise, b.noise) and not torch.equal(a.noise, c.noise)
+    assert a.noise.shape == (1, 1, 16, 16)
+    assert float(a.noise.std()) == pytest.approx(0.2, rel=0.25)
+    x = torch.rand(4, 1, 16, 16)
+    assert torch.equal(a.model(x), b.model(x))
+
+
+def test_parasite_fit_of_exact_identity() -> None:
+    noise = torch.full((1, 1, 4, 4), 0.5)
+    inputs = torch.rand(10, 1, 4, 4)
+    fit = parasite_fit(nn.Identity(), noise, inputs)
+    assert fit["mse_to_identity"] == 0.0
+    assert fit["mse_to_target"] == pytest.approx(0.25)
+
+
+def test_cache_round_trip_gives_the_same_parasite(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    config = ParasiteConfig(True, "small", seed=5, **QUICK)  # type: ignore[arg-type]
+    first = load_or_train_parasite(config)
+    files = list((tmp_path / "parasites").glob("*.safetensors"))
+    assert len(files) == 1
+    second = load_or_train_parasite(config)
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(first.model(x), second.model(x))
+    assert second.fit == pytest.approx(first.fit)
