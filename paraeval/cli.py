@@ -7,7 +7,7 @@ Exit codes: 0 success; 1 when at least one cell failed (its traceback is in resu
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -47,16 +47,24 @@ def _parse_seeds(seeds: int | None, seed: list[int] | None) -> list[int]:
 
 @app.command("run")
 def run_command(
-    victims: Annotated[str, typer.Option(help="Comma list of victims: vm, vm-batch.")] = "vm,vm-batch",
-    defenses: Annotated[str, typer.Option(help="Names, tags (table1..3, parasite), globs, 'all'.")] = "none",
-    attacks: Annotated[str, typer.Option(help="Attacks, with options: fgsm:backend=torchattacks.")] = "fgsm",
+    victims: Annotated[
+        str, typer.Option(help="Comma list of victims: vm, vm-batch.")
+    ] = "vm,vm-batch",
+    defenses: Annotated[
+        str, typer.Option(help="Names, tags (table1..3, parasite), globs, 'all'.")
+    ] = "none",
+    attacks: Annotated[
+        str, typer.Option(help="Attacks, with options: fgsm:backend=torchattacks.")
+    ] = "fgsm",
     seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1.")] = None,
     seed: Annotated[list[int] | None, typer.Option(help="Run this seed (repeatable).")] = None,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/latest"),
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
     n_images: Annotated[int, typer.Option(help="First N test images attacked (paper: 200).")] = 200,
     victim_seed: Annotated[int, typer.Option(help="Seed of the victims' training.")] = 0,
-    no_download: Annotated[bool, typer.Option("--no-download", help="Never download MNIST.")] = False,
+    no_download: Annotated[
+        bool, typer.Option("--no-download", help="Never download MNIST.")
+    ] = False,
 ) -> None:
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
     config = RunConfig(
@@ -105,7 +113,7 @@ def _print_summary(result: RunResult, out: Path) -> None:
     console.print(f"{ok} cell(s) ok, {result.failed} failed. Results in {out}/results.csv")
 
 
-class ListWhat(str, Enum):
+class ListWhat(StrEnum):
     defenses = "defenses"
     attacks = "attacks"
     plugins = "plugins"
@@ -113,7 +121,9 @@ class ListWhat(str, Enum):
 
 
 @app.command("list")
-def list_command(what: ListWhat = typer.Argument(ListWhat.defenses)) -> None:
+def list_command(
+    what: Annotated[ListWhat, typer.Argument()] = ListWhat.defenses,
+) -> None:
     """List registered defenses, attacks, plugins or victims."""
     table = Table(show_lines=False)
     if what in (ListWhat.defenses, ListWhat.attacks):

@@ -68,7 +68,9 @@ def parse_idx(raw: bytes) -> np.ndarray:
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(dims)) if dims else 0
     if len(raw) - header != expected:
-        raise ValueError(f"IDX size mismatch: header says {dims}, body has {len(raw) - header} bytes")
+        raise ValueError(
+            f"IDX size mismatch: header says {dims}, body has {len(raw) - header} bytes"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 

@@ -37,8 +37,9 @@ apply the first (no BN, small) to the first n and the second (BN, small) to the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from .models.insertion import Placement, Position
+from .models.insertion import Neurons, Placement, Position
 from .models.parasite import BiasMode
 
 
@@ -76,20 +77,15 @@ class PaperRow:
         return f"Table {self.table} row {self.row} on {self.victim}: {parts}"
 
 
-def _slug(batch_norm: bool, bias: BiasMode) -> str:
+def _slug(batch_norm: bool, bias: str) -> str:
     return f"{'bn' if batch_norm else 'nobn'}-{bias}"
 
 
 def _spec(
-    layer: int,
-    position: Position,
-    neurons: str,
-    batch_norm: bool,
-    bias: BiasMode,
-    sigma: float = 0.2,
+    layer: int, position: str, neurons: str, batch_norm: bool, bias: str, sigma: float = 0.2
 ) -> ParasiteSpec:
-    placement = Placement(layer=layer, position=position, neurons=neurons)  # type: ignore[arg-type]
-    return ParasiteSpec(placement, batch_norm, bias, sigma)
+    placement = Placement(layer, cast(Position, position), cast(Neurons, neurons))
+    return ParasiteSpec(placement, batch_norm, cast(BiasMode, bias), sigma)
 
 
 def _table1() -> list[PaperRow]:
@@ -116,7 +112,7 @@ def _table1() -> list[PaperRow]:
                 row=index,
                 name=f"t1-{victim_slug}-{position}-{_slug(bn, bias)}",
                 victim=victim,
-                parasites=(_spec(2, position, "first", bn, bias),),  # type: ignore[arg-type]
+                parasites=(_spec(2, position, "first", bn, bias),),
                 accuracy=acc,
                 m_adv=m_adv,
             )
@@ -131,16 +127,16 @@ def _table2() -> list[PaperRow]:
         (False, "none"): {0.1: (99.18, 16.5), 0.2: (98.28, 42.0), 0.3: (93.33, 52.0)},
         (False, "small"): {0.1: (98.79, 46.5), 0.2: (98.00, 48.0), 0.3: (98.27, 45.0)},
     }
-    rows = []
+    rows: list[PaperRow] = []
     for (bn, bias), by_sigma in published.items():
         for sigma, (acc, m_adv) in by_sigma.items():
             rows.append(
                 PaperRow(
                     table=2,
                     row=len(rows) + 1,
-                    name=f"t2-{_slug(bn, bias)}-sigma{sigma}",  # type: ignore[arg-type]
+                    name=f"t2-{_slug(bn, bias)}-sigma{sigma}",
                     victim="vm-batch",
-                    parasites=(_spec(1, "after", "whole", bn, bias, sigma),),  # type: ignore[arg-type]
+                    parasites=(_spec(1, "after", "whole", bn, bias, sigma),),
                     accuracy=acc,
                     m_adv=m_adv,
                 )

@@ -69,7 +69,9 @@ def validate(config: RunConfig) -> tuple[list[registry.Entry[Any]], list[registr
     """Check every name and value before any work starts (errors exit with code 2)."""
     unknown = [v for v in config.victims if v not in VICTIM_ARCHITECTURES]
     if unknown:
-        raise UserError(f"unknown victim(s) {', '.join(unknown)}; valid: {', '.join(VICTIM_ARCHITECTURES)}")
+        raise UserError(
+            f"unknown victim(s) {', '.join(unknown)}; valid: {', '.join(VICTIM_ARCHITECTURES)}"
+        )
     if any(seed < 0 for seed in config.seeds):
         raise UserError("seeds must be >= 0")
     if not 1 <= config.n_images <= 10_000:
@@ -165,7 +167,9 @@ def _adversarial(ctx: VictimContext, attack: registry.Entry[Any], seed: int) -> 
     if key not in ctx.adversarial:
         try:
             with seeded(seed):
-                ctx.adversarial[key] = attack.obj.generate(ctx.model, ctx.images, ctx.labels, seed=seed)
+                ctx.adversarial[key] = attack.obj.generate(
+                    ctx.model, ctx.images, ctx.labels, seed=seed
+                )
         except Exception as exc:  # stored, reported for every cell that needs it
             ctx.adversarial[key] = exc
     cached = ctx.adversarial[key]
@@ -246,5 +250,3 @@ def _transfer_cell(
         for protected_pred in range(10)
     ]  # fmt: skip
     return row, changes
-
-

@@ -100,7 +100,7 @@ def train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[st
     labels = mnist.train_labels
     generator = torch.Generator().manual_seed(config.seed)
     with seeded(config.seed):
-        model = VICTIM_ARCHITECTURES[config.name]()
+        model: nn.Module = VICTIM_ARCHITECTURES[config.name]()
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -135,9 +135,9 @@ def load_or_train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module,
     path = _victim_path(config)
     if path.exists():
         tensors, info = load_weights(path)
-        model = VICTIM_ARCHITECTURES[config.name]()
-        model.load_state_dict(tensors)
-        return model.eval(), info
+        cached = VICTIM_ARCHITECTURES[config.name]()
+        cached.load_state_dict(tensors)
+        return cached.eval(), info
     model, info = train_victim(config, mnist)
     save_weights(path, model.state_dict(), info)
     return model, info

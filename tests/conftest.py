@@ -17,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
-MODEL_CACHE = Path(os.environ.get("PARAEVAL_TEST_CACHE", ROOT / ".pytest_cache" / "paraeval-models"))
+MODEL_CACHE = Path(
+    os.environ.get("PARAEVAL_TEST_CACHE", ROOT / ".pytest_cache" / "paraeval-models")
+)
 
 
 @pytest.fixture(autouse=True)
@@ -31,14 +33,14 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def mnist():  # type: ignore[no-untyped-def]
+def mnist():
     from paraeval.data import load_mnist
 
     return load_mnist(SHARED_MNIST, allow_download=False)
 
 
 @pytest.fixture(scope="session")
-def victims(mnist) -> Iterator[dict]:  # type: ignore[no-untyped-def]
+def victims(mnist) -> Iterator[dict]:
     """The two default victims, trained once into the model cache (or loaded from it)."""
     from paraeval.training import VictimConfig, load_or_train_victim
 

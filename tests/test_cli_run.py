@@ -11,7 +11,7 @@ REQUIRED = ["victim", "defense", "attack", "seed", "status", "accuracy", "victim
             "n_attacked", "n_adversarial", "paper_accuracy", "paper_m_adv", "seconds"]  # fmt: skip
 
 
-def test_none_fgsm_end_to_end(victims, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_none_fgsm_end_to_end(victims, tmp_path) -> None:
     out = tmp_path / "run"
     result = run_cli("run", "--victims", "vm,vm-batch", "--defenses", "none", "--attacks", "fgsm",
                      "--seeds", "1", "--n-images", "30", "--out", str(out))  # fmt: skip
@@ -28,14 +28,17 @@ def test_none_fgsm_end_to_end(victims, tmp_path) -> None:  # type: ignore[no-unt
     assert list(changes.columns) == ["victim", "defense", "attack", "seed", "original_pred",
                                      "protected_pred", "count"]  # fmt: skip
     per_victim = changes.groupby("victim")["count"].sum()
-    assert per_victim.to_dict() == dict(zip(results["victim"], results["n_adversarial"], strict=True))
+    assert per_victim.to_dict() == dict(
+        zip(results["victim"], results["n_adversarial"], strict=True)
+    )
     off_diagonal = changes[changes["original_pred"] != changes["protected_pred"]]["count"]
     assert off_diagonal.sum() == 0  # `none` never changes a prediction
 
 
-def test_parasite_row_end_to_end_with_paper_values_and_skip_note(victims, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_parasite_row_end_to_end_with_paper_values_and_skip_note(victims, tmp_path) -> None:
     out = tmp_path / "run"
-    result = run_cli("run", "--victims", "vm", "--defenses", "t1-vm-after-bn-small,t2-bn-none-sigma0.1",
+    defenses = "t1-vm-after-bn-small,t2-bn-none-sigma0.1"
+    result = run_cli("run", "--victims", "vm", "--defenses", defenses,
                      "--n-images", "30", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "skipped t2-bn-none-sigma0.1 on vm" in result.stderr
@@ -49,7 +52,7 @@ def test_parasite_row_end_to_end_with_paper_values_and_skip_note(victims, tmp_pa
 
 
 @pytest.mark.reproduction
-def test_small_reproduction_of_the_three_tables(victims, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_small_reproduction_of_the_three_tables(victims, tmp_path) -> None:
     """CI's small configuration of the full reproduction: one seed, 40 images, every row."""
     out = tmp_path / "run"
     result = run_cli("run", "--victims", "vm,vm-batch", "--defenses", "table1,table2,table3",

@@ -60,7 +60,9 @@ def test_missing_data_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.M
     assert "--data-dir" in message and "PARAEVAL_DATA_DIR" in message
 
 
-def test_explicit_data_dir_wins_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_data_dir_wins_over_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PARAEVAL_DATA_DIR", str(tmp_path))
     assert resolve_data_dir(SHARED_MNIST, allow_download=False) == SHARED_MNIST
     with pytest.raises(DataError, match="--data-dir"):
@@ -77,7 +79,9 @@ def test_cli_missing_data_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_cli_corrupt_data_exits_2(tmp_path: Path) -> None:
     for path in SHARED_MNIST.glob("*.gz"):
         shutil.copy(path, tmp_path / path.name)
-    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(8)))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(
+        gzip.compress(b"\x00\x00\x08\x01" + bytes(8))
+    )
     result = run_cli("run", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "corrupt MNIST file" in result.stderr

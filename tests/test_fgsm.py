@@ -8,7 +8,7 @@ from paraeval.errors import UserError
 from paraeval.models.lenet import LeNet
 
 
-def test_art_and_torchattacks_backends_agree_exactly(mnist, victims) -> None:  # type: ignore[no-untyped-def]
+def test_art_and_torchattacks_backends_agree_exactly(mnist, victims) -> None:
     model = victims["vm"][0]
     images = mnist.as_float(mnist.test_images[:50])
     labels = mnist.test_labels[:50]
@@ -19,7 +19,7 @@ def test_art_and_torchattacks_backends_agree_exactly(mnist, victims) -> None:  #
     assert torch.allclose(art.adversarial, ta.adversarial, atol=1e-6)
 
 
-def test_sweep_stops_at_the_first_adversarial_epsilon(mnist, victims) -> None:  # type: ignore[no-untyped-def]
+def test_sweep_stops_at_the_first_adversarial_epsilon(mnist, victims) -> None:
     model = victims["vm"][0]
     images = mnist.as_float(mnist.test_images[:40])
     labels = mnist.test_labels[:40]
@@ -46,7 +46,9 @@ def test_examples_stay_in_the_unit_box() -> None:
     torch.manual_seed(0)
     model = LeNet().eval()
     images = torch.rand(10, 1, 28, 28)
-    batch = FGSMSweep(eps_step=0.5).generate(model, images, torch.zeros(10, dtype=torch.long), seed=0)
+    batch = FGSMSweep(eps_step=0.5).generate(
+        model, images, torch.zeros(10, dtype=torch.long), seed=0
+    )
     assert batch.adversarial.min() >= 0 and batch.adversarial.max() <= 1
 
 

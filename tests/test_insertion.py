@@ -22,14 +22,18 @@ def _victim(batch_norm: bool) -> LeNet:
 
 MODES = [
     Placement(layer, position, neurons)  # type: ignore[arg-type]
-    for layer, position, neurons in itertools.product((1, 2), ("before", "after"), ("first", "last", "whole"))
+    for layer, position, neurons in itertools.product(
+        (1, 2), ("before", "after"), ("first", "last", "whole")
+    )
     if not (layer == 2 and neurons == "whole")  # conv2 maps are 10x10: allowed, tested below
 ] + [Placement(2, "after", "whole"), Placement(2, "before", "whole")]
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 @pytest.mark.parametrize("placement", MODES, ids=lambda p: p.label)
-def test_identity_parasite_leaves_logits_bit_identical(batch_norm: bool, placement: Placement) -> None:
+def test_identity_parasite_leaves_logits_bit_identical(
+    batch_norm: bool, placement: Placement
+) -> None:
     victim = _victim(batch_norm)
     x = torch.rand(8, 1, 28, 28)
     protected = insert_parasites(victim, [(placement, nn.Identity())])
@@ -104,6 +108,6 @@ def test_bad_placements_are_rejected() -> None:
     with pytest.raises(ValueError, match="position"):
         Placement(2, "middle", "first")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cannot select"):
-        insert_parasites(_victim(False), [(Placement(2, "after", "first", count=2500), nn.Identity())])(
-            torch.rand(1, 1, 28, 28)
-        )
+        insert_parasites(
+            _victim(False), [(Placement(2, "after", "first", count=2500), nn.Identity())]
+        )(torch.rand(1, 1, 28, 28))

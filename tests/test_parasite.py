@@ -78,7 +78,7 @@ def test_parasite_fit_of_exact_identity() -> None:
     assert fit["mse_to_target"] == pytest.approx(0.25)
 
 
-def test_cache_round_trip_gives_the_same_parasite(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cache_round_trip_gives_the_same_parasite(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
     config = ParasiteConfig(True, "small", seed=5, **QUICK)  # type: ignore[arg-type]
     first = load_or_train_parasite(config)

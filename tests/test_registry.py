@@ -34,7 +34,8 @@ def test_tags_select_the_tables() -> None:
 
 def test_glob_and_exact_names() -> None:
     assert names("t1-vm-*") == [
-        "t1-vm-after-nobn-small", "t1-vm-after-nobn-none", "t1-vm-after-bn-small", "t1-vm-after-bn-none"
+        "t1-vm-after-nobn-small", "t1-vm-after-nobn-none",
+        "t1-vm-after-bn-small", "t1-vm-after-bn-none",
     ]  # fmt: skip
     assert names("none,none") == ["none"]
 
@@ -47,7 +48,7 @@ def test_unknown_name_suggests_the_closest() -> None:
         names("zzz-*")
 
 
-def test_cli_unknown_name_exits_2_with_suggestion(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_unknown_name_exits_2_with_suggestion(tmp_path) -> None:
     result = run_cli("run", "--defenses", "tabel1", "--out", str(tmp_path))
     assert result.returncode == 2
     assert "Did you mean 'table1'" in result.stderr and "Traceback" not in result.stderr
@@ -89,7 +90,7 @@ class Negate:
 
 
 class _Neg(nn.Module):
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x):
         return -x
 
 
@@ -97,11 +98,11 @@ class ThrowawayPlugin:
     __name__ = "throwaway"
 
     @hookimpl
-    def register_defenses(self, register):  # type: ignore[no-untyped-def]
+    def register_defenses(self, register):
         register(Negate())
 
 
-def test_a_registered_plugin_is_listed_and_runs(victims, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_registered_plugin_is_listed_and_runs(victims, tmp_path) -> None:
     from typer.testing import CliRunner
 
     from paraeval.cli import app
@@ -135,7 +136,7 @@ def test_duplicate_names_name_both_plugins() -> None:
         __name__ = "twin-plugin"
 
         @hookimpl
-        def register_defenses(self, register):  # type: ignore[no-untyped-def]
+        def register_defenses(self, register):
             from paraeval.defenses.none import NoDefense
 
             register(NoDefense())

@@ -17,7 +17,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +31,9 @@ from .options import Option, parse_options
 BACKENDS = ("art", "torchattacks")
 
 
-def _art_fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Callable[[float], torch.Tensor]:
+def _art_fgsm(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+) -> Callable[[float], torch.Tensor]:
     from art.attacks.evasion import FastGradientMethod
     from art.estimators.classification import PyTorchClassifier
 
@@ -78,8 +80,10 @@ class FGSMSweep:
         "example is adversarial on the model attacked (Sec. 6.2)."
     )
     tags = ("evasion", "paper")
-    declared = {
-        "backend": Option("art", "art or torchattacks", str, lambda v: v in BACKENDS, "art or torchattacks"),
+    declared: ClassVar[dict[str, Option]] = {
+        "backend": Option(
+            "art", "art or torchattacks", str, lambda v: v in BACKENDS, "art or torchattacks"
+        ),
         "eps_step": Option(0.05, "sweep step", float, lambda v: 0 < v <= 1, "in (0, 1]"),
         "max_eps": Option(1.0, "largest eps tried", float, lambda v: 0 < v <= 1, "in (0, 1]"),
     }

@@ -40,13 +40,11 @@ class RandomVariant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         choice = torch.randint(len(self.variants), (x.shape[0],), generator=self.generator)
-        outputs = [None] * len(self.variants)
-        pieces = []
-        for index, variant in enumerate(self.variants):
-            mask = choice == index
-            if mask.any():
-                outputs[index] = variant(x[mask])
-                pieces.append((mask, outputs[index]))
+        pieces = [
+            (choice == index, variant(x[choice == index]))
+            for index, variant in enumerate(self.variants)
+            if bool((choice == index).any())
+        ]
         first = pieces[0][1]
         result = first.new_empty((x.shape[0], first.shape[1]))
         for mask, out in pieces:
@@ -80,7 +78,7 @@ class DynamicParasite:
 
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
         variants = []
-        fits = []
+        fits: list[dict[str, object]] = []
         for kind, (batch_norm, bias) in enumerate(self.parasites):
             for location in self.locations:
                 spec = ParasiteSpec(location, batch_norm, bias, self.sigma)  # type: ignore[arg-type]

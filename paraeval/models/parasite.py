@@ -42,9 +42,7 @@ BIAS_RADIUS = 0.999 * BIAS_BOUND
 class ParasiticCNN(nn.Module):
     """[N, 1, s, s] -> [N, 1, s, s]; trained to approximate x + N (identity + fixed noise)."""
 
-    def __init__(
-        self, batch_norm: bool, bias: BiasMode, bias_scope: BiasScope = "conv"
-    ) -> None:
+    def __init__(self, batch_norm: bool, bias: BiasMode, bias_scope: BiasScope = "conv") -> None:
         super().__init__()
         if bias not in ("none", "small"):
             raise ValueError(f"bias must be 'none' or 'small', not {bias!r}")
