@@ -65,6 +65,7 @@ def run_command(
     no_download: Annotated[
         bool, typer.Option("--no-download", help="Never download MNIST.")
     ] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Recompute cells stored as failed.")] = False,
 ) -> None:
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
     config = RunConfig(
@@ -77,6 +78,8 @@ def run_command(
         n_images=n_images,
         victim_seed=victim_seed,
         allow_download=not no_download,
+        retry_failed=retry_failed,
+        command=" ".join(["paraeval", *sys.argv[1:]]),
     )
     _check_writable(out)
     result = run(config, err_console)

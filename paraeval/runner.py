@@ -1,40 +1,71 @@
-"""The evaluation grid: victim x defense x seed x attack, with shared work done once.
+"""The evaluation grid: victim x defense x seed x attack, resumable, with shared work done once.
 
 For each victim the clean predictions and, per (attack, seed), the adversarial examples are
 computed once on the *unprotected* victim and replayed on every protected model (the paper's
 transfer setting, Sec. 6.2). For each (defense, seed) the protected model is built once and
-its test accuracy measured once. A cell whose defense or attack raises is recorded as
-`failed` with its error and the grid goes on.
+its test accuracy measured once.
+
+Every cell has a content key (victim training config, defense and attack names and options,
+seed, number of images, metric and training code versions) and is stored in DIR/results.sqlite
+when it finishes. Re-running the same command skips stored cells (failed ones too, unless
+`retry_failed`); changing any config changes the key. A cell whose defense or attack raises is
+stored as `failed` with its traceback and the grid goes on. Each (defense, seed) is computed
+under its own seeding, so results do not depend on the order cells run in.
 """
 
 from __future__ import annotations
 
+import math
+import platform
+import sys
 import time
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from torch import nn
 
-from . import registry
+from . import __version__, registry
 from .api import AdversarialBatch, describe_options
+from .cache import config_key
+from .checks import check_protected, sanity_warnings, snapshot
 from .data import MNIST, load_mnist
 from .errors import UserError
-from .metrics import transfer_outcome
+from .metrics import METRIC_VERSION, TransferOutcome, transfer_outcome, wilson_interval
 from .models.lenet import VICTIM_ARCHITECTURES
+from .plugins import load_failures
 from .report.tables import write_tables
-from .training import VictimConfig, accuracy, load_or_train_victim, predict, seeded
+from .store import Store
+from .training import (
+    TRAINING_VERSION,
+    VictimConfig,
+    accuracy,
+    derive_seed,
+    load_or_train_victim,
+    predict,
+    seeded,
+)
 
 RESULT_COLUMNS = [
     "victim", "defense", "attack", "seed", "status", "accuracy", "victim_accuracy", "m_adv",
     "n_attacked", "n_adversarial", "paper_accuracy", "paper_m_adv", "seconds",
-    "n_misclassified", "n_recovered", "n_changed_label", "mode", "error",
+    "n_misclassified", "n_recovered", "n_changed_label", "accuracy_wilson_low",
+    "accuracy_wilson_high", "m_adv_wilson_low", "m_adv_wilson_high", "mode", "warnings", "error",
 ]  # fmt: skip
+
+#: Images used to probe a protected model for contract violations and sanity warnings.
+PROBE_IMAGES = 16
 
 
 @dataclass
@@ -50,33 +81,116 @@ class RunConfig:
     n_images: int = 200
     victim_seed: int = 0
     allow_download: bool = True
+    retry_failed: bool = False
+    command: str = ""
 
 
 @dataclass
 class RunResult:
-    """Rows of results.csv and prediction_change.csv, plus notes for the user."""
+    """The grid's results rows (from the store), notes for the user and what was skipped."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
-    changes: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    reused: int = 0
+    computed: int = 0
 
     @property
     def failed(self) -> int:
         return sum(row["status"] == "failed" for row in self.rows)
 
 
+@dataclass
+class Cell:
+    """One planned cell of the grid."""
+
+    victim: str
+    defense: registry.Entry[Any]
+    attack: registry.Entry[Any]
+    seed: int
+    key: str
+
+
 def validate(config: RunConfig) -> tuple[list[registry.Entry[Any]], list[registry.Entry[Any]]]:
     """Check every name and value before any work starts (errors exit with code 2)."""
     unknown = [v for v in config.victims if v not in VICTIM_ARCHITECTURES]
     if unknown:
-        raise UserError(
-            f"unknown victim(s) {', '.join(unknown)}; valid: {', '.join(VICTIM_ARCHITECTURES)}"
-        )
-    if any(seed < 0 for seed in config.seeds):
-        raise UserError("seeds must be >= 0")
+        valid = ", ".join(VICTIM_ARCHITECTURES)
+        raise UserError(f"unknown victim(s) {', '.join(unknown)}; valid: {valid}")
+    if not config.seeds or any(seed < 0 for seed in config.seeds):
+        raise UserError("seeds must be integers >= 0")
     if not 1 <= config.n_images <= 10_000:
         raise UserError("--n-images must be between 1 and 10000")
     return registry.defenses().select(config.defenses), registry.configured_attacks(config.attacks)
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the numbers (stored with every run)."""
+    import art
+    import numpy
+
+    found = {
+        "paraeval": __version__,
+        "torch": torch.__version__,
+        "art": art.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    try:
+        import torchattacks
+
+        found["torchattacks"] = torchattacks.__version__
+    except ImportError:
+        found["torchattacks"] = "not installed"
+    return found
+
+
+def _victim_config(config: RunConfig, victim: str) -> VictimConfig:
+    return VictimConfig(victim, seed=config.victim_seed)
+
+
+def plan(
+    config: RunConfig, defenses: list[registry.Entry[Any]], attacks: list[registry.Entry[Any]]
+) -> tuple[list[Cell], list[str]]:
+    """The grid's cells in execution order, and notes about (victim, defense) pairs skipped."""
+    cells: list[Cell] = []
+    notes: list[str] = []
+    for victim in config.victims:
+        victim_config = asdict(_victim_config(config, victim))
+        for defense in defenses:
+            victims = getattr(defense.obj, "victims", None)
+            if victims and victim not in victims:
+                notes.append(
+                    f"skipped {defense.name} on {victim}: it is defined for {', '.join(victims)}"
+                )
+                continue
+            for seed in config.seeds:
+                for attack in attacks:
+                    key = cell_key(victim_config, defense, attack, seed, config.n_images)
+                    cells.append(Cell(victim, defense, attack, seed, key))
+    return cells, notes
+
+
+def cell_key(
+    victim_config: dict[str, Any],
+    defense: registry.Entry[Any],
+    attack: registry.Entry[Any],
+    seed: int,
+    n_images: int,
+) -> str:
+    """The content key of a cell: everything its numbers depend on."""
+    paper = repr(getattr(defense.obj, "paper", None))
+    return config_key(
+        {
+            "victim": victim_config,
+            "defense": [defense.name, describe_options(defense.obj), paper],
+            "attack": [attack.name, describe_options(attack.obj)],
+            "seed": seed,
+            "n_images": n_images,
+            "metric_version": METRIC_VERSION,
+            "training_version": TRAINING_VERSION,
+        }
+    )
 
 
 def _progress(console: Console) -> Progress:
@@ -87,30 +201,45 @@ def _progress(console: Console) -> Progress:
 
 
 def run(config: RunConfig, console: Console | None = None) -> RunResult:
-    """Run the grid, write DIR/results.csv, prediction_change.csv and summary.csv."""
+    """Run (or resume) the grid; write DIR/results.sqlite and the CSVs derived from it."""
     console = console or Console(stderr=True)
     defenses, attacks = validate(config)
     mnist = load_mnist(config.data_dir, allow_download=config.allow_download)
-    result = RunResult()
-    with _progress(console) as progress:
-        for victim_name in config.victims:
-            applicable = [d for d in defenses if _applies(d.obj, victim_name)]
-            for skipped in (d for d in defenses if d not in applicable):
-                result.notes.append(
-                    f"skipped {skipped.name} on {victim_name}: it is defined for "
-                    f"{', '.join(skipped.obj.victims)}"
-                )
-            if not applicable:
-                continue
-            _run_victim(config, victim_name, applicable, attacks, mnist, result, progress)
-    config.out.mkdir(parents=True, exist_ok=True)
-    write_tables(result.rows, result.changes, config.out)
+    cells, notes = plan(config, defenses, attacks)
+    result = RunResult(notes=notes)
+    result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
+    with Store(config.out) as store:
+        run_id = store.start_run(config.command, versions(), _config_record(config))
+        pending = [cell for cell in cells if _needs_work(store, cell, config.retry_failed)]
+        result.reused = len(cells) - len(pending)
+        if result.reused:
+            console.print(
+                f"{result.reused} of {len(cells)} cell(s) already stored in {store.path}; "
+                "skipping them"
+            )
+        with _progress(console) as progress:
+            task = progress.add_task("cells", total=len(pending))
+            for victim in config.victims:
+                todo = [cell for cell in pending if cell.victim == victim]
+                if todo:
+                    ctx = _victim_context(config, victim, mnist)
+                    _run_cells(ctx, todo, store, run_id, progress, task)
+        result.computed = len(pending)
+        result.rows = [stored.row for cell in cells if (stored := store.cell(cell.key))]
+        write_tables(store, [cell.key for cell in cells], config.out)
     return result
 
 
-def _applies(defense: object, victim: str) -> bool:
-    victims = getattr(defense, "victims", None)
-    return not victims or victim in victims
+def _config_record(config: RunConfig) -> dict[str, Any]:
+    record = asdict(config)
+    record["out"] = str(config.out)
+    record["data_dir"] = str(config.data_dir) if config.data_dir else None
+    return record
+
+
+def _needs_work(store: Store, cell: Cell, retry_failed: bool) -> bool:
+    stored = store.cell(cell.key)
+    return stored is None or (retry_failed and stored.status == "failed")
 
 
 @dataclass
@@ -125,23 +254,15 @@ class VictimContext:
     images: torch.Tensor
     labels: torch.Tensor
     clean_pred: torch.Tensor
-    adversarial: dict[tuple[str, int], AdversarialBatch | Exception] = field(default_factory=dict)
+    adversarial: dict[str, AdversarialBatch | Exception] = field(default_factory=dict)
 
 
-def _run_victim(
-    config: RunConfig,
-    victim_name: str,
-    defenses: list[registry.Entry[Any]],
-    attacks: list[registry.Entry[Any]],
-    mnist: MNIST,
-    result: RunResult,
-    progress: Progress,
-) -> None:
-    model, _info = load_or_train_victim(VictimConfig(victim_name, seed=config.victim_seed), mnist)
+def _victim_context(config: RunConfig, victim: str, mnist: MNIST) -> VictimContext:
+    model, _info = load_or_train_victim(_victim_config(config, victim), mnist)
     test_images = MNIST.as_float(mnist.test_images)
     images, labels = test_images[: config.n_images], mnist.test_labels[: config.n_images]
-    ctx = VictimContext(
-        name=victim_name,
+    return VictimContext(
+        name=victim,
         model=model,
         accuracy=accuracy(model, test_images, mnist.test_labels),
         test_images=test_images,
@@ -150,23 +271,76 @@ def _run_victim(
         labels=labels,
         clean_pred=predict(model, images),
     )
-    cells = len(defenses) * len(config.seeds)
-    task = progress.add_task(f"{victim_name}", total=cells)
-    for defense in defenses:
-        for seed in config.seeds:
-            progress.update(task, description=f"{victim_name} · {defense.name} · seed {seed}")
-            for row, changes in _run_defense_seed(ctx, defense, attacks, seed):
-                result.rows.append(row)
-                result.changes.extend(changes)
+
+
+def _run_cells(
+    ctx: VictimContext,
+    cells: list[Cell],
+    store: Store,
+    run_id: int,
+    progress: Progress,
+    task: TaskID,
+) -> None:
+    groups: dict[tuple[str, int], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.defense.name, cell.seed), []).append(cell)
+    for (defense_name, seed), group in groups.items():
+        progress.update(task, description=f"{ctx.name} · {defense_name} · seed {seed}")
+        started = time.perf_counter()
+        try:
+            protected, protected_accuracy, warnings = _protect(ctx, group[0].defense, seed)
+        except Exception as exc:
+            failed = {"status": "failed", "error": _error_text(exc)}
+            for cell in group:
+                store.put_cell(cell.key, run_id, _base_row(ctx, cell) | failed)
+                progress.advance(task)
+            continue
+        setup = time.perf_counter() - started
+        for cell in group:
+            row, samples = _transfer_cell(ctx, cell, protected, protected_accuracy, warnings, setup)
+            store.put_cell(cell.key, run_id, row, samples)
             progress.advance(task)
-    progress.remove_task(task)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, UserError):
+        return f"{type(exc).__name__}: {exc}"
+    return traceback.format_exc(limit=8)
+
+
+def _protect(
+    ctx: VictimContext, defense: registry.Entry[Any], seed: int
+) -> tuple[nn.Module, float, list[str]]:
+    """Build and check the protected model; measure its accuracy (seeded per defense x seed)."""
+    probe, probe_labels = ctx.test_images[:PROBE_IMAGES], ctx.test_labels[:PROBE_IMAGES]
+    before = snapshot(ctx.model)
+    with seeded(derive_seed("cell", defense.name, seed)):
+        protected = defense.obj.protect(ctx.model, seed=seed)
+        check_protected(defense.name, ctx.model, before, protected, probe.clone())
+        warnings = sanity_warnings(protected, defense.tags, probe, probe_labels)
+        protected_accuracy = accuracy(protected, ctx.test_images, ctx.test_labels)
+    return protected, protected_accuracy, warnings
+
+
+def _base_row(ctx: VictimContext, cell: Cell) -> dict[str, Any]:
+    paper = getattr(cell.defense.obj, "paper", None)
+    return {
+        "victim": ctx.name,
+        "defense": cell.defense.name,
+        "attack": cell.attack.name,
+        "seed": cell.seed,
+        "victim_accuracy": round(ctx.accuracy, 4),
+        "paper_accuracy": paper.accuracy if paper else None,
+        "paper_m_adv": paper.m_adv if paper else None,
+        "mode": "transfer",
+    }
 
 
 def _adversarial(ctx: VictimContext, attack: registry.Entry[Any], seed: int) -> AdversarialBatch:
-    key = (repr(describe_options(attack.obj)) + attack.name, seed)
+    key = config_key({"attack": attack.name, "options": describe_options(attack.obj), "seed": seed})
     if key not in ctx.adversarial:
         try:
-            with seeded(seed):
+            with seeded(derive_seed("attack", attack.name, seed)):
                 ctx.adversarial[key] = attack.obj.generate(
                     ctx.model, ctx.images, ctx.labels, seed=seed
                 )
@@ -178,75 +352,54 @@ def _adversarial(ctx: VictimContext, attack: registry.Entry[Any], seed: int) -> 
     return cached
 
 
-def _run_defense_seed(
-    ctx: VictimContext, defense: registry.Entry[Any], attacks: list[registry.Entry[Any]], seed: int
-) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    paper = getattr(defense.obj, "paper", None)
-    base = {
-        "victim": ctx.name,
-        "defense": defense.name,
-        "seed": seed,
-        "victim_accuracy": round(ctx.accuracy, 4),
-        "paper_accuracy": paper.accuracy if paper else None,
-        "paper_m_adv": paper.m_adv if paper else None,
-        "mode": "transfer",
-    }
-    started = time.perf_counter()
-    try:
-        with seeded(seed):
-            protected = defense.obj.protect(ctx.model, seed=seed)
-            protected_accuracy = accuracy(protected, ctx.test_images, ctx.test_labels)
-    except Exception:
-        error = traceback.format_exc(limit=5)
-        for attack in attacks:
-            yield {**base, "attack": attack.name, "status": "failed", "error": error}, []
-        return
-    setup_seconds = time.perf_counter() - started
-    for attack in attacks:
-        yield _transfer_cell(ctx, protected, protected_accuracy, attack, seed, base, setup_seconds)
-
-
 def _transfer_cell(
     ctx: VictimContext,
+    cell: Cell,
     protected: nn.Module,
     protected_accuracy: float,
-    attack: registry.Entry[Any],
-    seed: int,
-    base: dict[str, Any],
+    warnings: list[str],
     setup_seconds: float,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
     started = time.perf_counter()
-    row = {**base, "attack": attack.name}
+    row = _base_row(ctx, cell)
     try:
-        batch = _adversarial(ctx, attack, seed)
-        with seeded(seed):
-            outcome = transfer_outcome(
-                ctx.labels,
-                ctx.clean_pred,
-                predict(ctx.model, batch.adversarial),
-                predict(protected, batch.adversarial),
-                batch.success,
-            )
-    except Exception:
-        return {**row, "status": "failed", "error": traceback.format_exc(limit=5)}, []
-    row.update(
-        status="ok",
-        accuracy=round(protected_accuracy, 4),
-        m_adv=round(outcome.m_adv, 4),
-        n_attacked=outcome.n_attacked,
-        n_adversarial=outcome.n_adversarial,
-        n_misclassified=outcome.n_misclassified,
-        n_recovered=outcome.n_recovered,
-        n_changed_label=outcome.n_changed_label,
-        seconds=round(setup_seconds + time.perf_counter() - started, 3),
-    )
-    changes = [
-        {
-            "victim": ctx.name, "defense": base["defense"], "attack": attack.name, "seed": seed,
-            "original_pred": original, "protected_pred": protected_pred,
-            "count": int(outcome.change_matrix[original, protected_pred]),
-        }
-        for original in range(10)
-        for protected_pred in range(10)
+        batch = _adversarial(ctx, cell.attack, cell.seed)
+        victim_pred = predict(ctx.model, batch.adversarial)
+        with seeded(derive_seed("replay", cell.defense.name, cell.attack.name, cell.seed)):
+            protected_pred = predict(protected, batch.adversarial)
+        outcome = transfer_outcome(
+            ctx.labels, ctx.clean_pred, victim_pred, protected_pred, batch.success
+        )
+    except Exception as exc:
+        return row | {"status": "failed", "error": _error_text(exc)}, []
+    row.update(_metrics(outcome, protected_accuracy, len(ctx.test_labels)))
+    row["warnings"] = "; ".join(warnings) or None
+    row["seconds"] = round(setup_seconds + time.perf_counter() - started, 3)
+    counted = (ctx.clean_pred == ctx.labels) & batch.success & (victim_pred != ctx.labels)
+    samples = [
+        (i, int(ctx.labels[i]), int(ctx.clean_pred[i]), int(victim_pred[i]), int(protected_pred[i]),
+         None if math.isnan(float(batch.epsilon[i])) else float(batch.epsilon[i]),
+         int(batch.success[i]), int(counted[i]))
+        for i in range(len(ctx.labels))
     ]  # fmt: skip
-    return row, changes
+    return row, samples
+
+
+def _metrics(outcome: TransferOutcome, protected_accuracy: float, n_test: int) -> dict[str, Any]:
+    correct = round(protected_accuracy * n_test / 100)
+    acc_low, acc_high = wilson_interval(correct, n_test)
+    m_low, m_high = wilson_interval(outcome.n_recovered, outcome.n_adversarial)
+    return {
+        "status": "ok",
+        "accuracy": round(protected_accuracy, 4),
+        "m_adv": round(outcome.m_adv, 4),
+        "n_attacked": outcome.n_attacked,
+        "n_adversarial": outcome.n_adversarial,
+        "n_misclassified": outcome.n_misclassified,
+        "n_recovered": outcome.n_recovered,
+        "n_changed_label": outcome.n_changed_label,
+        "accuracy_wilson_low": round(acc_low, 4),
+        "accuracy_wilson_high": round(acc_high, 4),
+        "m_adv_wilson_low": round(m_low, 4),
+        "m_adv_wilson_high": round(m_high, 4),
+    }

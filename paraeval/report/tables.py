@@ -12,9 +12,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..metrics import t_interval
+from ..store import Store
 
 CHANGE_COLUMNS = ["victim", "defense", "attack", "seed", "original_pred", "protected_pred", "count"]
 SUMMARY_KEYS = ["victim", "defense", "attack"]
@@ -24,6 +26,20 @@ def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     from ..runner import RESULT_COLUMNS
 
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def change_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 10x10 prediction-change matrix of one ok cell, from its counted samples."""
+    matrix = np.zeros((10, 10), dtype=np.int64)
+    for sample in store.samples(key):
+        if sample["counted"]:
+            matrix[sample["victim_pred"], sample["protected_pred"]] += 1
+    cell = {k: row[k] for k in ("victim", "defense", "attack", "seed")}
+    return [
+        {**cell, "original_pred": a, "protected_pred": b, "count": int(matrix[a, b])}
+        for a in range(10)
+        for b in range(10)
+    ]
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
@@ -55,8 +71,19 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records).round(4)
 
 
-def write_tables(rows: list[dict[str, Any]], changes: list[dict[str, Any]], out: Path) -> None:
-    """Write the three CSVs into `out` (written whole, so a reader never sees half a file)."""
+def write_tables(store: Store, keys: list[str], out: Path) -> None:
+    """Write the three CSVs for the cells `keys` (in that order) from the store.
+
+    Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    rows, changes = [], []
+    for key in keys:
+        cell = store.cell(key)
+        if cell is None:
+            continue
+        rows.append(cell.row)
+        if cell.status == "ok":
+            changes += change_rows(store, key, cell.row)
     results = results_frame(rows)
     _write(results, out / "results.csv")
     _write(pd.DataFrame(changes, columns=CHANGE_COLUMNS), out / "prediction_change.csv")

@@ -1,0 +1,71 @@
+"""Checks on what a plugin returns, and automatic sanity warnings (AutoAttack `checks.py` idea).
+
+Contract violations (wrong output shape, non-finite outputs, inputs or the victim modified in
+place) fail the cell with a message naming the plugin. Sanity problems that do not invalidate
+a number but should make a reader suspicious become warnings in the `warnings` column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .models.parasite import BIAS_BOUND
+
+
+class PluginContractError(UserError):
+    """A plugin returned something that breaks the documented contract."""
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def check_protected(
+    defense: str, victim: nn.Module, before: dict[str, torch.Tensor], protected: nn.Module,
+    probe: torch.Tensor,
+) -> None:  # fmt: skip
+    """Raise PluginContractError if `protected` breaks the Defense contract."""
+    after = victim.state_dict()
+    if any(not torch.equal(before[key], after[key]) for key in before):
+        raise PluginContractError(f"defense {defense!r}: protect() modified the victim's weights")
+    if not isinstance(protected, nn.Module):
+        raise PluginContractError(
+            f"defense {defense!r}: protect() returned {type(protected).__name__}, not a Module"
+        )
+    original = probe.clone()
+    with torch.no_grad():
+        output = protected(probe)
+    if not torch.equal(probe, original):
+        raise PluginContractError(f"defense {defense!r}: the protected model modifies its input")
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (len(probe), 10):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise PluginContractError(
+            f"defense {defense!r}: the protected model returned {shape}, expected [N, 10] logits"
+        )
+    if not bool(torch.isfinite(output).all()):
+        raise PluginContractError(f"defense {defense!r}: the protected model returned NaN or inf")
+
+
+def sanity_warnings(
+    protected: nn.Module, tags: tuple[str, ...], probe: torch.Tensor, labels: torch.Tensor
+) -> list[str]:
+    """Warnings about a protected model: vanishing gradients, randomness, bias bound."""
+    warnings: list[str] = []
+    x = probe.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(protected(x), labels)
+    gradient = torch.autograd.grad(loss, x, allow_unused=True)[0]
+    if gradient is None or float(gradient.abs().max()) < 1e-10:
+        warnings.append("zero input gradients on the protected model (gradient masking?)")
+    with torch.no_grad():
+        randomized = not torch.equal(protected(probe), protected(probe))
+    if randomized and "randomized" not in tags and "dynamic" not in tags:
+        warnings.append("outputs change between identical queries but the defense is not tagged")
+    info: dict[str, Any] = getattr(protected, "paraeval_info", {}) or {}
+    for fit in info.get("parasite_fit", []):
+        if "bias small" in str(fit.get("parasite", "")) and fit.get("bias_norm", 0) >= BIAS_BOUND:
+            warnings.append(f"parasite bias bound violated: ||beta|| = {fit['bias_norm']:.4f}")
+    return warnings

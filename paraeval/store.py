@@ -1,0 +1,182 @@
+"""SQLite results store (``DIR/results.sqlite``): runs, cells and per-sample rows.
+
+Every CSV (and the report) is derived from this file. A cell is written in one transaction
+together with its per-sample rows, so after a crash a cell is either fully stored or absent;
+re-running the same command skips the cells already stored (resume). WAL mode lets a reader
+(e.g. a test watching progress) look while a run writes.
+
+Tables
+  runs     id, started, command, versions (JSON), config (JSON)
+  cells    key (content hash), run_id, victim, defense, attack, seed, mode, status,
+           row (JSON: the results.csv row), seconds, error, finished
+  samples  cell_key, image_index, label, clean_pred, victim_pred, protected_pred, epsilon,
+           adversarial (on the victim), counted (in M_adv)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "results.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started TEXT NOT NULL,
+    command TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    victim TEXT NOT NULL,
+    defense TEXT NOT NULL,
+    attack TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    row TEXT NOT NULL,
+    seconds REAL,
+    error TEXT,
+    finished TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    cell_key TEXT NOT NULL REFERENCES cells(key) ON DELETE CASCADE,
+    image_index INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    clean_pred INTEGER NOT NULL,
+    victim_pred INTEGER NOT NULL,
+    protected_pred INTEGER NOT NULL,
+    epsilon REAL,
+    adversarial INTEGER NOT NULL,
+    counted INTEGER NOT NULL,
+    PRIMARY KEY (cell_key, image_index)
+);
+"""
+
+SAMPLE_COLUMNS = (
+    "image_index", "label", "clean_pred", "victim_pred", "protected_pred", "epsilon",
+    "adversarial", "counted",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StoredCell:
+    key: str
+    status: str
+    row: dict[str, Any]
+
+
+class Store:
+    """One results.sqlite; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / DB_NAME
+        self.connection = sqlite3.connect(self.path, isolation_level=None)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA foreign_keys=ON")
+        self.connection.executescript(SCHEMA)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def start_run(self, command: str, versions: dict[str, str], config: dict[str, Any]) -> int:
+        with self._transaction():
+            cursor = self.connection.execute(
+                "INSERT INTO runs (started, command, versions, config) VALUES (?, ?, ?, ?)",
+                (_now(), command, json.dumps(versions), json.dumps(config, default=str)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def cell(self, key: str) -> StoredCell | None:
+        found = self.connection.execute(
+            "SELECT key, status, row FROM cells WHERE key = ?", (key,)
+        ).fetchone()
+        return StoredCell(found[0], found[1], json.loads(found[2])) if found else None
+
+    def put_cell(
+        self,
+        key: str,
+        run_id: int,
+        row: dict[str, Any],
+        samples: Iterable[tuple[Any, ...]] = (),
+    ) -> None:
+        """Insert or replace a cell and its samples, atomically."""
+        with self._transaction():
+            self.connection.execute("DELETE FROM samples WHERE cell_key = ?", (key,))
+            self.connection.execute(
+                "INSERT OR REPLACE INTO cells (key, run_id, victim, defense, attack, seed, mode,"
+                " status, row, seconds, error, finished) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    key, run_id, row["victim"], row["defense"], row["attack"], row["seed"],
+                    row.get("mode", "transfer"), row["status"], json.dumps(row, default=_json),
+                    row.get("seconds"), row.get("error"), _now(),
+                ),
+            )  # fmt: skip
+            self.connection.executemany(
+                f"INSERT INTO samples (cell_key, {', '.join(SAMPLE_COLUMNS)}) "
+                f"VALUES (?, {', '.join('?' * len(SAMPLE_COLUMNS))})",
+                ((key, *sample) for sample in samples),
+            )
+
+    def samples(self, key: str) -> list[dict[str, Any]]:
+        cursor = self.connection.execute(
+            f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples WHERE cell_key = ? "
+            "ORDER BY image_index",
+            (key,),
+        )
+        return [dict(zip(SAMPLE_COLUMNS, values, strict=True)) for values in cursor]
+
+    def runs(self) -> list[dict[str, Any]]:
+        cursor = self.connection.execute(
+            "SELECT id, started, command, versions, config FROM runs ORDER BY id"
+        )
+        return [
+            {
+                "id": i,
+                "started": s,
+                "command": c,
+                "versions": json.loads(v),
+                "config": json.loads(g),
+            }
+            for i, s, c, v, g in cursor
+        ]
+
+    def count_cells(self) -> int:
+        return int(self.connection.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if anything inside raises."""
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _json(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
