@@ -116,6 +116,16 @@ def _print_summary(result: RunResult, out: Path) -> None:
     console.print(f"{ok} cell(s) ok, {result.failed} failed. Results in {out}/results.csv")
 
 
+@app.command("report")
+def report_command(
+    directory: Annotated[Path, typer.Argument(help="A directory written by `paraeval run`.")],
+) -> None:
+    """Re-render the CSVs and report.html of DIRECTORY from its results.sqlite (no recompute)."""
+    from .report.html import rerender
+
+    console.print(f"wrote {rerender(directory)}")
+
+
 class ListWhat(StrEnum):
     defenses = "defenses"
     attacks = "attacks"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -45,6 +46,7 @@ from .errors import UserError
 from .metrics import METRIC_VERSION, TransferOutcome, transfer_outcome, wilson_interval
 from .models.lenet import VICTIM_ARCHITECTURES
 from .plugins import load_failures
+from .report.html import render_report
 from .report.tables import write_tables
 from .store import Store
 from .training import (
@@ -142,7 +144,21 @@ def versions() -> dict[str, str]:
         found["torchattacks"] = torchattacks.__version__
     except ImportError:
         found["torchattacks"] = "not installed"
+    found["device"] = f"cpu ({torch.get_num_threads()} threads, {platform.processor() or '?'})"
+    found["git_commit"] = _git_commit()
     return found
+
+
+def _git_commit() -> str:
+    """The commit of the paraeval checkout, when it is one (empty otherwise)."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except OSError:
+        return ""
+    return completed.stdout.strip() if completed.returncode == 0 else ""
 
 
 def _victim_config(config: RunConfig, victim: str) -> VictimConfig:
@@ -209,7 +225,9 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     result = RunResult(notes=notes)
     result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
     with Store(config.out) as store:
-        run_id = store.start_run(config.command, versions(), _config_record(config))
+        started = time.perf_counter()
+        keys = [cell.key for cell in cells]
+        run_id = store.start_run(config.command, versions(), _config_record(config), keys)
         pending = [cell for cell in cells if _needs_work(store, cell, config.retry_failed)]
         result.reused = len(cells) - len(pending)
         if result.reused:
@@ -226,7 +244,9 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
                     _run_cells(ctx, todo, store, run_id, progress, task)
         result.computed = len(pending)
         result.rows = [stored.row for cell in cells if (stored := store.cell(cell.key))]
-        write_tables(store, [cell.key for cell in cells], config.out)
+        store.finish_run(run_id, time.perf_counter() - started)
+        write_tables(store, keys, config.out)
+        render_report(store, config.out)
     return result
 
 
@@ -374,6 +394,7 @@ def _transfer_cell(
         return row | {"status": "failed", "error": _error_text(exc)}, []
     row.update(_metrics(outcome, protected_accuracy, len(ctx.test_labels)))
     row["warnings"] = "; ".join(warnings) or None
+    row["parasite_fit"] = (getattr(protected, "paraeval_info", None) or {}).get("parasite_fit")
     row["seconds"] = round(setup_seconds + time.perf_counter() - started, 3)
     counted = (ctx.clean_pred == ctx.labels) & batch.success & (victim_pred != ctx.labels)
     samples = [

@@ -6,7 +6,8 @@ re-running the same command skips the cells already stored (resume). WAL mode le
 (e.g. a test watching progress) look while a run writes.
 
 Tables
-  runs     id, started, command, versions (JSON), config (JSON)
+  runs     id, started, command, versions (JSON), config (JSON), cells (JSON list of the
+           grid's cell keys, in order), finished, wall_seconds
   cells    key (content hash), run_id, victim, defense, attack, seed, mode, status,
            row (JSON: the results.csv row), seconds, error, finished
   samples  cell_key, image_index, label, clean_pred, victim_pred, protected_pred, epsilon,
@@ -32,7 +33,10 @@ CREATE TABLE IF NOT EXISTS runs (
     started TEXT NOT NULL,
     command TEXT NOT NULL,
     versions TEXT NOT NULL,
-    config TEXT NOT NULL
+    config TEXT NOT NULL,
+    cells TEXT NOT NULL DEFAULT '[]',
+    finished TEXT,
+    wall_seconds REAL
 );
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY,
@@ -95,13 +99,28 @@ class Store:
     def close(self) -> None:
         self.connection.close()
 
-    def start_run(self, command: str, versions: dict[str, str], config: dict[str, Any]) -> int:
+    def start_run(
+        self, command: str, versions: dict[str, str], config: dict[str, Any], cells: list[str]
+    ) -> int:
         with self._transaction():
             cursor = self.connection.execute(
-                "INSERT INTO runs (started, command, versions, config) VALUES (?, ?, ?, ?)",
-                (_now(), command, json.dumps(versions), json.dumps(config, default=str)),
+                "INSERT INTO runs (started, command, versions, config, cells) VALUES (?,?,?,?,?)",
+                (
+                    _now(),
+                    command,
+                    json.dumps(versions),
+                    json.dumps(config, default=str),
+                    json.dumps(cells),
+                ),
             )
         return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, wall_seconds: float) -> None:
+        with self._transaction():
+            self.connection.execute(
+                "UPDATE runs SET finished = ?, wall_seconds = ? WHERE id = ?",
+                (_now(), round(wall_seconds, 2), run_id),
+            )
 
     def cell(self, key: str) -> StoredCell | None:
         found = self.connection.execute(
@@ -143,19 +162,14 @@ class Store:
         return [dict(zip(SAMPLE_COLUMNS, values, strict=True)) for values in cursor]
 
     def runs(self) -> list[dict[str, Any]]:
-        cursor = self.connection.execute(
-            "SELECT id, started, command, versions, config FROM runs ORDER BY id"
-        )
-        return [
-            {
-                "id": i,
-                "started": s,
-                "command": c,
-                "versions": json.loads(v),
-                "config": json.loads(g),
-            }
-            for i, s, c, v, g in cursor
-        ]
+        columns = ("id", "started", "command", "versions", "config", "cells", "finished",
+                   "wall_seconds")  # fmt: skip
+        cursor = self.connection.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY id")
+        runs = [dict(zip(columns, values, strict=True)) for values in cursor]
+        for run in runs:
+            for key in ("versions", "config", "cells"):
+                run[key] = json.loads(run[key])
+        return runs
 
     def count_cells(self) -> int:
         return int(self.connection.execute("SELECT COUNT(*) FROM cells").fetchone()[0])

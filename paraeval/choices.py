@@ -1,0 +1,138 @@
+"""Every choice the paper leaves open, as data: the report's "Reproduction notes" section.
+
+Each entry names the question, the reading paraeval takes, why, and where the code implements
+it (the implementing module's docstring has the details). The values quoted are read from the
+implementing constants, so the report cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .attacks.fgsm import FGSMSweep
+from .models.insertion import PAPER_NEURON_COUNT
+from .models.lenet import LENET_CONV1_PADDING
+from .models.parasite import BIAS_RADIUS, PADDING
+from .training import ParasiteConfig, VictimConfig
+
+
+@dataclass(frozen=True)
+class Choice:
+    question: str
+    reading: str
+    why: str
+    where: str
+
+
+def _fgsm_grid() -> str:
+    eps = FGSMSweep().epsilons()
+    return f"{eps[0]}, {eps[1]}, ..., {eps[-1]}"
+
+
+def choices() -> list[Choice]:
+    victim, parasite = VictimConfig("vm"), ParasiteConfig(True, "small")
+    return [
+        Choice(
+            "LeNet padding",
+            f"conv1 pads by {LENET_CONV1_PADDING}, conv2 by 0 (6@28x28, 16@10x10, fc1 has 400 "
+            "inputs)",
+            "reproduces LeNet-5's 32x32 geometry on 28x28 MNIST; every conv1 map is square",
+            "paraeval/models/lenet.py",
+        ),
+        Choice(
+            "Victim training",
+            f"Adam, one-cycle lr {victim.lr}, batch {victim.batch_size}, {victim.epochs} epochs, "
+            f"seed {victim.seed}",
+            "not in the paper; reaches the paper's accuracies (98.78 %, 99.11 %)",
+            "paraeval/training.py",
+        ),
+        Choice(
+            "Parasite padding",
+            f"{PADDING} (zeros) in every 5x5 convolution",
+            "output size equals input size, so the output is written back in place",
+            "paraeval/models/parasite.py",
+        ),
+        Choice(
+            "Which parameters form beta",
+            f"the 7 convolution biases (bias_scope='{parasite.bias_scope}'); ||beta|| kept "
+            f"<= {BIAS_RADIUS:.5f} by projection after every optimiser step",
+            "Sec. 5.1/5.3 speak of the convolutions' bias; forcing BN shifts to 0 too would "
+            "stop a BN parasite from approximating even the identity (option 'all' exists)",
+            "paraeval/models/parasite.py",
+        ),
+        Choice(
+            "Parasite BatchNorm at inference",
+            "eval mode: running statistics of the parasite's own training inputs",
+            "a deployed BN layer uses its running statistics",
+            "paraeval/models/parasite.py",
+        ),
+        Choice(
+            "Parasite training recipe",
+            f"init '{parasite.init}', Adam lr {parasite.lr} cosine, batch {parasite.batch_size}, "
+            f"{parasite.epoch_count} epochs at 16x16 (same pixel budget at 28x28), "
+            f"{parasite.n_train} random inputs",
+            "not in the paper; chosen by the lowest held-out MSE to x + N (fit study)",
+            "paraeval/training.py, scripts/parasite_fit_study.py",
+        ),
+        Choice(
+            "Max-pooling vs insertion point",
+            "the parasite acts on the convolution's full output, before the max-pool",
+            "the paper sets pooling aside (Sec. 1.1) and speaks of the conv layer's neurons",
+            "paraeval/models/insertion.py",
+        ),
+        Choice(
+            "First / last n neurons",
+            f"the first or last {PAPER_NEURON_COUNT} neurons in flattened (C, H, W) order, "
+            "reshaped to one 16x16 map",
+            "Sec. 6.1: 'the first or the last ones from the previous layer'",
+            "paraeval/models/insertion.py",
+        ),
+        Choice(
+            "Whole layer (Table 2) on a non-square layer",
+            "each 28x28 channel map of conv1 is its own square input to one shared parasite, "
+            "trained on 28x28 inputs with a 28x28 noise; placed after BN and activation",
+            "the only reading where the layer 'has a number of neurons which is a square'; "
+            "'the only difference is the model's input and output sizes'",
+            "paraeval/models/insertion.py, paraeval/defenses/parasites.py",
+        ),
+        Choice(
+            "Table 3 layout",
+            "row-by-row reading in paraeval/paper.py; row 10's second 'first n' parasite is "
+            "applied to the last n neurons",
+            "Sec. 6.3: two parasites at one location act on the first and the last neurons",
+            "paraeval/paper.py",
+        ),
+        Choice(
+            "Parasite sharing between rows and seeds",
+            "a parasite's seed derives from the run seed, the table and its slot in the row",
+            "parasites are trained independently of the victim (Sec. 5.3); a seed changes the "
+            "noise, the initialisation and the training order",
+            "paraeval/defenses/parasites.py",
+        ),
+        Choice(
+            "FGSM label and epsilon grid",
+            f"y = true label; eps = {_fgsm_grid()}; clipped to [0, 1]",
+            "Sec. 6.2 / Eq. 14",
+            "paraeval/attacks/fgsm.py",
+        ),
+        Choice(
+            "Which images count for M_adv",
+            "first 200 test images; images the victim misclassifies, and images never made "
+            "adversarial up to eps = 1, are excluded; 'adversarial' = prediction != true label",
+            "an error is not an adversarial example; without an example there is nothing to replay",
+            "paraeval/metrics.py",
+        ),
+        Choice(
+            "Uncertainty",
+            "Student-t 95 % interval over seeds (summary); Wilson 95 % interval per cell for "
+            "accuracy (10,000 images) and M_adv (n_adversarial examples)",
+            "seeds vary the parasite; within a seed the image set is fixed, a binomial sample",
+            "paraeval/metrics.py",
+        ),
+        Choice(
+            "Dynamic parasites (Remark 1)",
+            "per query image, one of 4 parasites x 2 locations drawn from a seeded generator",
+            "batching must not change what one client query sees",
+            "paraeval/defenses/dynamic.py",
+        ),
+    ]

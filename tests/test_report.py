@@ -1,0 +1,136 @@
+"""The HTML report and CSVs: re-rendering from the store, escaping, and a real browser."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from torch import nn
+
+from paraeval import hookimpl
+from paraeval.plugins import load_plugins, pm
+
+from .conftest import ROOT, run_cli
+
+ARTIFACTS = Path(os.environ.get("PARAEVAL_ARTIFACTS", ROOT / ".pytest_cache" / "artifacts"))
+CSVS = ("results.csv", "summary.csv", "prediction_change.csv")
+
+
+@pytest.fixture(scope="module")
+def small_run(victims, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "run"
+    result = run_cli("run", "--victims", "vm,vm-batch", "--seeds", "2", "--n-images", "30",
+                     "--defenses", "none,t1-vm-after-bn-small,t2-bn-small-sigma0.2",
+                     "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_report_command_rerenders_identical_files(small_run: Path, tmp_path: Path) -> None:
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(small_run, copy_dir)
+    for name in (*CSVS, "report.html"):
+        (copy_dir / name).unlink()
+    result = run_cli("report", str(copy_dir))
+    assert result.returncode == 0, result.stderr
+    for name in (*CSVS, "report.html"):
+        assert (copy_dir / name).read_bytes() == (small_run / name).read_bytes(), name
+
+
+def test_report_of_a_directory_without_results_exits_2(tmp_path: Path) -> None:
+    result = run_cli("report", str(tmp_path))
+    assert result.returncode == 2 and "no results.sqlite" in result.stderr
+
+
+def test_html_shows_the_same_numbers_as_the_csvs(small_run: Path) -> None:
+    html = (small_run / "report.html").read_text()
+    summary = pd.read_csv(small_run / "summary.csv")
+    row = summary[summary["defense"] == "t1-vm-after-bn-small"].iloc[0]
+    half = (row["m_adv_ci_high"] - row["m_adv_ci_low"]) / 2
+    assert f"28.00 | {row['m_adv_mean']:.2f} ± {half:.2f} | {row['m_adv_diff']:+.2f}" in html
+    assert f"98.50 | {row['accuracy_mean']:.2f} ±" in html
+    for section in ("Table 1", "Table 2", "Table 3", "Verdict", "Reproduction notes"):
+        assert section in html
+    assert "not measured" in html  # rows this small run did not cover say so
+    assert html.count("<svg") >= 3 + len(summary)
+    assert "<script" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
+
+
+class _Evil:
+    name = "<script>alert('x')</script>"
+    description = "<img src=x onerror=alert(1)>"
+
+    def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
+        return copy.deepcopy(model)
+
+
+class _EvilPlugin:
+    __name__ = "evil"
+
+    @hookimpl
+    def register_defenses(self, register):
+        register(_Evil())
+
+
+def test_plugin_strings_are_escaped(victims, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from paraeval.cli import app
+
+    load_plugins()
+    plugin = _EvilPlugin()
+    pm.register(plugin, name="evil")
+    try:
+        out = tmp_path / "run"
+        result = CliRunner().invoke(app, ["run", "--victims", "vm", "--defenses", "<script>*",
+                                          "--n-images", "10", "--out", str(out)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    finally:
+        pm.unregister(plugin)
+    html = (out / "report.html").read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(" in html
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars"]  # fmt: skip
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (.ci/run installs it)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    url = (small_run / "report.html").as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run(
+        [browser, *FLAGS, *profile, "--enable-logging=stderr", "--v=0", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert "Table 1" in dom.stdout and "Table 3" in dom.stdout
+    assert len(re.findall(r"<svg", dom.stdout)) >= 3
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "report.png"
+    screenshot.unlink(missing_ok=True)
+    subprocess.run(
+        [browser, *FLAGS, *profile, f"--screenshot={screenshot}", "--window-size=1280,2400", url],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
