@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 when at least one cell failed (its traceback is in resu
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -98,22 +99,82 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
 
 
+def _interval(record: dict[str, object], metric: str) -> str:
+    import math
+
+    mean, low, high = (float(record[f"{metric}_{k}"]) for k in ("mean", "ci_low", "ci_high"))  # type: ignore[arg-type]
+    if math.isnan(low):
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {(high - low) / 2:.2f}"
+
+
+def _paper(record: dict[str, object], metric: str, paper_column: str) -> str:
+    import math
+
+    paper = float(record[paper_column])  # type: ignore[arg-type]
+    if math.isnan(paper):
+        return ""
+    outside = (
+        record[f"{metric}_paper_in_ci"] is False or str(record[f"{metric}_paper_in_ci"]) == "False"
+    )
+    return f"{paper:.2f}{' ✗' if outside else ''}"
+
+
 def _print_summary(result: RunResult, out: Path) -> None:
+    """Per (victim, defense, attack): mean ± 95 % CI half-width beside the paper value."""
     import pandas as pd
 
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {note}")
     summary = pd.read_csv(out / "summary.csv")
-    table = Table(title=f"paraeval summary ({out / 'summary.csv'})")
-    columns = ["victim", "defense", "attack", "n_seeds", "accuracy_mean", "paper_accuracy",
-               "m_adv_mean", "m_adv_ci_low", "m_adv_ci_high", "paper_m_adv"]  # fmt: skip
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for _, record in summary.iterrows():
-        table.add_row(*("" if pd.isna(record[c]) else str(record[c]) for c in columns))
+    table = Table(title=f"summary ({out / 'summary.csv'}); ✗ = paper value outside the 95 % CI")
+    for column in ("victim", "defense", "attack", "seeds", "accuracy", "paper", "M_adv", "paper"):
+        table.add_column(column, no_wrap=column in ("defense",))
+    for record in summary.to_dict("records"):
+        table.add_row(
+            str(record["victim"]), str(record["defense"]), str(record["attack"]),
+            str(record["n_seeds"]), _interval(record, "accuracy"),
+            _paper(record, "accuracy", "paper_accuracy"), _interval(record, "m_adv"),
+            _paper(record, "m_adv", "paper_m_adv"),
+        )  # fmt: skip
     console.print(table)
     ok = sum(row["status"] == "ok" for row in result.rows)
-    console.print(f"{ok} cell(s) ok, {result.failed} failed. Results in {out}/results.csv")
+    console.print(
+        f"{ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "
+        f"Results in {out}/results.csv, report in {out}/report.html"
+    )
+
+
+#: What `paraeval reproduce` runs: every paper row, the baseline and the dynamic parasite.
+REPRODUCTION = RunConfig(
+    victims=["vm", "vm-batch"],
+    defenses="none,table1,table2,table3,dynamic-parasite",
+    attacks="fgsm",
+    seeds=list(range(5)),
+)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    work: Annotated[Path, typer.Option(help="Run directory (resumable).")] = Path("runs/reproduce"),
+    reports: Annotated[Path, typer.Option(help="Where the report is copied.")] = Path("reports"),
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
+) -> None:
+    """The paper's full reproduction (Tables 1-3, 5 seeds), copied into REPORTS (no weights)."""
+    import shutil
+
+    config = dataclasses.replace(
+        REPRODUCTION, out=work, data_dir=data_dir, command=" ".join(["paraeval", *sys.argv[1:]])
+    )
+    _check_writable(work)
+    result = run(config, err_console)
+    reports.mkdir(parents=True, exist_ok=True)
+    for name in ("report.html", "results.csv", "summary.csv", "prediction_change.csv"):
+        shutil.copy2(work / name, reports / name)
+    _print_summary(result, work)
+    console.print(f"copied the report and CSVs into {reports}/")
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command("report")
