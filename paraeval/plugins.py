@@ -27,6 +27,8 @@ DEFAULT_PLUGINS = (
     "paraeval.defenses.paper_rows",
     "paraeval.defenses.dynamic",
     "paraeval.attacks.fgsm",
+    "paraeval.attacks.pgd",
+    "paraeval.attacks.deepfool",
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import UserError
 
@@ -41,3 +41,61 @@ def parse_options(
             raise UserError(f"{attack}: option {key}={raw!r} must be {option.requirement}")
         values[key] = value
     return values
+
+
+class ConfigurableAttack:
+    """Base of the built-in attacks: declared options, validated at construction.
+
+    Subclasses set ``name``, ``description``, ``tags`` and ``declared`` and may override
+    :meth:`check` for constraints between options. ``configure(**options)`` returns a new,
+    validated instance (``pgd:eps_step=0.1`` on the command line).
+    """
+
+    name: str
+    description: str
+    tags: tuple[str, ...] = ()
+    declared: ClassVar[dict[str, Option]]
+
+    def __init__(self, **options: Any) -> None:
+        self.options = parse_options(self.name, self.declared, options)
+        self.check()
+
+    def check(self) -> None:
+        """Constraints between options; call :meth:`require`."""
+
+    def require(self, condition: bool, message: str) -> None:
+        if not condition:
+            raise UserError(f"{self.name}: {message}")
+
+    def configure(self, **options: Any) -> ConfigurableAttack:
+        return type(self)(**{**self.options, **options})
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in self.options.items())
+        return f"{type(self).__name__}({args})"
+
+
+def parse_bool(text: str) -> bool:
+    """'true'/'false' (also 1/0, yes/no) -> bool; anything else is a ValueError."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(text)
+
+
+BACKENDS = ("art", "torchattacks")
+
+
+def backend_option() -> Option:
+    return Option("art", "art or torchattacks", str, BACKENDS.__contains__, "art or torchattacks")
+
+
+def fraction_option(default: float, help: str) -> Option:
+    """A float in (0, 1]: an ε, a step, a ratio."""
+    return Option(default, help, float, lambda v: 0 < v <= 1, "in (0, 1]")
+
+
+def count_option(default: int, help: str) -> Option:
+    return Option(default, help, int, lambda v: 1 <= v <= 1000, "in [1, 1000]")

@@ -1,0 +1,110 @@
+"""`pgd`: L-infinity projected gradient descent (Madry et al. 2018) with the paper's ε sweep.
+
+M_adv is defined as for FGSM (paper Sec. 6.2): for each image the example is crafted on the
+victim at ε = 0.05, 0.10, ... up to `max_eps`, the first ε that fools the victim is kept, and
+the example is replayed on the protected model. At each ε, PGD runs `steps` iterations of step
+size `step_factor * ε / steps` (2.5 ε / steps: Madry et al.'s rule), from the clean image
+(`random_init=false`, deterministic) or a uniform random start in the ε-ball.
+
+Backends: ``art`` (ProjectedGradientDescent, norm inf) and ``torchattacks`` (PGD).
+
+Example::
+
+    paraeval run --attacks pgd:backend=torchattacks,steps=20
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..api import AdversarialBatch
+from ..hookspecs import hookimpl
+from .backends import (
+    Craft,
+    art_classifier,
+    epsilon_grid,
+    minimal_epsilon_sweep,
+    torchattacks_module,
+)
+from .options import (
+    ConfigurableAttack,
+    Option,
+    backend_option,
+    count_option,
+    fraction_option,
+    parse_bool,
+)
+
+
+class PGDSweep(ConfigurableAttack):
+    name = "pgd"
+    description = (
+        "PGD L-inf (Madry et al. 2018), 40 steps of 2.5 eps/40, with the paper's eps sweep "
+        "0.05, 0.10, ... (transfer: crafted on the victim, replayed on the protected model)."
+    )
+    tags = ("evasion",)
+    declared: ClassVar[dict[str, Option]] = {
+        "backend": backend_option(),
+        "eps_step": fraction_option(0.05, "sweep step"),
+        "max_eps": fraction_option(1.0, "largest eps tried"),
+        "steps": count_option(40, "iterations per eps"),
+        "step_factor": Option(
+            2.5, "step size = step_factor * eps / steps", float, lambda v: 0 < v <= 10, "in (0, 10]"
+        ),
+        "random_init": Option(False, "uniform random start", parse_bool),
+    }
+
+    def check(self) -> None:
+        self.require(
+            self.options["max_eps"] >= self.options["eps_step"], "max_eps must be >= eps_step"
+        )
+
+    def generate(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
+    ) -> AdversarialBatch:
+        model = model.eval()
+        craft = self._art(model) if self.options["backend"] == "art" else self._torchattacks(model)
+        epsilons = epsilon_grid(self.options["eps_step"], self.options["max_eps"])
+        return minimal_epsilon_sweep(model, images, labels, epsilons, craft)
+
+    def _step(self, eps: float) -> float:
+        return float(self.options["step_factor"] * eps / self.options["steps"])
+
+    def _art(self, model: nn.Module) -> Craft:
+        from art.attacks.evasion import ProjectedGradientDescent
+
+        classifier = art_classifier(model, (1, 28, 28))
+        options = self.options
+
+        def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            attack = ProjectedGradientDescent(
+                classifier, norm=np.inf, eps=eps, eps_step=self._step(eps),
+                max_iter=options["steps"], num_random_init=int(options["random_init"]),
+                batch_size=len(images), verbose=False,
+            )  # fmt: skip
+            return torch.from_numpy(attack.generate(x=images.numpy(), y=labels.numpy()))
+
+        return craft
+
+    def _torchattacks(self, model: nn.Module) -> Craft:
+        torchattacks = torchattacks_module()
+        options = self.options
+
+        def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            attack = torchattacks.PGD(
+                model, eps=eps, alpha=self._step(eps), steps=options["steps"],
+                random_start=options["random_init"],
+            )  # fmt: skip
+            return attack(images, labels).detach()
+
+        return craft
+
+
+@hookimpl
+def register_attacks(register: Callable[[Any], None]) -> None:
+    register(PGDSweep())
