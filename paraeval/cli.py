@@ -131,11 +131,17 @@ def _print_summary(result: RunResult, out: Path) -> None:
     for column in ("victim", "defense", "attack", "seeds", "accuracy", "paper", "M_adv", "paper"):
         table.add_column(column, no_wrap=column in ("defense",))
     for record in summary.to_dict("records"):
+        adaptive = record["mode"] == "adaptive"
+        attack = f"{record['attack']}{' (adaptive)' if adaptive else ''}"
+        m_adv = (
+            f"robust acc {_interval(record, 'robust_accuracy')}"
+            if adaptive
+            else _interval(record, "m_adv")
+        )
         table.add_row(
-            str(record["victim"]), str(record["defense"]), str(record["attack"]),
-            str(record["n_seeds"]), _interval(record, "accuracy"),
-            _paper(record, "accuracy", "paper_accuracy"), _interval(record, "m_adv"),
-            _paper(record, "m_adv", "paper_m_adv"),
+            str(record["victim"]), str(record["defense"]), attack, str(record["n_seeds"]),
+            _interval(record, "accuracy"), _paper(record, "accuracy", "paper_accuracy"),
+            m_adv, _paper(record, "m_adv", "paper_m_adv"),
         )  # fmt: skip
     console.print(table)
     ok = sum(row["status"] == "ok" for row in result.rows)

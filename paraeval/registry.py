@@ -2,8 +2,9 @@
 
 Selection (``--defenses`` / ``--attacks``): a comma-separated list whose items are
 ``all``, an exact name, a tag (``table1``, ``parasite``, ...) or a glob (``t1-*``).
-An attack item may carry options: ``pgd:eps=0.3,steps=40`` - after ``name:``, each
-``key=value`` item (up to the next item without ``=``) is an option of that attack.
+An attack item may carry options: ``pgd:max_eps=0.3,steps=40`` - after ``name:``, each
+``key=value`` item (up to the next item without ``=``) is an option of that attack;
+``mode=adaptive`` (any attack) attacks the protected model instead of the victim.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Entry(Generic[T]):
 
     obj: T
     plugin: object
+    mode: str = "transfer"
 
     @property
     def name(self) -> str:
@@ -144,11 +146,23 @@ def attacks() -> Registry[Any]:
     return _collect("register_attacks", "attack")
 
 
+#: transfer: craft on the victim, replay on the protected model (the paper's setting);
+#: adaptive: attack the protected model itself.
+MODES = ("transfer", "adaptive")
+
+
 def configured_attacks(spec: str) -> list[Entry[Any]]:
-    """Select attacks and apply per-attack options via their ``configure(**options)``."""
+    """Select attacks and apply per-attack options via their ``configure(**options)``.
+
+    ``mode=transfer|adaptive`` is handled here, for every attack: it is not an option of the
+    attack but of how the runner uses it.
+    """
     registry = attacks()
     selected: list[Entry[Any]] = []
     for item, options in split_selection(spec):
+        mode = options.pop("mode", "transfer")
+        if mode not in MODES:
+            raise SelectionError(f"mode={mode!r} for {item!r}; valid: {', '.join(MODES)}")
         for entry in registry.select(item):
             obj = entry.obj
             if options:
@@ -156,7 +170,7 @@ def configured_attacks(spec: str) -> list[Entry[Any]]:
                 if configure is None:
                     raise SelectionError(f"attack {entry.name!r} takes no options")
                 obj = configure(**options)
-            selected.append(Entry(obj, entry.plugin))
+            selected.append(Entry(obj, entry.plugin, mode))
     return selected
 
 

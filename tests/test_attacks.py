@@ -85,3 +85,33 @@ def test_attack_options_are_rejected_with_the_valid_ones() -> None:
     with pytest.raises(UserError, match=r"in \[0, 1\]"):
         DeepFoolAttack(overshoot="2")
     assert PGDSweep(random_init="true").options["random_init"] is True
+
+
+def test_transfer_and_adaptive_modes_are_never_mixed(victims, tmp_path) -> None:
+    import pandas as pd
+
+    from .conftest import run_cli
+
+    out = tmp_path / "run"
+    attacks = "fgsm,fgsm:mode=adaptive,deepfool"
+    result = run_cli("run", "--victims", "vm", "--defenses", "none", "--n-images", "20",
+                     "--attacks", attacks, "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_csv(out / "results.csv")
+    transfer = rows[rows["mode"] == "transfer"]
+    adaptive = rows[rows["mode"] == "adaptive"]
+    assert len(transfer) == 2 and len(adaptive) == 1
+    assert transfer["m_adv"].notna().all() and transfer["robust_accuracy"].isna().all()
+    assert adaptive["m_adv"].isna().all()
+    assert float(adaptive["robust_accuracy"].iloc[0]) < 10  # FGSM up to eps 1 breaks LeNet
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary["mode"]) == ["adaptive", "transfer", "transfer"]
+    changes = pd.read_csv(out / "prediction_change.csv")
+    assert set(changes["attack"]) == {"fgsm", "deepfool"} and len(changes) == 200
+
+
+def test_unknown_mode_exits_2(tmp_path) -> None:
+    from .conftest import run_cli
+
+    result = run_cli("run", "--attacks", "fgsm:mode=whitebox", "--out", str(tmp_path))
+    assert result.returncode == 2 and "valid: transfer, adaptive" in result.stderr

@@ -19,7 +19,7 @@ from ..metrics import t_interval
 from ..store import Store
 
 CHANGE_COLUMNS = ["victim", "defense", "attack", "seed", "original_pred", "protected_pred", "count"]
-SUMMARY_KEYS = ["victim", "defense", "attack"]
+SUMMARY_KEYS = ["victim", "defense", "attack", "mode"]
 
 
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -43,7 +43,11 @@ def change_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, A
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (victim, defense, attack) over its `ok` seeds."""
+    """One row per (victim, defense, attack, mode) over its `ok` seeds.
+
+    Transfer rows carry M_adv (and the paper's values for the paper's attack, FGSM); adaptive
+    rows carry the protected model's robust accuracy instead. The two are never mixed.
+    """
     records = []
     ok = results[results["status"] == "ok"]
     for keys, group in ok.groupby(SUMMARY_KEYS, sort=False):
@@ -66,6 +70,11 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
                     else None,
                 }
             )
+        robust = group["robust_accuracy"].astype(float).tolist()
+        mean, _std, low, high = t_interval(robust)
+        record.update(
+            robust_accuracy_mean=mean, robust_accuracy_ci_low=low, robust_accuracy_ci_high=high
+        )
         record["victim_accuracy"] = group["victim_accuracy"].iloc[0]
         records.append(record)
     return pd.DataFrame(records).round(4)
@@ -82,7 +91,7 @@ def write_tables(store: Store, keys: list[str], out: Path) -> None:
         if cell is None:
             continue
         rows.append(cell.row)
-        if cell.status == "ok":
+        if cell.status == "ok" and cell.row.get("mode", "transfer") == "transfer":
             changes += change_rows(store, key, cell.row)
     results = results_frame(rows)
     _write(results, out / "results.csv")
