@@ -42,6 +42,9 @@ from typing import cast
 from .models.insertion import Neurons, Placement, Position
 from .models.parasite import BiasMode
 
+#: The attack (in transfer mode) the paper's Tables 1-3 were measured with (Sec. 6.2).
+PAPER_ATTACK = "fgsm"
+
 
 @dataclass(frozen=True)
 class ParasiteSpec:

@@ -28,6 +28,8 @@ class Entry(Generic[T]):
     obj: T
     plugin: object
     mode: str = "transfer"
+    #: How results name it: the name, plus the options the user gave ("pgd:steps=10").
+    label: str = ""
 
     @property
     def name(self) -> str:
@@ -170,7 +172,9 @@ def configured_attacks(spec: str) -> list[Entry[Any]]:
                 if configure is None:
                     raise SelectionError(f"attack {entry.name!r} takes no options")
                 obj = configure(**options)
-            selected.append(Entry(obj, entry.plugin, mode))
+            given = ",".join(f"{key}={value}" for key, value in options.items())
+            label = f"{entry.name}:{given}" if given else entry.name
+            selected.append(Entry(obj, entry.plugin, mode, label))
     return selected
 
 

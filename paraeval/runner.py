@@ -45,6 +45,7 @@ from .data import MNIST, load_mnist
 from .errors import UserError
 from .metrics import METRIC_VERSION, TransferOutcome, transfer_outcome, wilson_interval
 from .models.lenet import VICTIM_ARCHITECTURES
+from .paper import PAPER_ATTACK
 from .plugins import load_failures
 from .report.html import render_report
 from .report.tables import write_tables
@@ -66,9 +67,6 @@ RESULT_COLUMNS = [
     "accuracy_wilson_high", "m_adv_wilson_low", "m_adv_wilson_high", "robust_accuracy",
     "median_epsilon", "mode", "warnings", "error",
 ]  # fmt: skip
-
-#: The attack and mode the paper's Tables 1-3 were measured with (Sec. 6.2).
-PAPER_ATTACK = "fgsm"
 
 #: Images used to probe a protected model for contract violations and sanity warnings.
 PROBE_IMAGES = 16
@@ -98,7 +96,6 @@ class RunResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reused: int = 0
-    computed: int = 0
 
     @property
     def failed(self) -> int:
@@ -246,7 +243,6 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
                 if todo:
                     ctx = _victim_context(config, victim, mnist)
                     _run_cells(ctx, todo, store, run_id, progress, task)
-        result.computed = len(pending)
         result.rows = [stored.row for cell in cells if (stored := store.cell(cell.key))]
         store.finish_run(run_id, time.perf_counter() - started)
         write_tables(store, keys, config.out)
@@ -354,7 +350,7 @@ def _base_row(ctx: VictimContext, cell: Cell) -> dict[str, Any]:
     return {
         "victim": ctx.name,
         "defense": cell.defense.name,
-        "attack": cell.attack.name,
+        "attack": cell.attack.label or cell.attack.name,
         "seed": cell.seed,
         "victim_accuracy": round(ctx.accuracy, 4),
         "paper_accuracy": paper.accuracy if paper else None,
@@ -400,6 +396,7 @@ def _transfer_cell(
     except Exception as exc:
         return row | {"status": "failed", "error": _error_text(exc)}, []
     row.update(_metrics(outcome, protected_accuracy, len(ctx.test_labels)))
+    warnings = [*warnings, *_weaker_than_fgsm(ctx, cell, batch)]
     row["warnings"] = "; ".join(warnings) or None
     row["parasite_fit"] = (getattr(protected, "paraeval_info", None) or {}).get("parasite_fit")
     row["seconds"] = round(setup_seconds + time.perf_counter() - started, 3)
@@ -411,6 +408,22 @@ def _transfer_cell(
         for i in range(len(ctx.labels))
     ]  # fmt: skip
     return row, samples
+
+
+def _weaker_than_fgsm(ctx: VictimContext, cell: Cell, batch: AdversarialBatch) -> list[str]:
+    """An iterative attack that fools fewer images than the FGSM sweep on the same model is
+    almost certainly misconfigured (too few steps, too small a step): say so."""
+    if "iterative" not in tuple(getattr(cell.attack.obj, "tags", ())):
+        return []
+    from .attacks.fgsm import FGSMSweep
+
+    max_eps = describe_options(cell.attack.obj).get("max_eps", 1.0)
+    reference = registry.Entry(FGSMSweep(max_eps=max_eps), plugin=None)
+    fgsm = _adversarial(ctx, reference, cell.seed)
+    weaker, stronger = int(batch.success.sum()), int(fgsm.success.sum())
+    if weaker >= stronger:
+        return []
+    return [f"{cell.attack.name} fooled the victim on {weaker} images, FGSM on {stronger}"]
 
 
 def _adaptive_cell(

@@ -115,3 +115,20 @@ def test_unknown_mode_exits_2(tmp_path) -> None:
 
     result = run_cli("run", "--attacks", "fgsm:mode=whitebox", "--out", str(tmp_path))
     assert result.returncode == 2 and "valid: transfer, adaptive" in result.stderr
+
+
+def test_an_iterative_attack_weaker_than_fgsm_is_flagged(victims, tmp_path) -> None:
+    import pandas as pd
+
+    from .conftest import run_cli
+
+    out = tmp_path / "run"
+    weak = "pgd:steps=1,step_factor=0.1,max_eps=0.3"  # one tiny step per eps: weaker than FGSM
+    attacks = f"{weak},pgd:max_eps=0.3,steps=10"
+    result = run_cli("run", "--victims", "vm", "--defenses", "none", "--n-images", "20",
+                     "--attacks", attacks, "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["attack"]) == [weak, "pgd:max_eps=0.3,steps=10"]  # configs kept apart
+    assert "FGSM on" in rows.iloc[0]["warnings"]
+    assert pd.isna(rows.iloc[1]["warnings"])

@@ -47,7 +47,7 @@ class PGDSweep(ConfigurableAttack):
         "PGD L-inf (Madry et al. 2018), 40 steps of 2.5 eps/40, with the paper's eps sweep "
         "0.05, 0.10, ... (transfer: crafted on the victim, replayed on the protected model)."
     )
-    tags = ("evasion",)
+    tags = ("evasion", "iterative")
     declared: ClassVar[dict[str, Option]] = {
         "backend": backend_option(),
         "eps_step": fraction_option(0.05, "sweep step"),

@@ -19,12 +19,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..choices import choices
 from ..errors import UserError
 from ..models.lenet import PAPER_VICTIM_ACCURACY
-from ..paper import ROWS, PaperRow
+from ..paper import PAPER_ATTACK, ROWS, PaperRow
 from ..store import DB_NAME, Store
 from .svg import Series, chart, heatmap
 from .tables import results_frame, summarise, write_tables
 
-PAPER_ATTACK = "fgsm"
 FIT_KEYS = ("mse_to_target", "mse_to_identity", "identity_mse", "bias_norm")
 CLOSE_PP = 1.0
 
