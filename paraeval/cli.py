@@ -155,7 +155,7 @@ def _print_summary(result: RunResult, out: Path) -> None:
 REPRODUCTION = RunConfig(
     victims=["vm", "vm-batch"],
     defenses="none,table1,table2,table3,dynamic-parasite",
-    attacks="fgsm",
+    attacks="fgsm,pgd,deepfool",
     seeds=list(range(5)),
 )
 
@@ -177,10 +177,46 @@ def reproduce_command(
     reports.mkdir(parents=True, exist_ok=True)
     for name in ("report.html", "results.csv", "summary.csv", "prediction_change.csv"):
         shutil.copy2(work / name, reports / name)
+    _write_reports_readme(work, reports)
     _print_summary(result, work)
     console.print(f"copied the report and CSVs into {reports}/")
     if result.failed:
         raise typer.Exit(1)
+
+
+def _write_reports_readme(work: Path, reports: Path) -> None:
+    """reports/README.md: what ran, on what, when (from the store's latest run record)."""
+    from .report.html import latest_run
+    from .store import Store
+
+    with Store(work) as store:
+        run_record = latest_run(store)
+    versions = run_record["versions"]
+    lines = [
+        "# The committed reproduction",
+        "",
+        "Output of `paraeval reproduce` (HTML report and CSVs; no weights). Regenerate with:",
+        "",
+        "```bash",
+        ".venv/bin/paraeval reproduce",
+        "```",
+        "",
+        f"- command: `{run_record['command']}`",
+        f"- finished: {run_record['finished']} (UTC); wall time of this invocation: "
+        f"{run_record['wall_seconds']} s (cells stored by earlier invocations are reused)",
+        f"- machine: {versions.get('platform')}, {versions.get('device')}",
+        f"- versions: paraeval {versions.get('paraeval')} (commit {versions.get('git_commit')}), "
+        f"torch {versions.get('torch')}, ART {versions.get('art')}, "
+        f"torchattacks {versions.get('torchattacks')}, python {versions.get('python')}",
+        f"- grid: victims {', '.join(run_record['config']['victims'])}; defenses "
+        f"`{run_record['config']['defenses']}`; attacks `{run_record['config']['attacks']}`; "
+        f"seeds {run_record['config']['seeds']}; first {run_record['config']['n_images']} "
+        "test images",
+        "",
+        "Open `report.html` in a browser; `summary.csv` has the per-row means, 95 % intervals",
+        "and differences to the paper. Column meanings: the project README, section Outputs.",
+    ]
+    (reports / "README.md").write_text("\n".join(lines) + "\n")
 
 
 @app.command("report")

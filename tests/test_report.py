@@ -134,3 +134,26 @@ def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from paraeval import cli
+    from paraeval.runner import RunConfig
+
+    tiny = RunConfig(victims=["vm"], defenses="none", attacks="fgsm", seeds=[0], n_images=10)
+    monkeypatch.setattr(cli, "REPRODUCTION", tiny)
+    reports = tmp_path / "reports"
+    result = CliRunner().invoke(
+        cli.app, ["reproduce", "--work", str(tmp_path / "work"), "--reports", str(reports)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in reports.iterdir()) == [
+        "README.md", "prediction_change.csv", "report.html", "results.csv", "summary.csv"
+    ]  # fmt: skip
+    readme = (reports / "README.md").read_text()
+    assert "paraeval reproduce" in readme and "torch 2.13.0" in readme
+    assert (reports / "results.csv").read_bytes() == (
+        tmp_path / "work" / "results.csv"
+    ).read_bytes()
