@@ -13,6 +13,7 @@ from .attacks.fgsm import FGSMSweep
 from .models.insertion import PAPER_NEURON_COUNT
 from .models.lenet import LENET_CONV1_PADDING
 from .models.parasite import BIAS_RADIUS, PADDING
+from .defenses.parasites import CALIBRATION_IMAGES, DEFAULT_BN_STATS
 from .training import ParasiteConfig, VictimConfig
 
 
@@ -61,10 +62,13 @@ def choices() -> list[Choice]:
             "paraeval/models/parasite.py",
         ),
         Choice(
-            "Parasite BatchNorm at inference",
-            "eval mode: running statistics of the parasite's own training inputs",
-            "a deployed BN layer uses its running statistics",
-            "paraeval/models/parasite.py",
+            "Parasite BatchNorm statistics once inserted",
+            f"'{DEFAULT_BN_STATS}': running mean/variance re-estimated on the victim's "
+            f"activations for the first {CALIBRATION_IMAGES} MNIST training images, then eval "
+            "mode (option bn_stats=training keeps the statistics of the uniform training inputs)",
+            "Sec. 6.1: the BNs 'normalize their input, ensuring a mean of 0 and a standard "
+            "deviation of 1', which only statistics of that input do; both are measured",
+            "paraeval/defenses/parasites.py",
         ),
         Choice(
             "Parasite training recipe",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -159,24 +159,38 @@ def configured_attacks(spec: str) -> list[Entry[Any]]:
     ``mode=transfer|adaptive`` is handled here, for every attack: it is not an option of the
     attack but of how the runner uses it.
     """
-    registry = attacks()
     selected: list[Entry[Any]] = []
     for item, options in split_selection(spec):
         mode = options.pop("mode", "transfer")
         if mode not in MODES:
             raise SelectionError(f"mode={mode!r} for {item!r}; valid: {', '.join(MODES)}")
-        for entry in registry.select(item):
-            obj = entry.obj
-            if options:
-                configure = getattr(obj, "configure", None)
-                if configure is None:
-                    raise SelectionError(f"attack {entry.name!r} takes no options")
-                obj = configure(**options)
-            given = ",".join(f"{key}={value}" for key, value in options.items())
-            label = f"{entry.name}:{given}" if given else entry.name
-            selected.append(Entry(obj, entry.plugin, mode, label))
+        selected += _configured(attacks(), item, options, mode)
     return selected
 
 
-def unique_names(entries: Iterable[Entry[Any]]) -> list[str]:
-    return list(dict.fromkeys(entry.name for entry in entries))
+def configured_defenses(spec: str) -> list[Entry[Any]]:
+    """Select defenses, applying options (``t1-*:bn_stats=training``) via ``configure``."""
+    registry = defenses()
+    selected: dict[str, Entry[Any]] = {}
+    for item, options in split_selection(spec):
+        for entry in _configured(registry, item, options):
+            selected.setdefault(entry.label, entry)
+    return list(selected.values())
+
+
+def _configured(
+    registry: Registry[Any], item: str, options: dict[str, str], mode: str = "transfer"
+) -> list[Entry[Any]]:
+    """The entries `item` selects, reconfigured with `options` and labelled with them."""
+    configured = []
+    for entry in registry.select(item):
+        obj = entry.obj
+        if options:
+            configure = getattr(obj, "configure", None)
+            if configure is None:
+                raise SelectionError(f"{registry.kind} {entry.name!r} takes no options")
+            obj = configure(**options)
+        given = ",".join(f"{key}={value}" for key, value in options.items())
+        label = f"{entry.name}:{given}" if given else entry.name
+        configured.append(Entry(obj, entry.plugin, mode, label))
+    return configured

@@ -123,7 +123,9 @@ def validate(config: RunConfig) -> tuple[list[registry.Entry[Any]], list[registr
         raise UserError("seeds must be integers >= 0")
     if not 1 <= config.n_images <= 10_000:
         raise UserError("--n-images must be between 1 and 10000")
-    return registry.defenses().select(config.defenses), registry.configured_attacks(config.attacks)
+    return registry.configured_defenses(config.defenses), registry.configured_attacks(
+        config.attacks
+    )
 
 
 def versions() -> dict[str, str]:
@@ -303,7 +305,7 @@ def _run_cells(
 ) -> None:
     groups: dict[tuple[str, int], list[Cell]] = {}
     for cell in cells:
-        groups.setdefault((cell.defense.name, cell.seed), []).append(cell)
+        groups.setdefault((cell.defense.label or cell.defense.name, cell.seed), []).append(cell)
     for (defense_name, seed), group in groups.items():
         progress.update(task, description=f"{ctx.name} · {defense_name} · seed {seed}")
         started = time.perf_counter()
@@ -349,7 +351,7 @@ def _base_row(ctx: VictimContext, cell: Cell) -> dict[str, Any]:
         paper = None  # the published values are FGSM-transfer values
     return {
         "victim": ctx.name,
-        "defense": cell.defense.name,
+        "defense": cell.defense.label or cell.defense.name,
         "attack": cell.attack.label or cell.attack.name,
         "seed": cell.seed,
         "victim_accuracy": round(ctx.accuracy, 4),

@@ -88,3 +88,48 @@ def test_cache_round_trip_gives_the_same_parasite(tmp_path, monkeypatch) -> None
     x = torch.rand(2, 1, 16, 16)
     assert torch.equal(first.model(x), second.model(x))
     assert second.fit == pytest.approx(first.fit)
+
+
+def test_recalibrated_batch_norms_normalise_the_victims_activations(victims, mnist) -> None:
+    """Sec. 6.1: the parasite's BNs 'normalize their input, ensuring a mean of 0 and std 1'."""
+    from paraeval.defenses.parasites import calibration_images, protect_with
+    from paraeval.paper import ROWS_BY_NAME
+
+    victim = victims["vm-batch"][0]
+    specs = ROWS_BY_NAME["t1-vmbatch-before-bn-small"].parasites
+    recalibrated = protect_with(victim, specs, seed=0, stream="table1")
+    training = protect_with(victim, specs, seed=0, stream="table1", bn_stats="training")
+    parasite = next(m for m in recalibrated.modules() if isinstance(m, ParasiticCNN))
+    original = next(m for m in training.modules() if isinstance(m, ParasiticCNN))
+    first_bn, original_bn = parasite.batch_norms()[0], original.batch_norms()[0]
+    inputs: list[torch.Tensor] = []
+    handle = first_bn.register_forward_hook(lambda _m, i, _o: inputs.append(i[0]))
+    with torch.no_grad():
+        recalibrated(calibration_images())
+    handle.remove()
+    seen = torch.cat(inputs)
+    assert torch.allclose(first_bn.running_mean, seen.mean(dim=(0, 2, 3)), rtol=1e-3, atol=1e-4)
+    assert not torch.allclose(original_bn.running_mean, first_bn.running_mean)
+    assert torch.equal(parasite.convolutions()[0].weight, original.convolutions()[0].weight)
+    assert not first_bn.training and not parasite.training
+    x = mnist.as_float(mnist.test_images[:8])
+    assert torch.equal(recalibrated(x), recalibrated(x))  # eval mode: deterministic
+
+
+def test_defense_options_select_the_bn_statistics(victims, tmp_path) -> None:
+    import pandas as pd
+
+    from .conftest import run_cli
+
+    out = tmp_path / "run"
+    defenses = "t1-vm-after-bn-small,t1-vm-after-bn-small:bn_stats=training"
+    result = run_cli("run", "--victims", "vm", "--defenses", defenses, "--n-images", "10",
+                     "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["defense"]) == [
+        "t1-vm-after-bn-small",
+        "t1-vm-after-bn-small:bn_stats=training",
+    ]
+    bad = run_cli("run", "--defenses", "t1-vm-after-bn-small:bn_stats=batch", "--out", str(out))
+    assert bad.returncode == 2 and "bn_stats=recalibrated|training" in bad.stderr

@@ -19,7 +19,7 @@ from torch import nn
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
 from ..paper import ParasiteSpec
-from .parasites import protect_with
+from .parasites import DEFAULT_BN_STATS, protect_with
 
 #: Default pool: the four parasite kinds of Table 1 (sigma 0.2) ...
 DEFAULT_PARASITES = ((False, "none"), (False, "small"), (True, "none"), (True, "small"))
@@ -74,6 +74,7 @@ class DynamicParasite:
             "parasites": [f"{'bn' if bn else 'nobn'}-{bias}" for bn, bias in parasites],
             "locations": [loc.label for loc in locations],
             "sigma": sigma,
+            "bn_stats": DEFAULT_BN_STATS,
         }
 
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module:

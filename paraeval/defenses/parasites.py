@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
 from torch import nn
 
+from ..data import MNIST, load_mnist
 from ..models.insertion import Placement, insert_parasites
+from ..models.parasite import ParasiticCNN
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig, TrainedParasite, derive_seed, load_or_train_parasite
 
@@ -53,23 +54,69 @@ def parasite_config(
     )
 
 
+#: How a parasite's BatchNorm layers normalise once inserted (see `recalibrate_batch_norms`).
+BN_STATS = ("recalibrated", "training")
+DEFAULT_BN_STATS = "recalibrated"
+#: MNIST training images (never test images) whose victim activations recalibrate the BNs.
+CALIBRATION_IMAGES = 5_000
+
+
 def protect_with(
     victim: nn.Module,
     specs: Sequence[ParasiteSpec],
     seed: int,
     stream: str,
-    overrides: dict[str, object] | None = None,
+    bn_stats: str = DEFAULT_BN_STATS,
 ) -> nn.Module:
     """Insert one trained parasite per spec; the result carries the parasites' fit."""
+    if bn_stats not in BN_STATS:
+        raise ValueError(f"bn_stats must be one of {BN_STATS}, not {bn_stats!r}")
     entries: list[tuple[Placement, nn.Module]] = []
     fits = []
     for slot, spec in enumerate(specs):
-        config = parasite_config(spec, victim, seed, stream, slot)
-        if overrides:
-            config = replace(config, **overrides)  # type: ignore[arg-type]
-        trained: TrainedParasite = load_or_train_parasite(config)
+        trained: TrainedParasite = load_or_train_parasite(
+            parasite_config(spec, victim, seed, stream, slot)
+        )
         entries.append((spec.placement, trained.model))
         fits.append({"parasite": spec.label, **trained.fit})
     protected = insert_parasites(victim, entries)
+    if bn_stats == "recalibrated":
+        recalibrate_batch_norms(protected, calibration_images())
     protected.paraeval_info = {"parasite_fit": fits}  # type: ignore[assignment]
     return protected
+
+
+def calibration_images() -> torch.Tensor:
+    """The first CALIBRATION_IMAGES MNIST training images (data resolved as everywhere)."""
+    mnist = load_mnist()
+    return MNIST.as_float(mnist.train_images[:CALIBRATION_IMAGES])
+
+
+@torch.no_grad()
+def recalibrate_batch_norms(protected: nn.Module, images: torch.Tensor) -> None:
+    """Re-estimate the parasites' BN statistics on the activations they receive in the victim.
+
+    Paper Sec. 6.1: the parasite's BN layers "normalize their input, ensuring a mean of 0 and
+    a standard deviation of 1"; Sec. 5.3: they keep the new hyperplanes near "the working
+    space". Statistics from the parasite's own training inputs (uniform in [0, 1]) do neither
+    once the parasite sits on a victim's activations, which have another scale and sign. So
+    the running mean and variance of every parasite BN are re-estimated (cumulative average)
+    on the victim's activations for MNIST *training* images, and the BNs then run in eval
+    mode like any deployed BN; the weights and the learned BN scale/shift are unchanged. The
+    victim's own BN layers are not touched. `bn_stats="training"` keeps the statistics of
+    the parasite's training inputs instead (measured side by side in the README).
+    """
+    norms = [
+        bn for module in protected.modules() if isinstance(module, ParasiticCNN)
+        for bn in module.batch_norms()
+    ]  # fmt: skip
+    if not norms:
+        return
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average over all calibration batches
+        bn.train()
+    for start in range(0, len(images), 1000):
+        protected(images[start : start + 1000])
+    for bn in norms:
+        bn.eval()
