@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .attacks.fgsm import FGSMSweep
+from .defenses.parasites import CALIBRATION_IMAGES, DEFAULT_BN_STATS
 from .models.insertion import PAPER_NEURON_COUNT
 from .models.lenet import LENET_CONV1_PADDING
 from .models.parasite import BIAS_RADIUS, PADDING
-from .defenses.parasites import CALIBRATION_IMAGES, DEFAULT_BN_STATS
 from .training import ParasiteConfig, VictimConfig
 
 
