@@ -43,6 +43,8 @@ class LoadFailure:
 pm = pluggy.PluginManager("paraeval")
 pm.add_hookspecs(hookspecs)
 load_failures: list[LoadFailure] = []
+#: id(plugin object) -> "distribution version", for plugins loaded from entry points.
+_distributions: dict[int, str] = {}
 _loaded = False
 
 
@@ -59,6 +61,8 @@ def _load_entry_points() -> None:
             load_failures.append(LoadFailure(entry_point.name, traceback.format_exc()))
             continue
         pm.register(plugin, name=entry_point.name)
+        if entry_point.dist is not None:
+            _distributions[id(plugin)] = f"{entry_point.dist.name} {entry_point.dist.version}"
 
 
 def load_plugins() -> pluggy.PluginManager:
@@ -77,9 +81,8 @@ def load_plugins() -> pluggy.PluginManager:
 
 def plugin_distribution(plugin: object) -> str:
     """'dist version' for an entry-point plugin, 'paraeval version' for built-ins."""
-    for registered, dist in pm.list_plugin_distinfo():
-        if registered is plugin:
-            return f"{dist.project_name} {dist.version}"
+    if id(plugin) in _distributions:
+        return _distributions[id(plugin)]
     from . import __version__
 
     return f"paraeval {__version__} (built-in)" if _is_builtin(plugin) else "(registered in code)"

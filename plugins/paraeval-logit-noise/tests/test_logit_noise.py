@@ -18,9 +18,14 @@ def test_noise_is_seeded_and_small() -> None:
     assert float((a - model(x)).abs().max()) < 1.0
 
 
-def test_entry_point_is_discovered_by_paraeval_list() -> None:
+def test_entry_point_is_discovered_by_paraeval() -> None:
+    """In a fresh process: found through the entry point, attributed to this distribution."""
+    probe = (
+        "from paraeval.registry import defenses; "
+        "entry = defenses().entries['logit-noise']; print(entry.provider)"
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "paraeval", "list", "defenses"],
-        capture_output=True, text=True, env={"COLUMNS": "250", "PATH": ""}, check=True,
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        env={"PATH": ""},
     )  # fmt: skip
-    assert "logit-noise" in result.stdout and "paraeval-logit-noise 0.1.0" in result.stdout
+    assert result.stdout.strip() == "paraeval-logit-noise 0.1.0"
