@@ -403,13 +403,7 @@ def _transfer_cell(
     row["parasite_fit"] = (getattr(protected, "paraeval_info", None) or {}).get("parasite_fit")
     row["seconds"] = round(setup_seconds + time.perf_counter() - started, 3)
     counted = (ctx.clean_pred == ctx.labels) & batch.success & (victim_pred != ctx.labels)
-    samples = [
-        (i, int(ctx.labels[i]), int(ctx.clean_pred[i]), int(victim_pred[i]), int(protected_pred[i]),
-         None if math.isnan(float(batch.epsilon[i])) else float(batch.epsilon[i]),
-         int(batch.success[i]), int(counted[i]))
-        for i in range(len(ctx.labels))
-    ]  # fmt: skip
-    return row, samples
+    return row, _samples(ctx.labels, ctx.clean_pred, victim_pred, protected_pred, batch, counted)
 
 
 def _weaker_than_fgsm(ctx: VictimContext, cell: Cell, batch: AdversarialBatch) -> list[str]:
@@ -456,9 +450,7 @@ def _adaptive_cell(
     if max_eps == 1.0 and robust_accuracy > 10.0:
         warnings = [*warnings, f"robust accuracy {robust_accuracy:.1f} % at eps = 1.0: "
                     "the adaptive attack is not working (gradient masking?)"]  # fmt: skip
-    acc_low, acc_high = wilson_interval(
-        round(protected_accuracy * len(ctx.test_labels) / 100), len(ctx.test_labels)
-    )
+    acc_low, acc_high = _accuracy_interval(protected_accuracy, len(ctx.test_labels))
     row.update(
         status="ok",
         accuracy=round(protected_accuracy, 4),
@@ -472,18 +464,34 @@ def _adaptive_cell(
         warnings="; ".join(warnings) or None,
         seconds=round(setup_seconds + time.perf_counter() - started, 3),
     )
-    samples = [
-        (i, int(ctx.labels[i]), int(clean[i]), int(victim_pred[i]), int(attacked[i]),
+    not_counted = torch.zeros(len(ctx.labels), dtype=torch.bool)  # adaptive: no M_adv
+    return row, _samples(ctx.labels, clean, victim_pred, attacked, batch, not_counted)
+
+
+def _samples(
+    labels: torch.Tensor,
+    clean: torch.Tensor,
+    victim_pred: torch.Tensor,
+    protected_pred: torch.Tensor,
+    batch: AdversarialBatch,
+    counted: torch.Tensor,
+) -> list[tuple[Any, ...]]:
+    """The per-image rows of a cell, in the store's SAMPLE_COLUMNS order."""
+    return [
+        (i, int(labels[i]), int(clean[i]), int(victim_pred[i]), int(protected_pred[i]),
          None if math.isnan(float(batch.epsilon[i])) else float(batch.epsilon[i]),
-         int(batch.success[i]), 0)
-        for i in range(len(ctx.labels))
+         int(batch.success[i]), int(counted[i]))
+        for i in range(len(labels))
     ]  # fmt: skip
-    return row, samples
+
+
+def _accuracy_interval(accuracy_percent: float, n_test: int) -> tuple[float, float]:
+    """Wilson interval of an accuracy measured on `n_test` images."""
+    return wilson_interval(round(accuracy_percent * n_test / 100), n_test)
 
 
 def _metrics(outcome: TransferOutcome, protected_accuracy: float, n_test: int) -> dict[str, Any]:
-    correct = round(protected_accuracy * n_test / 100)
-    acc_low, acc_high = wilson_interval(correct, n_test)
+    acc_low, acc_high = _accuracy_interval(protected_accuracy, n_test)
     m_low, m_high = wilson_interval(outcome.n_recovered, outcome.n_adversarial)
     return {
         "status": "ok",

@@ -22,7 +22,7 @@ from ..models.lenet import PAPER_VICTIM_ACCURACY
 from ..paper import PAPER_ATTACK, ROWS, PaperRow
 from ..store import DB_NAME, Store
 from .svg import Series, chart, heatmap
-from .tables import results_frame, summarise, write_tables
+from .tables import change_matrix, results_frame, summarise, write_tables
 
 FIT_KEYS = ("mse_to_target", "mse_to_identity", "identity_mse", "bias_norm")
 CLOSE_PP = 1.0
@@ -91,10 +91,8 @@ def _matrices(store: Store, cells: list[Any]) -> dict[tuple[str, str, str], np.n
     for cell in cells:
         if cell.status != "ok":
             continue
-        matrix = totals[(cell.row["victim"], cell.row["defense"], cell.row["attack"])]
-        for sample in store.samples(cell.key):
-            if sample["counted"]:
-                matrix[sample["victim_pred"], sample["protected_pred"]] += 1
+        key = (cell.row["victim"], cell.row["defense"], cell.row["attack"])
+        totals[key] += change_matrix(store, cell.key)
     return totals
 
 

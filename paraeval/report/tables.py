@@ -28,12 +28,18 @@ def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-def change_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The 10x10 prediction-change matrix of one ok cell, from its counted samples."""
+def change_matrix(store: Store, key: str) -> np.ndarray:
+    """The 10x10 prediction-change matrix of one cell, from its counted samples."""
     matrix = np.zeros((10, 10), dtype=np.int64)
     for sample in store.samples(key):
         if sample["counted"]:
             matrix[sample["victim_pred"], sample["protected_pred"]] += 1
+    return matrix
+
+
+def change_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The long-form rows of one ok cell's prediction-change matrix."""
+    matrix = change_matrix(store, key)
     cell = {k: row[k] for k in ("victim", "defense", "attack", "seed")}
     return [
         {**cell, "original_pred": a, "protected_pred": b, "count": int(matrix[a, b])}
