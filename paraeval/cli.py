@@ -67,6 +67,10 @@ def run_command(
         bool, typer.Option("--no-download", help="Never download MNIST.")
     ] = False,
     retry_failed: Annotated[bool, typer.Option(help="Recompute cells stored as failed.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes training parasites (default: one per core)."),
+    ] = None,
 ) -> None:
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
     config = RunConfig(
@@ -80,6 +84,7 @@ def run_command(
         victim_seed=victim_seed,
         allow_download=not no_download,
         retry_failed=retry_failed,
+        jobs=jobs,
         command=" ".join(["paraeval", *sys.argv[1:]]),
     )
     _check_writable(out)

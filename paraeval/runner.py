@@ -51,12 +51,15 @@ from .report.html import render_report
 from .report.tables import write_tables
 from .store import Store
 from .training import (
+    PARASITE_TRAINING_VERSION,
     TRAINING_VERSION,
+    ParasiteConfig,
     VictimConfig,
     accuracy,
     derive_seed,
     load_or_train_victim,
     predict,
+    pretrain_parasites,
     seeded,
 )
 
@@ -87,6 +90,8 @@ class RunConfig:
     allow_download: bool = True
     retry_failed: bool = False
     command: str = ""
+    #: Processes that train parasites ahead of the cells (None: one per usable core).
+    jobs: int | None = None
 
 
 @dataclass
@@ -207,7 +212,7 @@ def cell_key(
             "seed": seed,
             "n_images": n_images,
             "metric_version": METRIC_VERSION,
-            "training_version": TRAINING_VERSION,
+            "training_version": [TRAINING_VERSION, PARASITE_TRAINING_VERSION],
         }
     )
 
@@ -244,12 +249,37 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
                 todo = [cell for cell in pending if cell.victim == victim]
                 if todo:
                     ctx = _victim_context(config, victim, mnist)
+                    _pretrain(ctx.model, todo, config.jobs, console)
                     _run_cells(ctx, todo, store, run_id, progress, task)
         result.rows = [stored.row for cell in cells if (stored := store.cell(cell.key))]
         store.finish_run(run_id, time.perf_counter() - started)
         write_tables(store, keys, config.out)
         render_report(store, config.out)
     return result
+
+
+def _pretrain(victim: nn.Module, cells: list[Cell], jobs: int | None, console: Console) -> None:
+    """Train every parasite the cells' defenses will need, in parallel, before the cells run.
+
+    A defense may declare its training work with an optional
+    ``parasite_configs(model, *, seed) -> list[ParasiteConfig]`` method (the built-in parasite
+    defenses do); its `protect` then finds the parasites cached. A defense whose declaration
+    raises is skipped here: its cells train inline and fail, if they fail, where they are stored.
+    """
+    configs: list[ParasiteConfig] = []
+    unique = {(cell.defense.label or cell.defense.name, cell.seed): cell for cell in cells}
+    for cell in unique.values():
+        defense, seed = cell.defense, cell.seed
+        declare = getattr(defense.obj, "parasite_configs", None)
+        if declare is None:
+            continue
+        try:
+            configs.extend(declare(victim, seed=seed))
+        except Exception as exc:  # reported by the cell that needs it
+            console.print(f"[yellow]note:[/] {defense.name}: parasite_configs raised {exc!r}")
+    trained = pretrain_parasites(configs, jobs)
+    if trained:
+        console.print(f"trained {trained} parasite(s)")
 
 
 def _config_record(config: RunConfig) -> dict[str, Any]:

@@ -133,3 +133,18 @@ def test_defense_options_select_the_bn_statistics(victims, tmp_path) -> None:
     ]
     bad = run_cli("run", "--defenses", "t1-vm-after-bn-small:bn_stats=batch", "--out", str(out))
     assert bad.returncode == 2 and "bn_stats=recalibrated|training" in bad.stderr
+
+
+def test_parallel_pretraining_gives_the_inline_weights(tmp_path, monkeypatch) -> None:
+    """Two worker processes train the same bits as inline training (one thread each)."""
+    from paraeval.training import is_cached, pretrain_parasites
+
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    configs = [ParasiteConfig(bn, "small", seed=7, **QUICK) for bn in (False, True)]  # type: ignore[arg-type]
+    assert pretrain_parasites(configs + configs[:1], workers=2) == 2
+    assert all(is_cached(c) for c in configs)
+    assert pretrain_parasites(configs, workers=2) == 0  # all cached now
+    x = torch.rand(3, 1, 16, 16)
+    for config in configs:
+        cached, inline = load_or_train_parasite(config), train_parasite(config)
+        assert torch.equal(cached.model(x), inline.model(x))

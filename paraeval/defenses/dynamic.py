@@ -19,7 +19,8 @@ from torch import nn
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
 from ..paper import ParasiteSpec
-from .parasites import DEFAULT_BN_STATS, protect_with
+from ..training import ParasiteConfig
+from .parasites import DEFAULT_BN_STATS, parasite_configs, protect_with
 
 #: Default pool: the four parasite kinds of Table 1 (sigma 0.2) ...
 DEFAULT_PARASITES = ((False, "none"), (False, "small"), (True, "none"), (True, "small"))
@@ -77,15 +78,29 @@ class DynamicParasite:
             "bn_stats": DEFAULT_BN_STATS,
         }
 
+    def _variants(self) -> list[tuple[ParasiteSpec, str]]:
+        """(spec, stream) of every variant: each parasite kind at each location."""
+        return [
+            (ParasiteSpec(location, batch_norm, bias, self.sigma), f"dynamic{kind}")  # type: ignore[arg-type]
+            for kind, (batch_norm, bias) in enumerate(self.parasites)
+            for location in self.locations
+        ]
+
+    def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
+        """What `protect` will train, so the runner can train it ahead, in parallel."""
+        return [
+            config
+            for spec, stream in self._variants()
+            for config in parasite_configs(model, [spec], seed, stream)
+        ]
+
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
         variants = []
         fits: list[dict[str, object]] = []
-        for kind, (batch_norm, bias) in enumerate(self.parasites):
-            for location in self.locations:
-                spec = ParasiteSpec(location, batch_norm, bias, self.sigma)  # type: ignore[arg-type]
-                variant = protect_with(model, [spec], seed, stream=f"dynamic{kind}")
-                fits.extend(variant.paraeval_info["parasite_fit"])  # type: ignore[index]
-                variants.append(variant)
+        for spec, stream in self._variants():
+            variant = protect_with(model, [spec], seed, stream=stream)
+            fits.extend(variant.paraeval_info["parasite_fit"])  # type: ignore[index]
+            variants.append(variant)
         routed = RandomVariant(variants, seed).eval()
         routed.paraeval_info = {"parasite_fit": fits}  # type: ignore[assignment]
         return routed

@@ -9,7 +9,8 @@ from torch import nn
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..paper import ROWS, PaperRow
-from .parasites import BN_STATS, DEFAULT_BN_STATS, protect_with
+from ..training import ParasiteConfig
+from .parasites import BN_STATS, DEFAULT_BN_STATS, parasite_configs, protect_with
 
 
 class PaperRowDefense:
@@ -32,10 +33,18 @@ class PaperRowDefense:
             )
         return PaperRowDefense(self.paper, options.get("bn_stats", DEFAULT_BN_STATS))
 
+    def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
+        """What `protect` will train, so the runner can train it ahead, in parallel."""
+        return parasite_configs(model, self.paper.parasites, seed, self.stream)
+
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
         return protect_with(
-            model, self.paper.parasites, seed, f"table{self.paper.table}", self.options["bn_stats"]
+            model, self.paper.parasites, seed, self.stream, self.options["bn_stats"]
         )
+
+    @property
+    def stream(self) -> str:
+        return f"table{self.paper.table}"
 
 
 @hookimpl

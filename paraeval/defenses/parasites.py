@@ -54,6 +54,13 @@ def parasite_config(
     )
 
 
+def parasite_configs(
+    victim: nn.Module, specs: Sequence[ParasiteSpec], seed: int, stream: str
+) -> list[ParasiteConfig]:
+    """The training configs of the parasites `protect_with` inserts for these arguments."""
+    return [parasite_config(spec, victim, seed, stream, slot) for slot, spec in enumerate(specs)]
+
+
 #: How a parasite's BatchNorm layers normalise once inserted (see `recalibrate_batch_norms`).
 BN_STATS = ("recalibrated", "training")
 DEFAULT_BN_STATS = "recalibrated"
@@ -73,10 +80,8 @@ def protect_with(
         raise ValueError(f"bn_stats must be one of {BN_STATS}, not {bn_stats!r}")
     entries: list[tuple[Placement, nn.Module]] = []
     fits = []
-    for slot, spec in enumerate(specs):
-        trained: TrainedParasite = load_or_train_parasite(
-            parasite_config(spec, victim, seed, stream, slot)
-        )
+    for spec, config in zip(specs, parasite_configs(victim, specs, seed, stream), strict=True):
+        trained: TrainedParasite = load_or_train_parasite(config)
         entries.append((spec.placement, trained.model))
         fits.append({"parasite": spec.label, **trained.fit})
     protected = insert_parasites(victim, entries)
