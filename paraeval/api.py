@@ -46,6 +46,37 @@ class Attack(Protocol):
     ) -> AdversarialBatch: ...
 
 
+@dataclass
+class ExtractionResult:
+    """What a model-extraction attack returns for one (victim, protected model) pair.
+
+    metrics  flat numbers for results.csv (documented by the attack's ``metric_columns``)
+    details  rows for DIR/extraction.csv (e.g. one per kind of line searched)
+    """
+
+    metrics: dict[str, float | int | str | None]
+    details: list[dict[str, Any]]
+
+
+@runtime_checkable
+class ExtractionAttack(Protocol):
+    """Queries a protected model as a black box and scores what it recovers of the victim.
+
+    ``extract`` may query ``protected`` only as an oracle; ``victim`` (the unprotected model)
+    is white-box ground truth for scoring. ``images`` are test images (for in-domain queries).
+    An extraction that fails because the defense broke its assumptions returns a result that
+    says so; raising marks the cell failed.
+    """
+
+    name: str
+    description: str
+    kind: str  # "extraction"
+
+    def extract(
+        self, victim: nn.Module, protected: nn.Module, images: torch.Tensor, *, seed: int
+    ) -> ExtractionResult: ...
+
+
 def describe_options(obj: Any) -> dict[str, Any]:
     """The ``options`` dict of a plugin object, or {} when it declares none."""
     options = getattr(obj, "options", None)

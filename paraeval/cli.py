@@ -264,7 +264,7 @@ def list_command(
             last = failure.error.strip().splitlines()[-1]
             table.add_row(failure.name, "", f"failed to import: {last}")
     else:
-        from .models.lenet import PAPER_VICTIM_ACCURACY, VICTIM_ARCHITECTURES
+        from .models.victims import PAPER_VICTIM_ACCURACY, VICTIM_ARCHITECTURES
 
         table.add_column("victim")
         table.add_column("paper accuracy (%)")

@@ -26,9 +26,12 @@ DEFAULT_PLUGINS = (
     "paraeval.defenses.none",
     "paraeval.defenses.paper_rows",
     "paraeval.defenses.dynamic",
+    "paraeval.defenses.mlp_parasites",
     "paraeval.attacks.fgsm",
     "paraeval.attacks.pgd",
     "paraeval.attacks.deepfool",
+    "paraeval.attacks.critical_points",
+    "paraeval.attacks.fee",
 )
 
 

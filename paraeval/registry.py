@@ -149,8 +149,14 @@ def attacks() -> Registry[Any]:
 
 
 #: transfer: craft on the victim, replay on the protected model (the paper's setting);
-#: adaptive: attack the protected model itself.
+#: adaptive: attack the protected model itself. Extraction attacks (``kind = "extraction"``)
+#: always query the protected model and run in their own mode, "extraction".
 MODES = ("transfer", "adaptive")
+EXTRACTION = "extraction"
+
+
+def is_extraction(obj: object) -> bool:
+    return getattr(obj, "kind", "evasion") == EXTRACTION
 
 
 def configured_attacks(spec: str) -> list[Entry[Any]]:
@@ -160,11 +166,17 @@ def configured_attacks(spec: str) -> list[Entry[Any]]:
     attack but of how the runner uses it.
     """
     selected: list[Entry[Any]] = []
+    registry = attacks()
     for item, options in split_selection(spec):
-        mode = options.pop("mode", "transfer")
-        if mode not in MODES:
+        mode = options.pop("mode", None)
+        if mode is not None and mode not in MODES:
             raise SelectionError(f"mode={mode!r} for {item!r}; valid: {', '.join(MODES)}")
-        selected += _configured(attacks(), item, options, mode)
+        for entry in _configured(registry, item, options, mode or "transfer"):
+            if is_extraction(entry.obj):
+                if mode is not None:
+                    raise SelectionError(f"{entry.name} is an extraction attack: no mode option")
+                entry.mode = EXTRACTION
+            selected.append(entry)
     return selected
 
 

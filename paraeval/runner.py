@@ -44,7 +44,7 @@ from .checks import check_protected, sanity_warnings, snapshot
 from .data import MNIST, load_mnist
 from .errors import UserError
 from .metrics import METRIC_VERSION, TransferOutcome, transfer_outcome, wilson_interval
-from .models.lenet import VICTIM_ARCHITECTURES
+from .models.victims import VICTIM_ARCHITECTURES
 from .paper import PAPER_ATTACK
 from .plugins import load_failures
 from .report.html import render_report
@@ -69,6 +69,14 @@ RESULT_COLUMNS = [
     "n_misclassified", "n_recovered", "n_changed_label", "accuracy_wilson_low",
     "accuracy_wilson_high", "m_adv_wilson_low", "m_adv_wilson_high", "robust_accuracy",
     "median_epsilon", "mode", "warnings", "error",
+]  # fmt: skip
+
+
+#: Extra results.csv columns filled by extraction attacks (meanings: README "Outputs").
+EXTRACTION_COLUMNS = [
+    "cp_points_per_line", "cp_precision", "cp_recall", "cp_parasite_fraction",
+    "cp_normals_cos99", "cp_first_layer_normals_cos99", "cp_queries",
+    "fee_extracted", "fee_fidelity", "fee_queries", "fee_failure",
 ]  # fmt: skip
 
 #: Images used to probe a protected model for contract violations and sanity warnings.
@@ -182,17 +190,30 @@ def plan(
     for victim in config.victims:
         victim_config = asdict(_victim_config(config, victim))
         for defense in defenses:
-            victims = getattr(defense.obj, "victims", None)
-            if victims and victim not in victims:
+            if not _applies(defense, victim):
                 notes.append(
-                    f"skipped {defense.name} on {victim}: it is defined for {', '.join(victims)}"
+                    f"skipped {defense.name} on {victim}: "
+                    f"it is defined for {', '.join(defense.obj.victims)}"
                 )
                 continue
             for seed in config.seeds:
                 for attack in attacks:
+                    if not _applies(attack, victim):
+                        continue
                     key = cell_key(victim_config, defense, attack, seed, config.n_images)
                     cells.append(Cell(victim, defense, attack, seed, key))
+        notes += [
+            f"skipped {attack.name} on {victim}: it is defined for {', '.join(attack.obj.victims)}"
+            for attack in attacks
+            if not _applies(attack, victim)
+        ]
     return cells, notes
+
+
+def _applies(entry: registry.Entry[Any], victim: str) -> bool:
+    """Whether a defense or attack applies to `victim` (optional ``victims`` attribute)."""
+    victims = getattr(entry.obj, "victims", None)
+    return not victims or victim in victims
 
 
 def cell_key(
@@ -349,7 +370,7 @@ def _run_cells(
             continue
         setup = time.perf_counter() - started
         for cell in group:
-            run_cell = _transfer_cell if cell.attack.mode == "transfer" else _adaptive_cell
+            run_cell = CELL_RUNNERS[cell.attack.mode]
             row, samples = run_cell(ctx, cell, protected, protected_accuracy, warnings, setup)
             store.put_cell(cell.key, run_id, row, samples)
             progress.advance(task)
@@ -496,6 +517,44 @@ def _adaptive_cell(
     )
     not_counted = torch.zeros(len(ctx.labels), dtype=torch.bool)  # adaptive: no M_adv
     return row, _samples(ctx.labels, clean, victim_pred, attacked, batch, not_counted)
+
+
+def _extraction_cell(
+    ctx: VictimContext,
+    cell: Cell,
+    protected: nn.Module,
+    protected_accuracy: float,
+    warnings: list[str],
+    setup_seconds: float,
+) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """Query the protected model as a black box; score what was recovered of the victim."""
+    started = time.perf_counter()
+    row = _base_row(ctx, cell)
+    names = ("extraction", cell.defense.name, cell.attack.name, cell.seed)
+    try:
+        with seeded(derive_seed(*names)):
+            result = cell.attack.obj.extract(ctx.model, protected, ctx.test_images, seed=cell.seed)
+    except Exception as exc:
+        return row | {"status": "failed", "error": _error_text(exc)}, []
+    acc_low, acc_high = _accuracy_interval(protected_accuracy, len(ctx.test_labels))
+    row.update(
+        status="ok",
+        accuracy=round(protected_accuracy, 4),
+        accuracy_wilson_low=round(acc_low, 4),
+        accuracy_wilson_high=round(acc_high, 4),
+        warnings="; ".join(warnings) or None,
+        seconds=round(setup_seconds + time.perf_counter() - started, 3),
+    )
+    row.update({k: v for k, v in result.metrics.items() if k in EXTRACTION_COLUMNS})
+    row["extraction"] = result.details
+    return row, []
+
+
+CELL_RUNNERS = {
+    "transfer": _transfer_cell,
+    "adaptive": _adaptive_cell,
+    registry.EXTRACTION: _extraction_cell,
+}
 
 
 def _samples(

@@ -27,8 +27,8 @@ from torch import nn
 
 from .cache import cache_dir, config_key, load_weights, save_weights
 from .data import MNIST, random_square_inputs
-from .models.lenet import VICTIM_ARCHITECTURES
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiticCNN
+from .models.victims import VICTIM_ARCHITECTURES
 
 #: Bump when a change to the training code changes the trained victims' weights.
 TRAINING_VERSION = 1

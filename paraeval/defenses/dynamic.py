@@ -61,6 +61,7 @@ class DynamicParasite:
         "are drawn at random."
     )
     tags = ("parasite", "dynamic")
+    victims = ("vm", "vm-batch")
 
     def __init__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -15,15 +16,21 @@ from ..training import ParasiteConfig, TrainedParasite, derive_seed, load_or_tra
 
 
 def layer_side(victim: nn.Module, layer: int) -> int:
-    """Side of the square maps that conv{layer} of `victim` produces on a 28x28 input."""
+    """Side of the square maps that conv{layer} of `victim` produces on a 28x28 input
+    (for an MLP's fc{layer}: the side of its F neurons as one square map)."""
     shapes: list[torch.Size] = []
-    conv = getattr(victim, f"conv{layer}")
-    handle = conv.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape))
+    module = getattr(victim, f"conv{layer}", None) or getattr(victim, f"fc{layer}")
+    handle = module.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape))
     try:
         with torch.no_grad():
             victim.eval()(torch.zeros(1, 1, 28, 28))
     finally:
         handle.remove()
+    if len(shapes[0]) == 2:
+        side = math.isqrt(shapes[0][1])
+        if side * side != shapes[0][1]:
+            raise ValueError(f"fc{layer} has {shapes[0][1]} neurons, not a square")
+        return side
     _, _, height, width = shapes[0]
     if height != width:
         raise ValueError(f"conv{layer} maps are {height}x{width}, not square")

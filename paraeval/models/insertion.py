@@ -72,7 +72,20 @@ class Placement:
 def apply_to_neurons(
     parasite: nn.Module, activations: torch.Tensor, neurons: Neurons, count: int
 ) -> torch.Tensor:
-    """Run `parasite` on the selected neurons of [N, C, H, W] `activations`; return a new tensor."""
+    """Run `parasite` on the selected neurons of [N, C, H, W] `activations`; return a new tensor.
+
+    A fully-connected layer's [N, F] activations (the `mlp` victim) are one flat vector: "whole"
+    reshapes all F neurons to one square map (F must be a square), first/last as below.
+    """
+    if activations.dim() == 2:
+        features = activations.shape[1]
+        if neurons == "whole":
+            count = features
+            if math.isqrt(features) ** 2 != features:
+                raise ValueError(f"whole-layer insertion needs a square count, not {features}")
+        selection: Neurons = "first" if neurons == "whole" else neurons
+        flat_map = activations.reshape(-1, 1, 1, features)
+        return apply_to_neurons(parasite, flat_map, selection, count).reshape(-1, features)
     batch, channels, height, width = activations.shape
     if neurons == "whole":
         if height != width:
@@ -110,15 +123,17 @@ class ParasiteSite(nn.Module):
 def insert_parasites(victim: nn.Module, entries: list[tuple[Placement, nn.Module]]) -> nn.Module:
     """A deep copy of `victim` (a LeNet) with the parasites inserted; the victim is untouched.
 
-    "before" wraps ``conv{layer}`` (its raw output); "after" wraps ``act{layer}``.
-    The result is in eval mode.
+    "before" wraps ``conv{layer}`` (``fc{layer}`` in an MLP), its raw output; "after" wraps
+    ``act{layer}``. The result is in eval mode.
     """
     protected = copy.deepcopy(victim)
     sites: dict[tuple[int, str], list[tuple[Placement, nn.Module]]] = {}
     for placement, parasite in entries:
         sites.setdefault((placement.layer, placement.position), []).append((placement, parasite))
     for (layer, position), site_entries in sites.items():
-        attribute = f"conv{layer}" if position == "before" else f"act{layer}"
+        attribute = f"act{layer}"
+        if position == "before":
+            attribute = f"conv{layer}" if hasattr(protected, f"conv{layer}") else f"fc{layer}"
         if not hasattr(protected, attribute):
             raise ValueError(f"victim {type(victim).__name__} has no layer {attribute!r}")
         original = getattr(protected, attribute)

@@ -40,19 +40,13 @@ class LeNet(nn.Module):
         self.act4 = nn.ReLU()
         self.fc3 = nn.Linear(84, 10)
 
+    def first_layer(self) -> nn.Module:
+        """The affine map in front of the first ReLU (conv1, then BN in eval mode)."""
+        return nn.Sequential(self.conv1, self.bn1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.act1(self.bn1(self.conv1(x))))
         x = self.pool2(self.act2(self.bn2(self.conv2(x))))
         x = self.act3(self.fc1(x.flatten(1)))
         x = self.act4(self.fc2(x))
         return self.fc3(x)
-
-
-#: Victim name -> constructor. The names are the CLI's `--victims` values.
-VICTIM_ARCHITECTURES = {
-    "vm": lambda: LeNet(batch_norm=False),
-    "vm-batch": lambda: LeNet(batch_norm=True),
-}
-
-#: Test accuracy (%) the paper reports for each victim (Sec. 6.1).
-PAPER_VICTIM_ACCURACY = {"vm": 98.78, "vm-batch": 99.11}

@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..choices import choices
 from ..errors import UserError
-from ..models.lenet import PAPER_VICTIM_ACCURACY
+from ..models.victims import PAPER_VICTIM_ACCURACY
 from ..paper import PAPER_ATTACK, ROWS, PaperRow
 from ..store import DB_NAME, Store
 from .svg import Series, chart, heatmap

@@ -23,9 +23,15 @@ SUMMARY_KEYS = ["victim", "defense", "attack", "mode"]
 
 
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    from ..runner import RESULT_COLUMNS
+    from ..runner import EXTRACTION_COLUMNS, RESULT_COLUMNS
 
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS + EXTRACTION_COLUMNS)
+
+
+def extraction_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """DIR/extraction.csv rows of one extraction cell: its attack's detail rows."""
+    cell = {k: row[k] for k in ("victim", "defense", "attack", "seed")}
+    return [{**cell, **detail} for detail in row.get("extraction") or []]
 
 
 def change_matrix(store: Store, key: str) -> np.ndarray:
@@ -76,6 +82,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
                     else None,
                 }
             )
+        for column in _extraction_columns(group):
+            record[f"{column}_mean"] = float(group[column].astype(float).mean())
         robust = group["robust_accuracy"].astype(float).tolist()
         mean, _std, low, high = t_interval(robust)
         record.update(
@@ -86,12 +94,18 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records).round(4)
 
 
+def _extraction_columns(group: pd.DataFrame) -> list[str]:
+    from ..runner import EXTRACTION_COLUMNS
+
+    return [c for c in EXTRACTION_COLUMNS if c != "fee_failure" and group[c].notna().any()]
+
+
 def write_tables(store: Store, keys: list[str], out: Path) -> None:
     """Write the three CSVs for the cells `keys` (in that order) from the store.
 
     Each file is written to a temporary name and renamed, so a reader never sees half a file.
     """
-    rows, changes = [], []
+    rows, changes, extraction = [], [], []
     for key in keys:
         cell = store.cell(key)
         if cell is None:
@@ -99,10 +113,22 @@ def write_tables(store: Store, keys: list[str], out: Path) -> None:
         rows.append(cell.row)
         if cell.status == "ok" and cell.row.get("mode", "transfer") == "transfer":
             changes += change_rows(store, key, cell.row)
+        if cell.status == "ok":
+            extraction += extraction_rows(cell.row)
     results = results_frame(rows)
     _write(results, out / "results.csv")
     _write(pd.DataFrame(changes, columns=CHANGE_COLUMNS), out / "prediction_change.csv")
     _write(summarise(results), out / "summary.csv")
+    _write(pd.DataFrame(extraction, columns=_extraction_csv_columns(extraction)),
+           out / "extraction.csv")  # fmt: skip
+
+
+def _extraction_csv_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """victim, defense, attack, seed, then every detail column in order of appearance."""
+    columns = ["victim", "defense", "attack", "seed"]
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    return columns
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:

@@ -1,0 +1,52 @@
+"""Parasite defenses for the `mlp` victim (not in the paper; for functionally-equivalent
+extraction, which handles two-layer networks only).
+
+The parasite takes the whole hidden layer (64 neurons as one 8x8 map) after its ReLU and
+writes its output back, as Table 2 does for a LeNet layer: the paper's architecture and
+training (Sec. 6.1) on an 8x8 input, without or with BatchNorm, bias `none` or `small`,
+sigma 0.1, 0.2, 0.3. Names: ``mlp-{nobn|bn}-{none|small}-s{sigma}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from ..hookspecs import hookimpl
+from ..models.insertion import Placement
+from ..paper import ParasiteSpec
+from ..training import ParasiteConfig
+from .parasites import parasite_configs, protect_with
+
+HIDDEN_LAYER = Placement(layer=1, position="after", neurons="whole")
+SIGMAS = (0.1, 0.2, 0.3)
+
+
+class MLPParasite:
+    """One parasite on the MLP's whole hidden layer."""
+
+    victims = ("mlp",)
+
+    def __init__(self, batch_norm: bool, bias: str, sigma: float) -> None:
+        self.spec = ParasiteSpec(HIDDEN_LAYER, batch_norm, bias, sigma)  # type: ignore[arg-type]
+        self.name = f"mlp-{'bn' if batch_norm else 'nobn'}-{bias}-s{sigma}"
+        self.description = (
+            f"The whole hidden layer of `mlp` (64 neurons as 8x8), after ReLU: "
+            f"{'BN' if batch_norm else 'no BN'}, bias {bias}, sigma {sigma}"
+        )
+        self.tags = ("mlp", "parasite")
+
+    def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
+        return parasite_configs(model, [self.spec], seed, "mlp")
+
+    def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
+        return protect_with(model, [self.spec], seed, "mlp")
+
+
+@hookimpl
+def register_defenses(register: Callable[[object], None]) -> None:
+    for batch_norm in (False, True):
+        for bias in ("none", "small"):
+            for sigma in SIGMAS:
+                register(MLPParasite(batch_norm, bias, sigma))

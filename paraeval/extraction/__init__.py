@@ -1,0 +1,1 @@
+"""Model-extraction machinery: the black-box oracle, the critical-point search, ground truth."""

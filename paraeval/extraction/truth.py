@@ -1,0 +1,123 @@
+"""White-box ground truth that scores an extraction attack (never shown to the attacker).
+
+The *victim's first layer* is the affine map z(x) in front of its first ReLU: conv1 (+ BN in
+eval mode) for LeNet, fc1 for the MLP. Each of its units u has the hyperplane z_u(x) = 0 with
+normal J_u (row u of the Jacobian), the same in the unprotected and the protected model,
+because a parasite is inserted *after* the victim's first convolution or later (Sec. 6.3) and
+leaves the victim's weights alone. Whether the protected model still *shows* these
+hyperplanes to a black-box attacker is what the extraction attacks measure.
+
+A critical point that is not on a first-layer hyperplane is attributed by probing the
+protected model just before and after it (white-box forward hooks): a ReLU inside a parasite
+whose input changes sign ("parasite"), a max-pool window whose arg-max changes while its
+maximum is positive ("max-pool": max(a, b) has a kink where a = b, a hyperplane of its own
+with normal J_a - J_b, neither a first-layer unit nor a parasite unit), another ReLU of the
+victim changing sign ("deeper"), or nothing ("unexplained": a numerical false positive, or a
+randomised model that routes the two probes to different variants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.parasite import ParasiticCNN
+from .oracle import float64_copy
+
+#: A critical point lies on a first-layer hyperplane when some unit's crossing along the line
+#: is within this fraction of the line's length of it. The search locates kinks to ~1e-12 of
+#: the line (float64); neighbouring first-layer crossings are ~1e-4 apart on a Carlini line.
+MATCH_TOLERANCE = 1e-8
+#: |cos| above which a recovered normal counts as a victim unit's (the issue's criterion).
+COSINE_THRESHOLD = 0.99
+
+KINK_SOURCES = ("first-layer", "parasite", "max-pool", "deeper", "unexplained")
+
+
+def first_layer_of(victim: nn.Module) -> nn.Module:
+    """The affine map in front of the victim's first ReLU (see the module docstring)."""
+    first_layer = getattr(victim, "first_layer", None)
+    if callable(first_layer):
+        layer: nn.Module = first_layer()
+        return layer
+    raise ValueError(f"{type(victim).__name__} does not say what its first layer is")
+
+
+@dataclass
+class FirstLayer:
+    """z(x) for flat float64 inputs, its Jacobian rows and their norms."""
+
+    layer: nn.Module
+    image_shape: tuple[int, ...]
+    jacobian: torch.Tensor  # [units, dim]
+    row_norms: torch.Tensor  # [units]
+
+    @classmethod
+    def of(cls, victim: nn.Module, image_shape: tuple[int, ...] = (1, 28, 28)) -> FirstLayer:
+        layer = float64_copy(first_layer_of(victim))
+        dim = int(torch.tensor(image_shape).prod())
+        with torch.no_grad():
+            zero = layer(torch.zeros(1, *image_shape, dtype=torch.float64)).flatten(1)
+            basis = torch.eye(dim, dtype=torch.float64).reshape(dim, *image_shape)
+            jacobian = (layer(basis).flatten(1) - zero).T.contiguous()
+        return cls(layer, image_shape, jacobian, jacobian.norm(dim=1))
+
+    @torch.no_grad()
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.layer(rows.reshape(-1, *self.image_shape)).flatten(1)
+
+    def crossings(self, offset: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        """t at which each unit's z crosses 0 on offset + t * direction (inf if parallel)."""
+        at_zero = self(offset[None, :])[0]
+        slope = self.jacobian @ direction
+        return torch.where(slope != 0, -at_zero / slope, torch.full_like(slope, float("inf")))
+
+    def best_cosine(self, normal: torch.Tensor) -> float:
+        """max over units of |cos(normal, J_u)|."""
+        norms = (self.row_norms * normal.norm()).clamp_min(1e-300)
+        cosines = (self.jacobian @ normal).abs() / norms
+        return float(cosines.max())
+
+
+def kink_source(model: nn.Module, before: torch.Tensor, after: torch.Tensor) -> str:
+    """What changes in `model` (float64) between two flat inputs either side of one kink."""
+    parasite_relus = {
+        id(m) for p in model.modules() if isinstance(p, ParasiticCNN) for m in p.modules()
+        if isinstance(m, nn.ReLU)
+    }  # fmt: skip
+    changed: set[str] = set()
+
+    def relu_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: object) -> None:
+        pre = inputs[0]
+        if len(pre) == 2 and bool(((pre[0] > 0) != (pre[1] > 0)).any()):
+            changed.add("parasite" if id(module) in parasite_relus else "deeper")
+
+    def pool_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: object) -> None:
+        pre = inputs[0]
+        if len(pre) != 2 or not isinstance(module, nn.MaxPool2d):
+            return
+        values, indices = F.max_pool2d(
+            pre, module.kernel_size, module.stride, module.padding, return_indices=True
+        )
+        positive = (values[0] > 0) | (values[1] > 0)
+        if bool(((indices[0] != indices[1]) & positive).any()):
+            changed.add("max-pool")
+
+    handles = [
+        m.register_forward_hook(relu_hook if isinstance(m, nn.ReLU) else pool_hook)
+        for m in model.modules()
+        if isinstance(m, nn.ReLU | nn.MaxPool2d)
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.stack([before, after]).reshape(2, 1, 28, 28).to(torch.float64))
+    finally:
+        for handle in handles:
+            handle.remove()
+    for source in ("parasite", "max-pool", "deeper"):
+        if source in changed:
+            return source
+    return "unexplained"
