@@ -125,6 +125,25 @@ def _paper(record: dict[str, object], metric: str, paper_column: str) -> str:
     return f"{paper:.2f}{' ✗' if outside else ''}"
 
 
+#: What the summary table shows in the M_adv column for an extraction attack.
+EXTRACTION_HEADLINES = (("cp_precision", "cp precision"), ("fee_fidelity", "fee fidelity"))
+
+
+def _headline(record: dict[str, object]) -> str:
+    """M_adv (transfer), robust accuracy (adaptive) or the extraction attack's headline."""
+    import math
+
+    if record["mode"] == "adaptive":
+        return f"robust acc {_interval(record, 'robust_accuracy')}"
+    if record["mode"] == "extraction":
+        for column, label in EXTRACTION_HEADLINES:
+            value = record.get(f"{column}_mean")
+            if value is not None and not math.isnan(float(value)):  # type: ignore[arg-type]
+                return f"{label} {float(value):.3f}"  # type: ignore[arg-type]
+        return "see extraction.csv"
+    return _interval(record, "m_adv")
+
+
 def _print_summary(result: RunResult, out: Path) -> None:
     """Per (victim, defense, attack): mean ± 95 % CI half-width beside the paper value."""
     import pandas as pd
@@ -138,11 +157,7 @@ def _print_summary(result: RunResult, out: Path) -> None:
     for record in summary.to_dict("records"):
         adaptive = record["mode"] == "adaptive"
         attack = f"{record['attack']}{' (adaptive)' if adaptive else ''}"
-        m_adv = (
-            f"robust acc {_interval(record, 'robust_accuracy')}"
-            if adaptive
-            else _interval(record, "m_adv")
-        )
+        m_adv = _headline(record)
         table.add_row(
             str(record["victim"]), str(record["defense"]), attack, str(record["n_seeds"]),
             _interval(record, "accuracy"), _paper(record, "accuracy", "paper_accuracy"),

@@ -61,6 +61,7 @@ def render_report(store: Store, directory: Path) -> Path:
         "warnings": results[results["warnings"].notna()].to_dict("records"),
         "plots": _plots(summary, store, cells),
         "fits": _fits(cells),
+        "extraction": _extraction_tables(cells),
         "choices": choices(),
         "seeds": sorted({int(s) for s in results["seed"]}) if len(results) else [],
     }
@@ -141,8 +142,11 @@ Matrices = dict[tuple[str, str, str], np.ndarray]
 
 
 def _pairs(summary: pd.DataFrame, matrices: Matrices) -> list[dict[str, Any]]:
+    """Evasion (transfer and adaptive) pairs with their heat maps; extraction has its section."""
     pairs = []
     for record in summary.to_dict("records"):
+        if record["mode"] == "extraction":
+            continue
         key = (record["victim"], record["defense"], record["attack"])
         matrix = matrices.get(key, np.zeros((10, 10), int))
         title = f"{key[0]} · {key[1]} · {key[2]}"
@@ -243,3 +247,43 @@ def _fits(cells: list[Any]) -> list[dict[str, Any]]:
         mean = {key: float(np.mean([fit[key] for fit in fits])) for key in FIT_KEYS}
         rows.append({"defense": defense, "parasite": parasite, "n": len(fits), **mean})
     return rows
+
+
+#: Detail columns that identify an extraction row rather than measure something.
+GROUPING_COLUMNS = ("lines",)
+
+
+def _extraction_tables(cells: list[Any]) -> list[dict[str, Any]]:
+    """One table per extraction attack: its detail rows (extraction.csv) averaged over seeds.
+
+    Rows are (victim, defense[, kind of line]); numbers are means over the seeds whose cell is
+    ok, text (failure messages) is listed once per distinct value.
+    """
+    grouped: dict[str, dict[tuple[str, ...], list[dict[str, Any]]]] = defaultdict(dict)
+    for cell in cells:
+        if cell.status != "ok":
+            continue
+        for detail in cell.row.get("extraction") or []:
+            kind = tuple(str(detail[c]) for c in GROUPING_COLUMNS if c in detail)
+            key = (cell.row["victim"], cell.row["defense"], *kind)
+            grouped[cell.row["attack"]].setdefault(key, []).append(detail)
+    tables = []
+    for attack, rows in grouped.items():
+        columns = list(dict.fromkeys(k for details in rows.values() for d in details for k in d))
+        measured = [c for c in columns if c not in GROUPING_COLUMNS]
+        rows_out = [
+            {"key": key, "seeds": len(details),
+             "values": [_aggregate([d.get(c) for d in details]) for c in measured]}
+            for key, details in rows.items()
+        ]  # fmt: skip
+        keys = ["victim", "defense", *[c for c in GROUPING_COLUMNS if c in columns]]
+        tables.append({"attack": attack, "keys": keys, "columns": measured, "rows": rows_out})
+    return tables
+
+
+def _aggregate(values: list[Any]) -> Any:
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if numbers:
+        return float(np.mean(numbers))
+    texts = sorted({str(v) for v in values if v is not None})
+    return "; ".join(texts) if texts else None

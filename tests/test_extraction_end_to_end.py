@@ -1,0 +1,103 @@
+"""Extraction attacks on the real victims and through `paraeval run`."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from .conftest import run_cli
+
+
+def test_critical_points_recover_first_layer_normals_of_the_unprotected_vm(victims, mnist):
+    """Issue [D]: on the unprotected vm, a majority of the first-layer critical points found
+    get a recovered normal with |cos| > 0.99 to a true first-layer unit."""
+    import torch
+
+    from paraeval.attacks.critical_points import CriticalPointAttack, draw_line
+    from paraeval.data import MNIST
+    from paraeval.extraction.oracle import ScalarOracle
+    from paraeval.extraction.search import normal_at, search_line
+    from paraeval.extraction.truth import MATCH_TOLERANCE, FirstLayer
+
+    vm = victims["vm"][0]
+    images = MNIST.as_float(mnist.test_images[:500])
+    oracle, truth = ScalarOracle(vm, seed=0), FirstLayer.of(vm)
+    offset, direction, low, high = draw_line("in-domain", torch.Generator().manual_seed(0),
+                                             images, 1e3)  # fmt: skip
+    search = search_line(oracle, offset, direction, low, high, budget=100_000)
+    crossings = truth.crossings(offset, direction)
+    on_first_layer = [
+        p for p in search.points
+        if float((crossings - p.t).abs().min()) <= MATCH_TOLERANCE * (high - low)
+    ]  # fmt: skip
+    assert len(on_first_layer) >= 10
+    cosines = [truth.best_cosine(normal_at(oracle, offset, direction, p))
+               for p in on_first_layer[:10]]  # fmt: skip
+    assert sum(c > 0.99 for c in cosines) > len(cosines) / 2
+    # the attack's own scoring on the same victim: LeNet has max-pool and deeper kinks too
+    (row,) = (
+        CriticalPointAttack(lines="in-domain", budget=3000, normals=0)
+        .extract(vm, vm, images, seed=0)
+        .details
+    )
+    assert row["n_points"] > 20 and 0 < row["precision"] < 1
+    assert row["max_pool_fraction"] > 0 and row["parasite_fraction"] == 0
+
+
+def test_critical_points_through_the_cli(victims, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = run_cli("run", "--victims", "vm", "--defenses", "none,t1-vm-after-nobn-none",
+                     "--attacks", "critical-points:budget=600,normals=1", "--n-images", "20",
+                     "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = pd.read_csv(out / "results.csv")
+    assert list(results["mode"]) == ["extraction", "extraction"]
+    assert results["m_adv"].isna().all() and (results["status"] == "ok").all()
+    assert results["cp_queries"].between(600, 600 + 2 * 1570).all()
+    assert results["cp_precision"].between(0, 1).all()
+    extraction = pd.read_csv(out / "extraction.csv")
+    assert len(extraction) == 4  # two cells x two kinds of line
+    assert set(extraction["lines"]) == {"carlini", "in-domain"}
+    assert extraction.groupby("defense")["queries"].sum().to_dict() == dict(
+        zip(results["defense"], results["cp_queries"], strict=True)
+    )
+    summary = pd.read_csv(out / "summary.csv")
+    assert "cp_precision_mean" in summary.columns
+    assert (pd.read_csv(out / "prediction_change.csv")).empty
+
+
+def test_list_attacks_shows_every_attack() -> None:
+    result = run_cli("list", "attacks")
+    assert result.returncode == 0, result.stderr
+    for name in ("fgsm", "pgd", "deepfool", "critical-points", "fee"):
+        assert name in result.stdout
+
+
+def test_extraction_attacks_take_no_mode(tmp_path) -> None:
+    result = run_cli("run", "--victims", "vm", "--attacks", "critical-points:mode=adaptive",
+                     "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 2
+    assert "extraction attack" in result.stderr
+
+
+def test_fee_is_skipped_with_a_note_on_lenet(victims, tmp_path) -> None:
+    result = run_cli("run", "--victims", "vm", "--attacks", "fgsm,fee", "--n-images", "10",
+                     "--out", str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipped fee on vm" in result.stderr
+    assert list(pd.read_csv(tmp_path / "results.csv")["attack"]) == ["fgsm"]
+
+
+@pytest.mark.slow
+def test_fee_extracts_the_unprotected_mlp(tmp_path) -> None:
+    """Issue [D]: ART's functionally-equivalent extraction reaches fidelity >= 0.95 on `mlp`."""
+    out = tmp_path / "run"
+    result = run_cli("run", "--victims", "mlp", "--defenses", "none,mlp-nobn-none-s0.2",
+                     "--attacks", "fee", "--n-images", "20", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = pd.read_csv(out / "results.csv").set_index("defense")
+    assert results.loc["none", "fee_extracted"] == 1
+    assert results.loc["none", "fee_fidelity"] >= 0.95
+    protected = results.loc["mlp-nobn-none-s0.2"]
+    assert protected["status"] == "ok"  # a failed extraction is a result, not a crash
+    assert protected["fee_extracted"] == 1 or isinstance(protected["fee_failure"], str)
