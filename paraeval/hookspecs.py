@@ -26,8 +26,10 @@ def register_defenses(register: Callable[[Defense], None]) -> None:
     ``protect(model: torch.nn.Module, *, seed: int) -> torch.nn.Module``, which returns a module
     mapping [N, 1, 28, 28] inputs in [0, 1] to logits [N, 10] without modifying ``model``.
     Optional attributes: ``tags: tuple[str, ...]`` (selectable with ``--defenses TAG``),
-    ``victims: tuple[str, ...]`` (the victims it applies to; default all) and ``paper``
-    (a :class:`paraeval.paper.PaperRow` with the published values).
+    ``victims: tuple[str, ...]`` (the victims it applies to; default all), ``paper``
+    (a :class:`paraeval.paper.PaperRow` with the published values) and
+    ``parasite_configs(model, *, seed) -> list[ParasiteConfig]`` (what ``protect`` will train,
+    so the runner can train it ahead in parallel processes).
     """
 
 
@@ -38,6 +40,10 @@ def register_attacks(register: Callable[[Attack], None]) -> None:
     An evasion attack has ``name: str``, ``description: str`` and
     ``generate(model, images, labels, *, seed) -> AdversarialBatch``, which crafts adversarial
     examples on ``model`` (the unprotected victim in the paper's transfer setting). Optional:
-    ``tags: tuple[str, ...]`` and ``options: dict`` (its current hyper-parameters, shown in
-    ``paraeval list`` and hashed into each result's key).
+    ``tags: tuple[str, ...]``, ``options: dict`` (its current hyper-parameters, shown in
+    ``paraeval list`` and hashed into each result's key) and ``victims: tuple[str, ...]``.
+
+    An extraction attack (:class:`paraeval.api.ExtractionAttack`) has ``kind = "extraction"``
+    and ``extract(victim, protected, images, *, seed) -> ExtractionResult`` instead: it queries
+    ``protected`` as a black box and scores what it recovers against ``victim``.
     """
