@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import registry
+from .allocator import keep_freed_memory
 from .errors import UserError
 from .plugins import load_failures, load_plugins, plugin_distribution, pm
 from .runner import RunConfig, RunResult, run
@@ -290,6 +291,7 @@ def list_command(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    keep_freed_memory()
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:

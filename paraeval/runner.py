@@ -41,7 +41,7 @@ from . import __version__, registry
 from .api import AdversarialBatch, describe_options
 from .cache import config_key
 from .checks import check_protected, sanity_warnings, snapshot
-from .data import MNIST, load_mnist
+from .data import MNIST, load_mnist, use_data_dir
 from .errors import UserError
 from .metrics import METRIC_VERSION, TransferOutcome, transfer_outcome, wilson_interval
 from .models.victims import VICTIM_ARCHITECTURES
@@ -253,7 +253,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     cells, notes = plan(config, defenses, attacks)
     result = RunResult(notes=notes)
     result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
-    with Store(config.out) as store:
+    with Store(config.out) as store, use_data_dir(mnist.source):
         started = time.perf_counter()
         keys = [cell.key for cell in cells]
         run_id = store.start_run(config.command, versions(), _config_record(config), keys)

@@ -25,6 +25,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from .allocator import keep_freed_memory
 from .cache import cache_dir, config_key, load_weights, save_weights
 from .data import MNIST, random_square_inputs
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiticCNN
@@ -383,7 +384,9 @@ def pretrain_parasites(configs: Iterable[ParasiteConfig], workers: int | None = 
                 progress.advance(task)
             return len(missing)
         context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=keep_freed_memory
+        ) as pool:
             for future in as_completed(pool.submit(_train_and_cache, c) for c in missing):
                 future.result()
                 progress.advance(task)

@@ -61,3 +61,16 @@ def test_small_reproduction_of_the_three_tables(victims, tmp_path) -> None:
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 36 and (results["status"] == "ok").all()
     assert results["paper_accuracy"].notna().all() and results["m_adv"].notna().all()
+
+
+def test_data_dir_option_reaches_the_batchnorm_calibration(victims, tmp_path) -> None:
+    """The parasites' BN statistics are re-estimated on MNIST training images: from the same
+    --data-dir as the run, not from the environment (which is empty here)."""
+    from .conftest import SHARED_MNIST
+
+    out = tmp_path / "run"
+    result = run_cli("run", "--victims", "vm", "--defenses", "t1-vm-after-bn-small",
+                     "--data-dir", str(SHARED_MNIST), "--no-download", "--n-images", "10",
+                     "--out", str(out), env={"PARAEVAL_DATA_DIR": ""})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (pd.read_csv(out / "results.csv")["status"] == "ok").all()
