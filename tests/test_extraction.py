@@ -139,3 +139,15 @@ def test_oracle_counts_queries_and_is_float64() -> None:
     oracle = ScalarOracle(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), seed=0)
     values = oracle(torch.rand(7, 784))
     assert values.dtype == torch.float64 and values.shape == (7,) and oracle.queries == 7
+
+
+def test_two_layer_extraction_is_functionally_equivalent() -> None:
+    """Every hidden unit recovered, orientation fixed by the skip term: identical arg-max."""
+    from paraeval.extraction.two_layer import extract_two_layer
+
+    model = small_mlp(hidden=16, seed=3).double()
+    oracle = lambda rows: model(rows.reshape(-1, 1, 28, 28)).detach()  # noqa: E731
+    rows = torch.rand(300, 784, dtype=torch.float64)
+    extracted, units = extract_two_layer(oracle, 784, torch.Generator().manual_seed(0), rows[:50])
+    assert units == 16
+    assert torch.allclose(extracted(rows), oracle(rows), atol=1e-6)
