@@ -172,13 +172,32 @@ def _print_summary(result: RunResult, out: Path) -> None:
     )
 
 
-#: What `paraeval reproduce` runs: every paper row, the baseline and the dynamic parasite.
-REPRODUCTION = RunConfig(
-    victims=["vm", "vm-batch"],
-    defenses="none,table1,table2,table3,dynamic-parasite",
-    attacks="fgsm,pgd,deepfool",
-    seeds=list(range(5)),
+#: What `paraeval reproduce` runs, in parts (one report over all of them):
+#: 1. the paper's tables with every evasion attack, 5 seeds;
+#: 2. critical-point extraction under the Table 1 and Table 2 parasites (the question the
+#:    paper leaves open), at a reduced but equal query budget per defense, 5 seeds;
+#: 3. functionally-equivalent extraction of the `mlp` victim, plain and with its parasites,
+#:    3 seeds, and ART's implementation on the plain MLP (1 seed: it costs ~1 M queries).
+REPRODUCTION: tuple[RunConfig, ...] = (
+    RunConfig(
+        victims=["vm", "vm-batch"],
+        defenses="none,table1,table2,table3,dynamic-parasite",
+        attacks="fgsm,pgd,deepfool",
+        seeds=list(range(5)),
+    ),
+    RunConfig(
+        victims=["vm", "vm-batch"],
+        defenses="none,table1,table2",
+        attacks="critical-points:budget=5000,normals=4",
+        seeds=list(range(5)),
+    ),
+    RunConfig(victims=["mlp"], defenses="none,mlp", attacks="fee", seeds=list(range(3))),
+    RunConfig(victims=["mlp"], defenses="none", attacks="fee:backend=art", seeds=[0]),
 )
+#: The files `reproduce` copies into REPORTS.
+REPORT_FILES = (
+    "report.html", "results.csv", "summary.csv", "prediction_change.csv", "extraction.csv"
+)  # fmt: skip
 
 
 @app.command("reproduce")
@@ -187,16 +206,21 @@ def reproduce_command(
     reports: Annotated[Path, typer.Option(help="Where the report is copied.")] = Path("reports"),
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
 ) -> None:
-    """The paper's full reproduction (Tables 1-3, 5 seeds), copied into REPORTS (no weights)."""
+    """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
+    copied into REPORTS (no weights)."""
     import shutil
 
-    config = dataclasses.replace(
-        REPRODUCTION, out=work, data_dir=data_dir, command=" ".join(["paraeval", *sys.argv[1:]])
-    )
     _check_writable(work)
-    result = run(config, err_console)
+    command = " ".join(["paraeval", *sys.argv[1:]])
+    keys: list[str] = []
+    for part in REPRODUCTION:
+        config = dataclasses.replace(
+            part, out=work, data_dir=data_dir, command=command, earlier_cells=keys
+        )
+        result = run(config, err_console)  # the last result lists every part's cells
+        keys = result.keys
     reports.mkdir(parents=True, exist_ok=True)
-    for name in ("report.html", "results.csv", "summary.csv", "prediction_change.csv"):
+    for name in REPORT_FILES:
         shutil.copy2(work / name, reports / name)
     _write_reports_readme(work, reports)
     _print_summary(result, work)
@@ -206,13 +230,13 @@ def reproduce_command(
 
 
 def _write_reports_readme(work: Path, reports: Path) -> None:
-    """reports/README.md: what ran, on what, when (from the store's latest run record)."""
-    from .report.html import latest_run
+    """reports/README.md: what ran, on what, when (from the store's run records)."""
     from .store import Store
 
     with Store(work) as store:
-        run_record = latest_run(store)
-    versions = run_record["versions"]
+        runs = store.runs()[-len(REPRODUCTION) :]
+    last = runs[-1]
+    versions = last["versions"]
     lines = [
         "# The committed reproduction",
         "",
@@ -222,20 +246,28 @@ def _write_reports_readme(work: Path, reports: Path) -> None:
         ".venv/bin/paraeval reproduce",
         "```",
         "",
-        f"- command: `{run_record['command']}`",
-        f"- finished: {run_record['finished']} (UTC); wall time of this invocation: "
-        f"{run_record['wall_seconds']} s (cells stored by earlier invocations are reused)",
+        f"- command: `{last['command']}`",
+        f"- finished: {last['finished']} (UTC); wall time of this invocation: "
+        f"{sum(float(r['wall_seconds'] or 0) for r in runs):.0f} s over {len(runs)} parts "
+        "(cells stored by earlier invocations are reused)",
         f"- machine: {versions.get('platform')}, {versions.get('device')}",
         f"- versions: paraeval {versions.get('paraeval')} (commit {versions.get('git_commit')}), "
         f"torch {versions.get('torch')}, ART {versions.get('art')}, "
         f"torchattacks {versions.get('torchattacks')}, python {versions.get('python')}",
-        f"- grid: victims {', '.join(run_record['config']['victims'])}; defenses "
-        f"`{run_record['config']['defenses']}`; attacks `{run_record['config']['attacks']}`; "
-        f"seeds {run_record['config']['seeds']}; first {run_record['config']['n_images']} "
-        "test images",
+        f"- first {last['config']['n_images']} test images attacked; the parts:",
+        "",
+    ]
+    for number, run_record in enumerate(runs, start=1):
+        config = run_record["config"]
+        lines.append(
+            f"  {number}. victims {', '.join(config['victims'])}; defenses "
+            f"`{config['defenses']}`; attacks `{config['attacks']}`; seeds {config['seeds']}"
+        )
+    lines += [
         "",
         "Open `report.html` in a browser; `summary.csv` has the per-row means, 95 % intervals",
-        "and differences to the paper. Column meanings: the project README, section Outputs.",
+        "and differences to the paper, `extraction.csv` the extraction attacks' measurements.",
+        "Column meanings: the project README, section Outputs.",
     ]
     (reports / "README.md").write_text("\n".join(lines) + "\n")
 

@@ -100,6 +100,9 @@ class RunConfig:
     command: str = ""
     #: Processes that train parasites ahead of the cells (None: one per usable core).
     jobs: int | None = None
+    #: Cells of earlier parts of the same study (`paraeval reproduce`): listed in this run's
+    #: record, CSVs and report beside this run's own cells (they are not recomputed).
+    earlier_cells: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +112,8 @@ class RunResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reused: int = 0
+    #: Content keys of every cell this run lists (earlier parts included).
+    keys: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -255,7 +260,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
     with Store(config.out) as store, use_data_dir(mnist.source):
         started = time.perf_counter()
-        keys = [cell.key for cell in cells]
+        keys = list(dict.fromkeys([*config.earlier_cells, *(cell.key for cell in cells)]))
         run_id = store.start_run(config.command, versions(), _config_record(config), keys)
         pending = [cell for cell in cells if _needs_work(store, cell, config.retry_failed)]
         result.reused = len(cells) - len(pending)
@@ -272,7 +277,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
                     ctx = _victim_context(config, victim, mnist)
                     _pretrain(ctx.model, todo, config.jobs, console)
                     _run_cells(ctx, todo, store, run_id, progress, task)
-        result.rows = [stored.row for cell in cells if (stored := store.cell(cell.key))]
+        result.rows = [stored.row for key in keys if (stored := store.cell(key))]
+        result.keys = keys
         store.finish_run(run_id, time.perf_counter() - started)
         write_tables(store, keys, config.out)
         render_report(store, config.out)

@@ -142,7 +142,11 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
     from paraeval import cli
     from paraeval.runner import RunConfig
 
-    tiny = RunConfig(victims=["vm"], defenses="none", attacks="fgsm", seeds=[0], n_images=10)
+    tiny = (
+        RunConfig(victims=["vm"], defenses="none", attacks="fgsm", seeds=[0], n_images=10),
+        RunConfig(victims=["vm"], defenses="none", attacks="critical-points:budget=300,normals=0",
+                  seeds=[0], n_images=10),
+    )  # fmt: skip
     monkeypatch.setattr(cli, "REPRODUCTION", tiny)
     reports = tmp_path / "reports"
     result = CliRunner().invoke(
@@ -150,10 +154,15 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in reports.iterdir()) == [
-        "README.md", "prediction_change.csv", "report.html", "results.csv", "summary.csv"
+        "README.md", "extraction.csv", "prediction_change.csv", "report.html", "results.csv",
+        "summary.csv",
     ]  # fmt: skip
     readme = (reports / "README.md").read_text()
     assert "paraeval reproduce" in readme and "torch 2.13.0" in readme
+    assert "2. victims vm; defenses `none`; attacks `critical-points" in readme
+    results = pd.read_csv(reports / "results.csv")
+    assert list(results["attack"]) == ["fgsm", "critical-points:budget=300,normals=0"]
+    assert "critical-points" in (reports / "report.html").read_text()
     assert (reports / "results.csv").read_bytes() == (
         tmp_path / "work" / "results.csv"
     ).read_bytes()
