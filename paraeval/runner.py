@@ -507,15 +507,11 @@ def _adaptive_cell(
     if max_eps == 1.0 and robust_accuracy > 10.0:
         warnings = [*warnings, f"robust accuracy {robust_accuracy:.1f} % at eps = 1.0: "
                     "the adaptive attack is not working (gradient masking?)"]  # fmt: skip
-    acc_low, acc_high = _accuracy_interval(protected_accuracy, len(ctx.test_labels))
+    row.update(_accuracy_fields(protected_accuracy, len(ctx.test_labels)))
     row.update(
-        status="ok",
-        accuracy=round(protected_accuracy, 4),
         n_attacked=int(correct.sum()),
         n_adversarial=int((correct & ~robust).sum()),
         n_misclassified=int((~correct).sum()),
-        accuracy_wilson_low=round(acc_low, 4),
-        accuracy_wilson_high=round(acc_high, 4),
         robust_accuracy=round(robust_accuracy, 4),
         median_epsilon=round(float(epsilons.median()), 4) if len(epsilons) else None,
         warnings="; ".join(warnings) or None,
@@ -542,12 +538,8 @@ def _extraction_cell(
             result = cell.attack.obj.extract(ctx.model, protected, ctx.test_images, seed=cell.seed)
     except Exception as exc:
         return row | {"status": "failed", "error": _error_text(exc)}, []
-    acc_low, acc_high = _accuracy_interval(protected_accuracy, len(ctx.test_labels))
+    row.update(_accuracy_fields(protected_accuracy, len(ctx.test_labels)))
     row.update(
-        status="ok",
-        accuracy=round(protected_accuracy, 4),
-        accuracy_wilson_low=round(acc_low, 4),
-        accuracy_wilson_high=round(acc_high, 4),
         warnings="; ".join(warnings) or None,
         seconds=round(setup_seconds + time.perf_counter() - started, 3),
     )
@@ -585,20 +577,27 @@ def _accuracy_interval(accuracy_percent: float, n_test: int) -> tuple[float, flo
     return wilson_interval(round(accuracy_percent * n_test / 100), n_test)
 
 
-def _metrics(outcome: TransferOutcome, protected_accuracy: float, n_test: int) -> dict[str, Any]:
+def _accuracy_fields(protected_accuracy: float, n_test: int) -> dict[str, Any]:
+    """status ok, the protected model's accuracy and its Wilson interval (every mode)."""
     acc_low, acc_high = _accuracy_interval(protected_accuracy, n_test)
-    m_low, m_high = wilson_interval(outcome.n_recovered, outcome.n_adversarial)
     return {
         "status": "ok",
         "accuracy": round(protected_accuracy, 4),
+        "accuracy_wilson_low": round(acc_low, 4),
+        "accuracy_wilson_high": round(acc_high, 4),
+    }
+
+
+def _metrics(outcome: TransferOutcome, protected_accuracy: float, n_test: int) -> dict[str, Any]:
+    m_low, m_high = wilson_interval(outcome.n_recovered, outcome.n_adversarial)
+    return {
+        **_accuracy_fields(protected_accuracy, n_test),
         "m_adv": round(outcome.m_adv, 4),
         "n_attacked": outcome.n_attacked,
         "n_adversarial": outcome.n_adversarial,
         "n_misclassified": outcome.n_misclassified,
         "n_recovered": outcome.n_recovered,
         "n_changed_label": outcome.n_changed_label,
-        "accuracy_wilson_low": round(acc_low, 4),
-        "accuracy_wilson_high": round(acc_high, 4),
         "m_adv_wilson_low": round(m_low, 4),
         "m_adv_wilson_high": round(m_high, 4),
     }
