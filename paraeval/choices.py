@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .attacks.critical_points import CriticalPointAttack
 from .attacks.fgsm import FGSMSweep
 from .defenses.parasites import CALIBRATION_IMAGES, DEFAULT_BN_STATS
+from .extraction.truth import MATCH_TOLERANCE
 from .models.insertion import PAPER_NEURON_COUNT
 from .models.lenet import LENET_CONV1_PADDING
+from .models.mlp import MLP_HIDDEN
 from .models.parasite import BIAS_RADIUS, PADDING
 from .training import ParasiteConfig, VictimConfig
 
@@ -138,5 +141,40 @@ def choices() -> list[Choice]:
             "per query image, one of 4 parasites x 2 locations drawn from a seeded generator",
             "batching must not change what one client query sees",
             "paraeval/defenses/dynamic.py",
+        ),
+        Choice(
+            "Parasite training threads",
+            "one thread per parasite; a run trains the parasites it needs ahead, one worker "
+            "process per core",
+            "weights depend on how reductions split across threads; one thread gives the same "
+            "parasite on every machine",
+            "paraeval/training.py",
+        ),
+        Choice(
+            "Extraction oracle (future work of Sec. 7)",
+            f"float64 copy of the protected model, f(x) = <r, logits(x)> with r ~ N(0, I); "
+            f"Carlini lines and in-domain lines (two test images), equal query budget "
+            f"(default {CriticalPointAttack().options['budget']} per kind of line)",
+            "Carlini et al. 2020 attack a scalar projection of the logits, never the softmax, "
+            "in 64-bit floats; in-domain lines are what an image-classifier client can send",
+            "paraeval/attacks/critical_points.py",
+        ),
+        Choice(
+            "Which critical points are 'first-layer'",
+            f"a victim unit (affine map before its first ReLU) crosses zero within "
+            f"{MATCH_TOLERANCE:g} of the line's length; others are attributed by probing the "
+            "protected model either side: parasite ReLU, max-pool arg-max change, deeper ReLU",
+            "max(a, b) has its own kink (normal J_a - J_b), neither a first-layer nor a "
+            "parasite unit, so max-pool kinks are counted apart",
+            "paraeval/extraction/truth.py",
+        ),
+        Choice(
+            "Functionally-equivalent extraction victim",
+            f"`mlp` 784-{MLP_HIDDEN}-10 ReLU; parasite on the whole hidden layer as one "
+            f"{int(MLP_HIDDEN**0.5)}x{int(MLP_HIDDEN**0.5)} map after its ReLU; paraeval's own "
+            "search by default, ART's FunctionallyEquivalentExtraction as backend=art",
+            "ART's implementation handles two-layer networks only and, measured, merges two "
+            "kinks 5.7e-4 apart on the unprotected mlp (63 of 64 critical points)",
+            "paraeval/attacks/fee.py",
         ),
     ]
