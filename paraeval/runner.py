@@ -364,7 +364,11 @@ def _run_cells(
     for cell in cells:
         groups.setdefault((cell.defense.label or cell.defense.name, cell.seed), []).append(cell)
     for (defense_name, seed), group in groups.items():
-        progress.update(task, description=f"{ctx.name} · {defense_name} · seed {seed}")
+        description = f"{ctx.name} · {defense_name} · seed {seed}"
+        progress.update(task, description=description)
+        if not progress.console.is_terminal:  # CI logs: the bar is invisible, say where we are
+            state = next(t for t in progress.tasks if t.id == task)
+            progress.console.print(f"{description} ({int(state.completed)}/{state.total} done)")
         started = time.perf_counter()
         try:
             protected, protected_accuracy, warnings = _protect(ctx, group[0].defense, seed)
