@@ -22,7 +22,8 @@ def names(spec: str) -> list[str]:
 def test_all_selects_every_defense() -> None:
     selected = names("all")
     assert "none" in selected and "dynamic-parasite" in selected
-    assert len(selected) == 1 + 12 * 3 + 1
+    assert len(selected) == 1 + 12 * 3 + 1 + 12  # none, paper rows, dynamic, mlp parasites
+    assert len(names("mlp")) == 12
 
 
 def test_tags_select_the_tables() -> None:
