@@ -151,3 +151,26 @@ def test_two_layer_extraction_is_functionally_equivalent() -> None:
     extracted, units = extract_two_layer(oracle, 784, torch.Generator().manual_seed(0), rows[:50])
     assert units == 16
     assert torch.allclose(extracted(rows), oracle(rows), atol=1e-6)
+
+
+def test_whole_layer_parasite_kinks_are_attributed_to_the_parasite() -> None:
+    """A whole-layer parasite sees 2 x C maps for the two probes: still split per probe."""
+    from paraeval.models.lenet import LeNet
+
+    torch.manual_seed(0)
+    lenet = LeNet(batch_norm=False).eval()
+    parasite = ParasiticCNN(batch_norm=False, bias="small").eval()
+    protected = insert_parasites(lenet, [(Placement(1, "after", "whole"), parasite)]).double()
+    seen = []
+    hook = parasite.layers[1].register_forward_hook(lambda _m, i, _o: seen.append(i[0].shape))
+    x = torch.rand(784, dtype=torch.float64)
+    # move one parasite pre-activation across zero between the probes: find a unit near 0
+    with torch.no_grad():
+        protected(x.reshape(1, 1, 28, 28))
+    hook.remove()
+    assert seen[0][0] == 6  # one map per channel
+    before, after = x.clone(), x.clone()
+    source = kink_source(protected, before, after)
+    assert source == "unexplained"  # identical probes: nothing changes
+    far = torch.rand(784, dtype=torch.float64)
+    assert kink_source(protected, x, far) == "parasite"  # was "max-pool": maps were skipped

@@ -82,6 +82,18 @@ class FirstLayer:
         return float(cosines.max())
 
 
+def _per_probe(activations: torch.Tensor) -> torch.Tensor | None:
+    """[2, ...] activations of the two probes, or None when a module did not see both.
+
+    A whole-layer parasite sees each probe's channel maps as separate inputs ([2 C, 1, s, s],
+    probe-major), so any even batch splits into the two probes; a randomised model that routes
+    the probes to different variants shows a batch of 1.
+    """
+    if len(activations) == 0 or len(activations) % 2:
+        return None
+    return activations.reshape(2, -1)
+
+
 def kink_source(model: nn.Module, before: torch.Tensor, after: torch.Tensor) -> str:
     """What changes in `model` (float64) between two flat inputs either side of one kink."""
     parasite_relus = {
@@ -91,8 +103,8 @@ def kink_source(model: nn.Module, before: torch.Tensor, after: torch.Tensor) -> 
     changed: set[str] = set()
 
     def relu_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: object) -> None:
-        pre = inputs[0]
-        if len(pre) == 2 and bool(((pre[0] > 0) != (pre[1] > 0)).any()):
+        pre = _per_probe(inputs[0])
+        if pre is not None and bool(((pre[0] > 0) != (pre[1] > 0)).any()):
             changed.add("parasite" if id(module) in parasite_relus else "deeper")
 
     def pool_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: object) -> None:
