@@ -50,7 +50,8 @@ class Attack(Protocol):
 class ExtractionResult:
     """What a model-extraction attack returns for one (victim, protected model) pair.
 
-    metrics  flat numbers for results.csv (documented by the attack's ``metric_columns``)
+    metrics  flat numbers; those named like results.csv's extraction columns
+             (``runner.EXTRACTION_COLUMNS``, README "Outputs") go there
     details  rows for DIR/extraction.csv (e.g. one per kind of line searched)
     """
 

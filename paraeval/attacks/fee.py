@@ -35,7 +35,7 @@ from art.estimators.classification.blackbox import BlackBoxClassifierNeuralNetwo
 from torch import nn
 
 from ..api import ExtractionResult
-from ..extraction.oracle import float64_copy
+from ..extraction.oracle import LogitOracle
 from ..extraction.two_layer import extract_two_layer
 from ..hookspecs import hookimpl
 from ..training import derive_seed, predict
@@ -51,20 +51,6 @@ class Float64BlackBox(BlackBoxClassifierNeuralNetwork):
 
     def predict(self, x: np.ndarray, batch_size: int = 128, **kwargs: Any) -> np.ndarray:
         return np.asarray(self._predict_fn(np.asarray(x, dtype=np.float64)), dtype=np.float64)
-
-
-class CountingOracle:
-    """The protected model as float64 logits for flat [n, 784] rows; counts queries."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = float64_copy(model)
-        self.queries = 0
-
-    @torch.no_grad()
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        self.queries += len(rows)
-        images = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float64))
-        return self.model(images.reshape(-1, 1, 28, 28)).numpy()
 
 
 class FunctionallyEquivalentExtraction(ConfigurableAttack):
@@ -92,7 +78,7 @@ class FunctionallyEquivalentExtraction(ConfigurableAttack):
         hidden = getattr(victim, "hidden", None)
         if not isinstance(hidden, int):
             raise ValueError("fee extracts a 784-h-10 MLP (the `mlp` victim) only")
-        oracle = CountingOracle(protected)
+        oracle = LogitOracle(protected)
         flat = images.reshape(len(images), -1).to(torch.float64)
         extract = self._art if self.options["backend"] == "art" else self._paraeval
         stolen, details = extract(oracle, flat, hidden, seed)
@@ -110,11 +96,15 @@ class FunctionallyEquivalentExtraction(ConfigurableAttack):
         return ExtractionResult(metrics, [details])
 
     def _art(
-        self, oracle: CountingOracle, flat: torch.Tensor, hidden: int, seed: int
+        self, oracle: LogitOracle, flat: torch.Tensor, hidden: int, seed: int
     ) -> tuple[torch.Tensor | None, dict[str, Any]]:
         from art.attacks.extraction import FunctionallyEquivalentExtraction as ArtFEE
 
-        classifier = Float64BlackBox(oracle, input_shape=(784,), nb_classes=10)
+        classifier = Float64BlackBox(
+            lambda x: oracle(torch.from_numpy(np.ascontiguousarray(x))).numpy(),
+            input_shape=(784,),
+            nb_classes=10,
+        )
         try:
             extracted = ArtFEE(classifier, num_neurons=hidden).extract(
                 flat[:LAST_LAYER_SAMPLE].numpy(), delta_0=self.options["delta_0"]
@@ -124,13 +114,12 @@ class FunctionallyEquivalentExtraction(ConfigurableAttack):
         return torch.from_numpy(extracted.predict(flat.numpy()).argmax(1)), {}
 
     def _paraeval(
-        self, oracle: CountingOracle, flat: torch.Tensor, hidden: int, seed: int
+        self, oracle: LogitOracle, flat: torch.Tensor, hidden: int, seed: int
     ) -> tuple[torch.Tensor | None, dict[str, Any]]:
         generator = torch.Generator().manual_seed(derive_seed("fee-line", seed))
-        logits = lambda rows: torch.from_numpy(oracle(rows.numpy()))  # noqa: E731
         try:
             model, units = extract_two_layer(
-                logits, flat.shape[1], generator, flat[:LAST_LAYER_SAMPLE]
+                oracle, flat.shape[1], generator, flat[:LAST_LAYER_SAMPLE]
             )
         except ValueError as exc:
             return None, {"failure": f"{type(exc).__name__}: {exc}"}

@@ -22,18 +22,15 @@ def float64_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).double().eval()
 
 
-class ScalarOracle:
-    """f(x) = <r, logits(x)> with r ~ N(0, I_10) fixed by `seed`; counts queries.
+class LogitOracle:
+    """The model's float64 logits [n, 10] for flat [n, 784] rows; counts queries.
 
-    Inputs are flat float64 [n, 784] rows; values outside [0, 1] are allowed (Carlini et al.
-    query arbitrary real inputs; the in-domain lines of `paraeval.extraction.lines` stay
-    inside the image box).
+    Values outside [0, 1] are allowed (Carlini et al. query arbitrary real inputs; the
+    in-domain lines of `paraeval.attacks.critical_points` stay inside the image box).
     """
 
-    def __init__(self, model: nn.Module, seed: int, image_shape: tuple[int, ...] = (1, 28, 28)):
+    def __init__(self, model: nn.Module, image_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         self.model = float64_copy(model)
-        generator = torch.Generator().manual_seed(seed)
-        self.projection = torch.randn(10, generator=generator, dtype=torch.float64)
         self.image_shape = image_shape
         self.queries = 0
 
@@ -42,7 +39,20 @@ class ScalarOracle:
         rows = rows.to(torch.float64)
         self.queries += len(rows)
         outputs = [
-            self.model(chunk.reshape(-1, *self.image_shape)) @ self.projection
-            for chunk in rows.split(QUERY_BATCH)
+            self.model(chunk.reshape(-1, *self.image_shape)) for chunk in rows.split(QUERY_BATCH)
         ]
-        return torch.cat(outputs) if outputs else rows.new_empty(0)
+        return torch.cat(outputs) if outputs else rows.new_empty(0, 10)
+
+
+class ScalarOracle(LogitOracle):
+    """f(x) = <r, logits(x)> with r ~ N(0, I_10) fixed by `seed`; counts queries."""
+
+    def __init__(
+        self, model: nn.Module, seed: int, image_shape: tuple[int, ...] = (1, 28, 28)
+    ) -> None:
+        super().__init__(model, image_shape)
+        generator = torch.Generator().manual_seed(seed)
+        self.projection = torch.randn(10, generator=generator, dtype=torch.float64)
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        return super().__call__(rows) @ self.projection

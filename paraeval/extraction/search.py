@@ -222,22 +222,35 @@ def _second_difference_test(
     return confirmed
 
 
+def forward_difference_jacobian(oracle: Oracle, point: torch.Tensor, h: float) -> torch.Tensor:
+    """The oracle's derivative at `point` along each input axis ([dim] for a scalar oracle,
+    [dim, k] for k outputs), by forward differences of step h: dim + 1 queries."""
+    dim = point.numel()
+    rows = torch.cat([point[None, :], point[None, :] + h * torch.eye(dim, dtype=point.dtype)])
+    values = oracle(rows)
+    return (values[1:] - values[0]) / h
+
+
+def jacobians_beside(
+    oracle: Oracle, offset: torch.Tensor, direction: torch.Tensor, point: CriticalPoint
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The oracle's derivatives just before and just after the kink at `point`.
+
+    Taken at t* - s and t* + s, s a quarter of the distance from t* to the nearer end of its
+    isolating interval (so both lie in the linear pieces next to the kink), with forward steps
+    h = 1e-3 * s * |d| / sqrt(dim) along each axis: 2 x (dim + 1) queries.
+    """
+    s = 0.25 * min(point.t - point.low, point.high - point.t)
+    h = 1e-3 * s * float(direction.norm()) / offset.numel() ** 0.5
+    below = forward_difference_jacobian(oracle, offset + (point.t - s) * direction, h)
+    above = forward_difference_jacobian(oracle, offset + (point.t + s) * direction, h)
+    return below, above
+
+
 def normal_at(
     oracle: Oracle, offset: torch.Tensor, direction: torch.Tensor, point: CriticalPoint
 ) -> torch.Tensor:
-    """The (unnormalised) normal of the hyperplane through `point`, by finite differences.
-
-    The gradient is taken at t* - s and t* + s, s a quarter of the distance from t* to the
-    nearer end of its isolating interval (so both lie in the linear pieces next to the kink),
-    with forward steps h = 1e-3 * s * |d| / sqrt(dim) along each axis.
-    """
-    s = 0.25 * min(point.t - point.low, point.high - point.t)
-    dim = offset.numel()
-    h = 1e-3 * s * float(direction.norm()) / dim**0.5
-    gradients = []
-    for side in (-s, s):
-        base = offset + (point.t + side) * direction
-        rows = torch.cat([base[None, :], base[None, :] + h * torch.eye(dim, dtype=base.dtype)])
-        values = oracle(rows)
-        gradients.append((values[1:] - values[0]) / h)
-    return gradients[1] - gradients[0]
+    """The (unnormalised) normal of the hyperplane through `point`: the jump of the gradient
+    across the kink (see `jacobians_beside`)."""
+    below, above = jacobians_beside(oracle, offset, direction, point)
+    return above - below

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .search import CriticalPoint, search_line
+from .search import CriticalPoint, forward_difference_jacobian, jacobians_beside, search_line
 
 LogitOracle = Callable[[torch.Tensor], torch.Tensor]
+#: Forward-difference step of the Jacobian taken at the line's offset.
+OFFSET_STEP = 1e-6
 
 
 @dataclass
@@ -75,28 +77,19 @@ def extract_two_layer(
     outputs = torch.stack([u[2] for u in units])
     # J(x) = sum over units active at x of w a^T - C for every x; measure it at the offset.
     active = (weights @ offset + biases) > 0
-    skip = weights[active].T @ outputs[active] - _jacobian(oracle, offset)
+    skip = weights[active].T @ outputs[active] - forward_difference_jacobian(
+        oracle, offset, OFFSET_STEP
+    )
     model = TwoLayerModel(weights, biases, outputs, skip, torch.zeros(10, dtype=torch.float64))
     model.offset = (oracle(fit_rows) - model(fit_rows)).mean(dim=0)
     return model, len(units)
-
-
-def _jacobian(oracle: LogitOracle, point: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
-    """Forward-difference Jacobian of the logits at `point` ([dim, classes]), 785 queries."""
-    dim = point.numel()
-    rows = torch.cat([point[None, :], point[None, :] + h * torch.eye(dim, dtype=point.dtype)])
-    values = oracle(rows)
-    return (values[1:] - values[0]) / h
 
 
 def _unit_at(
     oracle: LogitOracle, offset: torch.Tensor, direction: torch.Tensor, point: CriticalPoint
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(w, b, a) of the unit switching at `point`, oriented so that w . direction > 0."""
-    s = 0.25 * min(point.t - point.low, point.high - point.t)
-    h = 1e-3 * s * float(direction.norm()) / offset.numel() ** 0.5
-    below = _jacobian(oracle, offset + (point.t - s) * direction, h)
-    above = _jacobian(oracle, offset + (point.t + s) * direction, h)
+    below, above = jacobians_beside(oracle, offset, direction, point)
     left, singular, right = torch.linalg.svd(above - below, full_matrices=False)
     sign = 1.0 if float(left[:, 0] @ direction) > 0 else -1.0
     weight = sign * left[:, 0] * singular[0].sqrt()
