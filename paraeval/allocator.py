@@ -3,7 +3,7 @@
 glibc serves every allocation above its mmap threshold (128 KiB, adapting up to 32 MiB) with a
 fresh mmap and returns it with munmap when freed, so each batch of activations faults its pages
 in again. For paraeval's workload (the same few large activation tensors allocated batch after
-batch) that cost dominated: a cold `paraeval run --defenses table1,table2,table3` spent 25 % of
+batch) that cost dominated: a cold `paraeval run --defenses table1,table2,table3` spent 23 % of
 its CPU time in the kernel (359 million minor page faults), and the accuracy of a Table 2
 model on the 10,000 test images took 6.7 s instead of 2.3 s. Raising the mmap and trim
 thresholds once at start-up (mallopt) keeps that memory in the heap for reuse. No effect, and

@@ -194,6 +194,12 @@ def plan(
     notes: list[str] = []
     for victim in config.victims:
         victim_config = asdict(_victim_config(config, victim))
+        applicable = [attack for attack in attacks if _applies(attack, victim)]
+        notes += [
+            f"skipped {attack.name} on {victim}: it is defined for {', '.join(attack.obj.victims)}"
+            for attack in attacks
+            if not _applies(attack, victim)
+        ]
         for defense in defenses:
             if not _applies(defense, victim):
                 notes.append(
@@ -202,16 +208,9 @@ def plan(
                 )
                 continue
             for seed in config.seeds:
-                for attack in attacks:
-                    if not _applies(attack, victim):
-                        continue
+                for attack in applicable:
                     key = cell_key(victim_config, defense, attack, seed, config.n_images)
                     cells.append(Cell(victim, defense, attack, seed, key))
-        notes += [
-            f"skipped {attack.name} on {victim}: it is defined for {', '.join(attack.obj.victims)}"
-            for attack in attacks
-            if not _applies(attack, victim)
-        ]
     return cells, notes
 
 
@@ -275,8 +274,9 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
                 todo = [cell for cell in pending if cell.victim == victim]
                 if todo:
                     ctx = _victim_context(config, victim, mnist)
-                    _pretrain(ctx.model, todo, config.jobs, console)
-                    _run_cells(ctx, todo, store, run_id, progress, task)
+                    groups = _by_defense_and_seed(todo)
+                    _pretrain(ctx.model, groups, config.jobs, console)
+                    _run_cells(ctx, groups, store, run_id, progress, task)
         result.rows = [stored.row for key in keys if (stored := store.cell(key))]
         result.keys = keys
         store.finish_run(run_id, time.perf_counter() - started)
@@ -285,7 +285,18 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     return result
 
 
-def _pretrain(victim: nn.Module, cells: list[Cell], jobs: int | None, console: Console) -> None:
+#: Cells grouped by (defense label, seed): each group shares one protected model.
+CellGroups = dict[tuple[str, int], list[Cell]]
+
+
+def _by_defense_and_seed(cells: list[Cell]) -> CellGroups:
+    groups: CellGroups = {}
+    for cell in cells:
+        groups.setdefault((cell.defense.label or cell.defense.name, cell.seed), []).append(cell)
+    return groups
+
+
+def _pretrain(victim: nn.Module, groups: CellGroups, jobs: int | None, console: Console) -> None:
     """Train every parasite the cells' defenses will need, in parallel, before the cells run.
 
     A defense may declare its training work with an optional
@@ -294,9 +305,8 @@ def _pretrain(victim: nn.Module, cells: list[Cell], jobs: int | None, console: C
     raises is skipped here: its cells train inline and fail, if they fail, where they are stored.
     """
     configs: list[ParasiteConfig] = []
-    unique = {(cell.defense.label or cell.defense.name, cell.seed): cell for cell in cells}
-    for cell in unique.values():
-        defense, seed = cell.defense, cell.seed
+    for (_, seed), group in groups.items():
+        defense = group[0].defense
         declare = getattr(defense.obj, "parasite_configs", None)
         if declare is None:
             continue
@@ -354,15 +364,12 @@ def _victim_context(config: RunConfig, victim: str, mnist: MNIST) -> VictimConte
 
 def _run_cells(
     ctx: VictimContext,
-    cells: list[Cell],
+    groups: CellGroups,
     store: Store,
     run_id: int,
     progress: Progress,
     task: TaskID,
 ) -> None:
-    groups: dict[tuple[str, int], list[Cell]] = {}
-    for cell in cells:
-        groups.setdefault((cell.defense.label or cell.defense.name, cell.seed), []).append(cell)
     for (defense_name, seed), group in groups.items():
         description = f"{ctx.name} · {defense_name} · seed {seed}"
         progress.update(task, description=description)

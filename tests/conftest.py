@@ -2,7 +2,7 @@
 
 Trained victims and parasites are cached by config hash, so the cache can be shared between
 test runs safely (a changed config trains a new model). It lives in PARAEVAL_TEST_CACHE or
-.pytest_cache/paraeval-models; a clean checkout trains the two victims once (~3-4 min).
+.pytest_cache/paraeval-models; a clean checkout trains the victims once (about a minute).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ are skipped with a note). Two backends:
   so the oracle is a float64 subclass (``Float64BlackBox``). Measured on the unprotected `mlp`
   (seed 0): it finds 63 of 64 critical points and raises, because two hidden units cross its
   line at t = 0.80008 and 0.80065 (5.7e-4 apart) and its fixed-step search (delta_0 = 0.05,
-  slopes over a tenth of the step) merges them; its other points are 1e-4 to 5e-3 off.
+  slopes over a tenth of the step) merges them; its other points are 4e-4 to 5e-3 off.
 * ``paraeval`` (default): the same extraction with paraeval's own critical-point search
   (`paraeval.extraction.two_layer`), as the issue asks when ART cannot extract the
   unprotected MLP.
