@@ -369,8 +369,9 @@ def pretrain_parasites(configs: Iterable[ParasiteConfig], workers: int | None = 
 
     Each worker is a separate process training one parasite on one thread; the convolutions
     have 1-2 channels, too small to split well across threads, so on 2 cores two workers train
-    ~2x as many 28x28 parasites (~1.2x as many 16x16 ones) as one process with both threads. The weights are the same as
-    those `load_or_train_parasite` would train inline. Returns how many were trained.
+    ~2x as many 28x28 parasites (~1.2x as many 16x16 ones) as one process with both threads.
+    The weights are the same as those `load_or_train_parasite` would train inline. Returns how
+    many were trained.
     """
     missing = [c for c in dict.fromkeys(configs) if not is_cached(c)]
     workers = min(workers or default_workers(), len(missing))
