@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from .attacks.critical_points import CriticalPointAttack
 from .attacks.fgsm import FGSMSweep
-from .defenses.parasites import CALIBRATION_IMAGES, DEFAULT_BN_STATS
+from .defenses.reading import option_rows
 from .extraction.truth import MATCH_TOLERANCE
-from .models.insertion import PAPER_NEURON_COUNT
 from .models.lenet import LENET_CONV1_PADDING
 from .models.mlp import MLP_HIDDEN
 from .models.parasite import BIAS_RADIUS, PADDING
@@ -33,8 +32,25 @@ def _fgsm_grid() -> str:
     return f"{eps[0]}, {eps[1]}, ..., {eps[-1]}"
 
 
+def reading_choices() -> list[Choice]:
+    """One Choice per reading option of the parasite defenses (paraeval.defenses.reading)."""
+    return [
+        Choice(
+            f"{row['question']} (option {row['option']})",
+            f"{row['default']} (values {row['values']})",
+            f"{row['rule']}; paper: {row['paper']}",
+            "paraeval/defenses/reading.py",
+        )
+        for row in option_rows()
+    ]
+
+
 def choices() -> list[Choice]:
     victim, parasite = VictimConfig("vm"), ParasiteConfig(True, "small")
+    return [*reading_choices(), *_fixed_choices(victim, parasite)]
+
+
+def _fixed_choices(victim: VictimConfig, parasite: ParasiteConfig) -> list[Choice]:
     return [
         Choice(
             "LeNet padding",
@@ -46,7 +62,7 @@ def choices() -> list[Choice]:
         Choice(
             "Victim training",
             f"Adam, one-cycle lr {victim.lr}, batch {victim.batch_size}, {victim.epochs} epochs, "
-            f"seed {victim.seed}",
+            f"seed {victim.seed}, one thread (bit-identical on any core count)",
             "not in the paper; reaches the paper's accuracies (98.78 %, 99.11 %)",
             "paraeval/training.py",
         ),
@@ -57,42 +73,15 @@ def choices() -> list[Choice]:
             "paraeval/models/parasite.py",
         ),
         Choice(
-            "Which parameters form beta",
-            f"the 7 convolution biases (bias_scope='{parasite.bias_scope}'); ||beta|| kept "
-            f"<= {BIAS_RADIUS:.5f} by projection after every optimiser step",
-            "Sec. 5.1/5.3 speak of the convolutions' bias; forcing BN shifts to 0 too would "
-            "stop a BN parasite from approximating even the identity (option 'all' exists)",
-            "paraeval/models/parasite.py",
-        ),
-        Choice(
-            "Parasite BatchNorm statistics once inserted",
-            f"'{DEFAULT_BN_STATS}': running mean/variance re-estimated on the victim's "
-            f"activations for the first {CALIBRATION_IMAGES} MNIST training images, then eval "
-            "mode (option bn_stats=training keeps the statistics of the uniform training inputs)",
-            "Sec. 6.1: the BNs 'normalize their input, ensuring a mean of 0 and a standard "
-            "deviation of 1', which only statistics of that input do; both are measured",
-            "paraeval/defenses/parasites.py",
-        ),
-        Choice(
             "Parasite training recipe",
-            f"init '{parasite.init}', Adam lr {parasite.lr} cosine, batch {parasite.batch_size}, "
-            f"{parasite.epoch_count} epochs at 16x16 (same pixel budget at 28x28), "
-            f"{parasite.n_train} random inputs",
-            "not in the paper; chosen by the lowest held-out MSE to x + N (fit study)",
-            "paraeval/training.py, scripts/parasite_fit_study.py",
-        ),
-        Choice(
-            "Max-pooling vs insertion point",
-            "the parasite acts on the convolution's full output, before the max-pool",
-            "the paper sets pooling aside (Sec. 1.1) and speaks of the conv layer's neurons",
-            "paraeval/models/insertion.py",
-        ),
-        Choice(
-            "First / last n neurons",
-            f"the first or last {PAPER_NEURON_COUNT} neurons in flattened (C, H, W) order, "
-            "reshaped to one 16x16 map",
-            "Sec. 6.1: 'the first or the last ones from the previous layer'",
-            "paraeval/models/insertion.py",
+            f"init '{parasite.init}', Adam lr {parasite.lr} cosine-annealed, batch "
+            f"{parasite.batch_size}, {parasite.epoch_count} epochs at 16x16 (same pixel budget "
+            f"at 28x28), {parasite.n_train} random inputs uniform in [0, 1]; ||beta|| kept <= "
+            f"{BIAS_RADIUS:.5f} by projection after every optimiser step",
+            "not in the paper beyond the 10,000 random inputs; init, lr and epochs are reading "
+            "options (below) with framework defaults; optimiser, schedule and batch are the "
+            "project's choice",
+            "paraeval/training.py",
         ),
         Choice(
             "Whole layer (Table 2) on a non-square layer",

@@ -198,6 +198,8 @@ REPRODUCTION: tuple[RunConfig, ...] = (
     RunConfig(victims=["mlp"], defenses="none,mlp", attacks="fee", seeds=list(range(3))),
     RunConfig(victims=["mlp"], defenses="none", attacks="fee:backend=art", seeds=[0]),
 )
+#: What `paraeval readings` writes (and `reproduce` shows in the report's Readings section).
+READINGS_FILES = ("readings.csv", "readings_rows.csv")
 #: The files `reproduce` copies into REPORTS.
 REPORT_FILES = (
     "report.html", "results.csv", "summary.csv", "prediction_change.csv", "extraction.csv"
@@ -209,15 +211,22 @@ def reproduce_command(
     work: Annotated[Path, typer.Option(help="Run directory (resumable).")] = Path("runs/reproduce"),
     reports: Annotated[Path, typer.Option(help="Where the report is copied.")] = Path("reports"),
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
+    parts: Annotated[
+        str | None, typer.Option(help="Run only these parts, e.g. '1' or '1,4' (default: all).")
+    ] = None,
 ) -> None:
     """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
     copied into REPORTS (no weights)."""
     import shutil
 
     _check_writable(work)
+    chosen = _parse_parts(parts)
+    for name in READINGS_FILES:  # the committed readings study gives the report its section
+        if (reports / name).exists() and not (work / name).exists():
+            shutil.copy2(reports / name, work / name)
     command = " ".join(["paraeval", *sys.argv[1:]])
     keys: list[str] = []
-    for part in REPRODUCTION:
+    for part in (REPRODUCTION[number - 1] for number in chosen):
         config = dataclasses.replace(
             part, out=work, data_dir=data_dir, command=command, earlier_cells=keys
         )
@@ -226,19 +235,32 @@ def reproduce_command(
     reports.mkdir(parents=True, exist_ok=True)
     for name in REPORT_FILES:
         shutil.copy2(work / name, reports / name)
-    _write_reports_readme(work, reports)
+    _write_reports_readme(work, reports, chosen)
     _print_summary(result, work)
     console.print(f"copied the report and CSVs into {reports}/")
     if result.failed:
         raise typer.Exit(1)
 
 
-def _write_reports_readme(work: Path, reports: Path) -> None:
+def _parse_parts(parts: str | None) -> list[int]:
+    """'1,4' -> [1, 4]; None -> every part. Unknown parts are a usage error."""
+    if parts is None:
+        return list(range(1, len(REPRODUCTION) + 1))
+    try:
+        chosen = sorted({int(p) for p in parts.split(",") if p.strip()})
+    except ValueError:
+        chosen = []
+    if not chosen or not all(1 <= p <= len(REPRODUCTION) for p in chosen):
+        raise UserError(f"--parts takes numbers in 1..{len(REPRODUCTION)}, e.g. '1,4'")
+    return chosen
+
+
+def _write_reports_readme(work: Path, reports: Path, chosen: list[int]) -> None:
     """reports/README.md: what ran, on what, when (from the store's run records)."""
     from .store import Store
 
     with Store(work) as store:
-        runs = store.runs()[-len(REPRODUCTION) :]
+        runs = store.runs()[-len(chosen) :]
     last = runs[-1]
     versions = last["versions"]
     lines = [
@@ -261,7 +283,14 @@ def _write_reports_readme(work: Path, reports: Path) -> None:
         f"- first {last['config']['n_images']} test images attacked; the parts:",
         "",
     ]
-    for number, run_record in enumerate(runs, start=1):
+    if len(chosen) < len(REPRODUCTION):
+        missing = [str(p) for p in range(1, len(REPRODUCTION) + 1) if p not in chosen]
+        lines += [
+            f"  Only parts {', '.join(map(str, chosen))} of {len(REPRODUCTION)} ran "
+            f"(`--parts`); parts {', '.join(missing)} are not in these files.",
+            "",
+        ]
+    for number, run_record in zip(chosen, runs, strict=True):
         config = run_record["config"]
         lines.append(
             f"  {number}. victims {', '.join(config['victims'])}; defenses "
@@ -273,7 +302,82 @@ def _write_reports_readme(work: Path, reports: Path) -> None:
         "and differences to the paper, `extraction.csv` the extraction attacks' measurements.",
         "Column meanings: the project README, section Outputs.",
     ]
+    if (reports / "readings.csv").exists():
+        lines += [
+            "",
+            "`readings.csv` and `readings_rows.csv` come from `paraeval readings` (every reading",
+            "of the paper's open choices; docs/readings.md); the report's Readings section shows",
+            "them.",
+        ]
     (reports / "README.md").write_text("\n".join(lines) + "\n")
+
+
+@app.command("readings")
+def readings_command(
+    work: Annotated[Path, typer.Option(help="Run directory (resumable).")] = Path("runs/readings"),
+    reports: Annotated[
+        Path | None, typer.Option(help="Copy readings.csv and readings_rows.csv here.")
+    ] = None,
+    rows: Annotated[
+        str, typer.Option(help="Paper rows (names, tags, globs).")
+    ] = "table1,table2,table3",
+    base: Annotated[str, typer.Option(help="Base reading, e.g. 'init=dirac'.")] = "default",
+    readings: Annotated[
+        str | None,
+        typer.Option(help="Screen only these readings, ';'-separated ('default;init=dirac')."),
+    ] = None,
+    screen_seeds: Annotated[int, typer.Option(min=1, help="Seeds of the screen.")] = 1,
+    confirm_seeds: Annotated[
+        int, typer.Option(min=0, help="Seeds of the confirmation (0: no confirmation).")
+    ] = 5,
+    combine: Annotated[bool, typer.Option(help="Combine the factors that matter.")] = True,
+    confirm: Annotated[
+        str | None,
+        typer.Option(help="Confirm only these readings, ';'-separated (default: chosen by data)."),
+    ] = None,
+    n_images: Annotated[int, typer.Option(help="First N test images attacked.")] = 200,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
+    jobs: Annotated[int | None, typer.Option(min=1, help="Parasite training processes.")] = None,
+) -> None:
+    """Measure how every reading of the paper's open choices moves its rows (readings.csv)."""
+    import shutil
+
+    from .readings import StudyConfig, parse_reading, study
+
+    _check_writable(work)
+    base_reading = parse_reading(base)
+    config = StudyConfig(
+        work=work,
+        rows=rows,
+        base=dict(base_reading.defense),
+        readings=[parse_reading(r) for r in readings.split(";")] if readings else None,
+        screen_seeds=list(range(screen_seeds)),
+        confirm_seeds=list(range(confirm_seeds)) if confirm_seeds else [],
+        combine=combine,
+        confirm=[parse_reading(r) for r in confirm.split(";")] if confirm else None,
+        n_images=n_images,
+        data_dir=data_dir,
+        jobs=jobs,
+        command=" ".join(["paraeval", *sys.argv[1:]]),
+    )
+    if base_reading.attack:
+        raise UserError("--base takes defense options only; put eps_unit in a reading")
+    scores = study(config, lambda c: run(c, err_console))
+    for score in scores:
+        line = score.line()
+        console.print(
+            f"{line['stage']:<12} {line['reading']:<40} seeds {line['seeds']}  "
+            f"|dM_adv| {line['mean_abs_diff_m_adv']:6.2f}  rows in CI (acc/M_adv/both) "
+            f"{line['rows_accuracy_in_ci']}/{line['rows_m_adv_in_ci']}/{line['rows_both_in_ci']}"
+            f" of {line['rows']}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if reports is not None:
+        reports.mkdir(parents=True, exist_ok=True)
+        for name in READINGS_FILES:
+            shutil.copy2(work / name, reports / name)
+    console.print(f"wrote {work / 'readings.csv'} and {work / 'readings_rows.csv'}")
 
 
 @app.command("report")
@@ -296,10 +400,15 @@ class ListWhat(StrEnum):
 @app.command("list")
 def list_command(
     what: Annotated[ListWhat, typer.Argument()] = ListWhat.defenses,
+    options: Annotated[
+        bool, typer.Option("--options", help="List the options (readings) with their values.")
+    ] = False,
 ) -> None:
-    """List registered defenses, attacks, plugins or victims."""
+    """List registered defenses, attacks, plugins or victims (--options: their options)."""
     table = Table(show_lines=False)
-    if what in (ListWhat.defenses, ListWhat.attacks):
+    if options and what in (ListWhat.defenses, ListWhat.attacks):
+        _options_table(table, what)
+    elif what in (ListWhat.defenses, ListWhat.attacks):
         reg = registry.defenses() if what is ListWhat.defenses else registry.attacks()
         for column in ("name", "plugin", "tags", "description"):
             table.add_column(column, overflow="fold")
@@ -323,6 +432,24 @@ def list_command(
         for name in VICTIM_ARCHITECTURES:
             table.add_row(name, str(PAPER_VICTIM_ACCURACY.get(name, "")))
     console.print(table)
+
+
+def _options_table(table: Table, what: ListWhat) -> None:
+    """Every option: the paper-row readings (defenses) or each attack's declared options."""
+    for column in ("applies to", "option", "values", "default", "what it decides / paper"):
+        table.add_column(column, overflow="fold")
+    if what is ListWhat.defenses:
+        from .defenses.reading import option_rows
+
+        for row in option_rows():
+            paper = f"{row['question']}. Paper: {row['paper']}. Default: {row['rule']}"
+            table.add_row("table1-3, dynamic-parasite", row["option"], row["values"],
+                          row["default"], paper)  # fmt: skip
+        return
+    for entry in registry.attacks().entries.values():
+        for name, option in getattr(entry.obj, "declared", {}).items():
+            table.add_row(entry.name, name, option.requirement or "", str(option.default),
+                          option.help)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

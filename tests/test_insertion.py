@@ -111,3 +111,47 @@ def test_bad_placements_are_rejected() -> None:
         insert_parasites(
             _victim(False), [(Placement(2, "after", "first", count=2500), nn.Identity())]
         )(torch.rand(1, 1, 28, 28))
+
+
+def test_pool_after_reads_and_writes_the_pooled_map() -> None:
+    victim = _victim(True)
+    x = torch.rand(3, 1, 28, 28)
+    recorder = Recorder(-5.0)
+    placement = Placement(2, "after", "first", pool="after")
+    protected = insert_parasites(victim, [(placement, recorder)])
+    written: list[torch.Tensor] = []
+    protected.pool2.register_forward_hook(lambda _m, _i, out: written.append(out))
+    protected(x)
+    pooled = victim.pool2(_conv2_output(victim, x, "after")).flatten(1)  # 16 x 5 x 5 = 400
+    assert torch.equal(recorder.seen[0].flatten(1), pooled[:, :256])
+    out = written[0].flatten(1)
+    assert (out[:, :256] == -5.0).all() and torch.equal(out[:, 256:], pooled[:, 256:])
+
+
+def test_pool_after_whole_layer_gives_pooled_square_maps() -> None:
+    recorder = Recorder(0.0)
+    placement = Placement(1, "after", "whole", pool="after")
+    insert_parasites(_victim(True), [(placement, recorder)])(torch.rand(2, 1, 28, 28))
+    assert recorder.seen[0].shape == (2 * 6, 1, 14, 14)
+
+
+def test_hwc_order_takes_the_first_neurons_channels_last() -> None:
+    victim = _victim(True)
+    x = torch.rand(3, 1, 28, 28)
+    recorder = Recorder(-3.0)
+    placement = Placement(2, "after", "first", order="hwc")
+    protected = insert_parasites(victim, [(placement, recorder)])
+    written: list[torch.Tensor] = []
+    protected.act2.register_forward_hook(lambda _m, _i, out: written.append(out))
+    protected(x)
+    maps = _conv2_output(victim, x, "after")  # [3, 16, 10, 10]
+    channels_last = maps.permute(0, 2, 3, 1).flatten(1)  # all 16 channels of pixel (0, 0) first
+    assert torch.equal(recorder.seen[0].flatten(1), channels_last[:, :256])
+    out = written[0].permute(0, 2, 3, 1).flatten(1)
+    assert (out[:, :256] == -3.0).all() and torch.equal(out[:, 256:], channels_last[:, 256:])
+    assert (written[0][:, :, 0, 0] == -3.0).all()  # every channel of the first pixel rows
+
+
+def test_a_parasite_before_bn_cannot_sit_after_the_pool() -> None:
+    with pytest.raises(ValueError, match="max-pool"):
+        Placement(2, "before", "first", pool="after")

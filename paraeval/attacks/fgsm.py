@@ -5,6 +5,13 @@ for eps = 0.05, 0.10, ... (multiples of `eps_step`) up to `max_eps`, stopping at
 for which x_adv is adversarial for the model it is crafted on (its prediction differs from y).
 An image never made adversarial up to `max_eps` is reported with success False, epsilon NaN.
 
+Reading option ``eps_unit`` (the paper does not say on which scale its 0.05 steps are):
+``pixel`` (default: Eq. 14 adds eps * sign(...) to the input x "in the MNIST dataset", whose
+pixels are in [0, 1]) or ``normalized`` - the steps are in units of the input normalised by
+MNIST's standard deviation (0.3081, the usual ``Normalize((0.1307,), (0.3081,))``), so each
+step is 0.05 x 0.3081 = 0.0154 on the pixel scale. ``max_eps`` is on the pixel scale in both
+readings, and ``epsilon`` in the results is always the pixel-scale value applied.
+
 Backends: ``art`` (ART FastGradientMethod on a PyTorchClassifier with clip_values (0, 1)) and
 ``torchattacks`` (torchattacks.FGSM). Both compute the same formula; tests check they agree.
 
@@ -32,6 +39,10 @@ from .backends import (
     torchattacks_module,
 )
 from .options import ConfigurableAttack, Option, backend_option, fraction_option
+
+#: The standard deviation of MNIST's training pixels, the usual input normalisation.
+MNIST_STD = 0.3081
+EPS_UNITS = ("pixel", "normalized")
 
 
 def _art(model: nn.Module) -> Craft:
@@ -68,8 +79,12 @@ class FGSMSweep(ConfigurableAttack):
     declared: ClassVar[dict[str, Option]] = {
         "backend": backend_option(),
         "eps_step": fraction_option(0.05, "sweep step"),
-        "max_eps": fraction_option(1.0, "largest eps tried"),
-    }
+        "max_eps": fraction_option(1.0, "largest eps tried (pixel scale)"),
+        "eps_unit": Option(
+            "pixel", "scale of eps_step: pixel or normalized (x 0.3081)", str,
+            EPS_UNITS.__contains__, "pixel or normalized",
+        ),
+    }  # fmt: skip
 
     def check(self) -> None:
         self.require(
@@ -77,7 +92,9 @@ class FGSMSweep(ConfigurableAttack):
         )
 
     def epsilons(self) -> list[float]:
-        return epsilon_grid(self.options["eps_step"], self.options["max_eps"])
+        """The sweep on the pixel scale (see ``eps_unit`` in the module docstring)."""
+        scale = MNIST_STD if self.options["eps_unit"] == "normalized" else 1.0
+        return epsilon_grid(self.options["eps_step"] * scale, self.options["max_eps"])
 
     def generate(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int

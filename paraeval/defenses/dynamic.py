@@ -16,11 +16,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
-from .parasites import DEFAULT_BN_STATS, parasite_configs, protect_with
+from .parasites import parasite_configs, protect_with
+from .reading import ParasiteReading
 
 #: Default pool: the four parasite kinds of Table 1 (sigma 0.2) ...
 DEFAULT_PARASITES = ((False, "none"), (False, "small"), (True, "none"), (True, "small"))
@@ -68,16 +70,26 @@ class DynamicParasite:
         parasites: tuple[tuple[bool, str], ...] = DEFAULT_PARASITES,
         locations: tuple[Placement, ...] = DEFAULT_LOCATIONS,
         sigma: float = 0.2,
+        reading: ParasiteReading | None = None,
     ) -> None:
         self.parasites = parasites
         self.locations = locations
         self.sigma = sigma
+        self.reading = reading or ParasiteReading()
         self.options = {
             "parasites": [f"{'bn' if bn else 'nobn'}-{bias}" for bn, bias in parasites],
             "locations": [loc.label for loc in locations],
             "sigma": sigma,
-            "bn_stats": DEFAULT_BN_STATS,
+            **{k: v for k, v in self.reading.as_options().items() if k != "row12"},
         }
+
+    def configure(self, **options: str) -> DynamicParasite:
+        """The reading options of the paper rows (``row12`` aside) apply to every variant."""
+        if "row12" in options:
+            raise UserError(f"{self.name}: row12 is an option of t3-row12 only")
+        given = {**self.reading.changed(), **options}
+        reading = ParasiteReading.parse(self.name, given)
+        return DynamicParasite(self.parasites, self.locations, self.sigma, reading)
 
     def _variants(self) -> list[tuple[ParasiteSpec, str]]:
         """(spec, stream) of every variant: each parasite kind at each location."""
@@ -92,14 +104,14 @@ class DynamicParasite:
         return [
             config
             for spec, stream in self._variants()
-            for config in parasite_configs(model, [spec], seed, stream)
+            for config in parasite_configs(model, [spec], seed, stream, self.reading)
         ]
 
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
         variants = []
         fits: list[dict[str, object]] = []
         for spec, stream in self._variants():
-            variant = protect_with(model, [spec], seed, stream=stream)
+            variant = protect_with(model, [spec], seed, stream, self.reading)
             fits.extend(variant.paraeval_info["parasite_fit"])  # type: ignore[index]
             variants.append(variant)
         routed = RandomVariant(variants, seed).eval()

@@ -1,46 +1,63 @@
-"""One defense per row of the paper's Tables 1-3 (see paraeval.paper for the rows)."""
+"""One defense per row of the paper's Tables 1-3 (see paraeval.paper for the rows).
+
+Every row takes the reading options of :class:`~paraeval.defenses.reading.ParasiteReading`
+(``--defenses 't1-*:init=dirac,bn_stats=training'``); ``paraeval list defenses --options``
+lists them with their values, defaults and the sentences of the paper they interpret.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
-from ..errors import UserError
 from ..hookspecs import hookimpl
-from ..paper import ROWS, PaperRow
+from ..paper import ROWS, PaperRow, ParasiteSpec
 from ..training import ParasiteConfig
-from .parasites import BN_STATS, DEFAULT_BN_STATS, parasite_configs, protect_with
+from .parasites import parasite_configs, protect_with
+from .reading import ParasiteReading
+
+#: The paper row whose layout the ``row12`` reading decides.
+ROW12 = "t3-row12"
 
 
 class PaperRowDefense:
     """The parasites of one paper row, inserted into the victim the paper used for it."""
 
-    def __init__(self, row: PaperRow, bn_stats: str = DEFAULT_BN_STATS) -> None:
+    def __init__(self, row: PaperRow, reading: ParasiteReading | None = None) -> None:
         self.paper = row
-        self.options = {"bn_stats": bn_stats}
+        self.reading = reading or ParasiteReading()
         self.name = row.name
         self.description = row.description + (f" [{row.note}]" if row.note else "")
         self.tags = (f"table{row.table}", "parasite", "paper")
         self.victims = (row.victim,)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The reading, hashed into the cell key (``row12`` only where it applies)."""
+        options = self.reading.as_options()
+        if self.name != ROW12:
+            del options["row12"]
+        return options
+
     def configure(self, **options: str) -> PaperRowDefense:
-        unknown = sorted(set(options) - {"bn_stats"})
-        if unknown or options.get("bn_stats", DEFAULT_BN_STATS) not in BN_STATS:
-            raise UserError(
-                f"{self.name}: options are bn_stats={'|'.join(BN_STATS)} "
-                f"(default {DEFAULT_BN_STATS}); got {options}"
-            )
-        return PaperRowDefense(self.paper, options.get("bn_stats", DEFAULT_BN_STATS))
+        given = {**self.reading.changed(), **options}
+        return PaperRowDefense(self.paper, ParasiteReading.parse(self.name, given))
+
+    @property
+    def specs(self) -> tuple[ParasiteSpec, ...]:
+        """The row's parasites; row 12 without its dangling 4th line under ``row12=3``."""
+        if self.name == ROW12 and self.reading.row12 == 3:
+            return self.paper.parasites[:3]
+        return self.paper.parasites
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         """What `protect` will train, so the runner can train it ahead, in parallel."""
-        return parasite_configs(model, self.paper.parasites, seed, self.stream)
+        return parasite_configs(model, self.specs, seed, self.stream, self.reading)
 
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
-        return protect_with(
-            model, self.paper.parasites, seed, self.stream, self.options["bn_stats"]
-        )
+        return protect_with(model, self.specs, seed, self.stream, self.reading)
 
     @property
     def stream(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -13,13 +14,20 @@ from ..models.insertion import Placement, insert_parasites
 from ..models.parasite import ParasiticCNN
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig, TrainedParasite, derive_seed, load_or_train_parasite
+from .reading import ParasiteReading
+
+DEFAULT_READING = ParasiteReading()
 
 
-def layer_side(victim: nn.Module, layer: int) -> int:
-    """Side of the square maps that conv{layer} of `victim` produces on a 28x28 input
-    (for an MLP's fc{layer}: the side of its F neurons as one square map)."""
+def layer_side(victim: nn.Module, placement: Placement) -> int:
+    """Side of the square maps the parasite at `placement` reads on a 28x28 input: the output
+    of the module :meth:`Placement.site` names (for an MLP's fc layer: its F neurons as one
+    square map)."""
     shapes: list[torch.Size] = []
-    module = getattr(victim, f"conv{layer}", None) or getattr(victim, f"fc{layer}")
+    site = placement.site(victim)
+    module = getattr(victim, site, None)
+    if module is None:
+        raise ValueError(f"victim {type(victim).__name__} has no layer {site!r}")
     handle = module.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape))
     try:
         with torch.no_grad():
@@ -29,26 +37,42 @@ def layer_side(victim: nn.Module, layer: int) -> int:
     if len(shapes[0]) == 2:
         side = math.isqrt(shapes[0][1])
         if side * side != shapes[0][1]:
-            raise ValueError(f"fc{layer} has {shapes[0][1]} neurons, not a square")
+            raise ValueError(f"{site} has {shapes[0][1]} neurons, not a square")
         return side
     _, _, height, width = shapes[0]
     if height != width:
-        raise ValueError(f"conv{layer} maps are {height}x{width}, not square")
+        raise ValueError(f"{site} maps are {height}x{width}, not square")
     return int(height)
 
 
+def read_spec(spec: ParasiteSpec, reading: ParasiteReading) -> ParasiteSpec:
+    """`spec` under `reading`: where the placement's max-pool and neuron order fall."""
+    placement = dataclasses.replace(
+        spec.placement,
+        pool=reading.pool if spec.placement.position == "after" else "before",
+        order=reading.order,
+    )
+    return dataclasses.replace(spec, placement=placement)
+
+
 def parasite_config(
-    spec: ParasiteSpec, victim: nn.Module, seed: int, stream: str, slot: int
+    spec: ParasiteSpec,
+    victim: nn.Module,
+    seed: int,
+    stream: str,
+    slot: int,
+    reading: ParasiteReading = DEFAULT_READING,
 ) -> ParasiteConfig:
-    """The training config of one parasite of a defense.
+    """The training config of one parasite of a defense (`spec` already read, see read_spec).
 
     The seed is derived from the cell seed, a `stream` (the table) and the parasite's slot in
     its row, so rows of one table that use the same kind of parasite in the same slot share it
     (a parasite is trained independently of the victim, Sec. 5.3), while another seed changes
-    the noise, the initialisation and the training order.
+    the noise, the initialisation and the training order. The recipe comes from `reading`;
+    ``bias_scope`` only matters with BN, so a no-BN parasite is the same under both scopes.
     """
     side = (
-        layer_side(victim, spec.placement.layer)
+        layer_side(victim, spec.placement)
         if spec.placement.neurons == "whole"
         else int(spec.placement.count**0.5)
     )
@@ -58,19 +82,27 @@ def parasite_config(
         sigma=spec.sigma,
         side=side,
         seed=derive_seed("parasite", seed, stream, slot),
+        bias_scope=reading.bias_scope if spec.batch_norm else "conv",
+        init=reading.init,
+        epochs=reading.epochs,
+        lr=reading.lr,
     )
 
 
 def parasite_configs(
-    victim: nn.Module, specs: Sequence[ParasiteSpec], seed: int, stream: str
+    victim: nn.Module,
+    specs: Sequence[ParasiteSpec],
+    seed: int,
+    stream: str,
+    reading: ParasiteReading = DEFAULT_READING,
 ) -> list[ParasiteConfig]:
     """The training configs of the parasites `protect_with` inserts for these arguments."""
-    return [parasite_config(spec, victim, seed, stream, slot) for slot, spec in enumerate(specs)]
+    return [
+        parasite_config(read_spec(spec, reading), victim, seed, stream, slot, reading)
+        for slot, spec in enumerate(specs)
+    ]
 
 
-#: How a parasite's BatchNorm layers normalise once inserted (see `recalibrate_batch_norms`).
-BN_STATS = ("recalibrated", "training")
-DEFAULT_BN_STATS = "recalibrated"
 #: MNIST training images (never test images) whose victim activations recalibrate the BNs.
 CALIBRATION_IMAGES = 5_000
 
@@ -80,19 +112,19 @@ def protect_with(
     specs: Sequence[ParasiteSpec],
     seed: int,
     stream: str,
-    bn_stats: str = DEFAULT_BN_STATS,
+    reading: ParasiteReading = DEFAULT_READING,
 ) -> nn.Module:
-    """Insert one trained parasite per spec; the result carries the parasites' fit."""
-    if bn_stats not in BN_STATS:
-        raise ValueError(f"bn_stats must be one of {BN_STATS}, not {bn_stats!r}")
+    """Insert one trained parasite per spec (under `reading`); the result carries their fit."""
     entries: list[tuple[Placement, nn.Module]] = []
     fits = []
-    for spec, config in zip(specs, parasite_configs(victim, specs, seed, stream), strict=True):
+    configs = parasite_configs(victim, specs, seed, stream, reading)
+    for spec, config in zip(specs, configs, strict=True):
         trained: TrainedParasite = load_or_train_parasite(config)
-        entries.append((spec.placement, trained.model))
-        fits.append({"parasite": spec.label, **trained.fit})
+        read = read_spec(spec, reading)
+        entries.append((read.placement, trained.model))
+        fits.append({"parasite": read.label, **trained.fit})
     protected = insert_parasites(victim, entries)
-    if bn_stats == "recalibrated":
+    if reading.bn_stats == "recalibrated":
         recalibrate_batch_norms(protected, calibration_images())
     protected.paraeval_info = {"parasite_fit": fits}  # type: ignore[assignment]
     return protected

@@ -8,14 +8,18 @@ Vocabulary (paper Sec. 4 and 6.3, Tables 1-3):
     (conv -> parasite -> BN -> ReLU);
   - ``after``: after BN and activation (conv -> BN -> ReLU -> parasite); for `vm`, which has
     no BN, this is "after activation".
-  Max-pooling is *not* part of the layer: the parasite always acts before the layer's
-  max-pool, on the full convolutional map (16x10x10 = 1600 neurons for layer 2). The paper
-  sets pooling aside ("we also put ourselves in the context where pooling layers are not
-  considered", Sec. 1.1) and speaks of the neurons "of the second convolutional layer",
-  which are the convolution's outputs, not the pooled ones.
+* ``pool`` (reading option, only for ``after``): ``before`` (default) - max-pooling is *not*
+  part of the layer: the parasite acts before the layer's max-pool, on the full
+  convolutional map (16x10x10 = 1600 neurons for layer 2). The paper sets pooling aside ("we
+  also put ourselves in the context where pooling layers are not considered", Sec. 1.1) and
+  speaks of the neurons "of the second convolutional layer", which are the convolution's
+  outputs, not the pooled ones. ``after``: the parasite reads the pooled map (16x5x5 = 400
+  neurons for layer 2, 6 maps of 14x14 for layer 1), as a Keras ``Sequential`` whose conv
+  block ends with its pooling would place it.
 * ``neurons``:
   - ``first`` / ``last``: the first or last n neurons of the layer in flattened (C, H, W)
-    order, n a square (16x16 in the paper), reshaped to one n-side map (Sec. 6.1: "we select
+    order (reading option ``order=hwc``: channels-last (H, W, C), Keras' flatten), n a
+    square (16x16 in the paper), reshaped to one n-side map (Sec. 6.1: "we select
     the n input neurons as the first or the last ones from the previous layer");
   - ``whole``: every neuron of the layer (Table 2). A LeNet layer has C x H x W neurons, not
     a square (6x28x28 = 4704), so each channel's H x W map is given to the parasite as its
@@ -42,6 +46,8 @@ from torch import nn
 
 Position = Literal["before", "after"]
 Neurons = Literal["first", "last", "whole"]
+PoolSide = Literal["before", "after"]
+NeuronOrder = Literal["chw", "hwc"]
 
 PAPER_NEURON_COUNT = 16 * 16
 
@@ -54,6 +60,8 @@ class Placement:
     position: Position
     neurons: Neurons
     count: int = PAPER_NEURON_COUNT
+    pool: PoolSide = "before"
+    order: NeuronOrder = "chw"
 
     def __post_init__(self) -> None:
         if self.position not in ("before", "after"):
@@ -62,11 +70,38 @@ class Placement:
             raise ValueError(f"neurons must be first, last or whole, not {self.neurons!r}")
         if self.neurons != "whole" and math.isqrt(self.count) ** 2 != self.count:
             raise ValueError(f"neuron count {self.count} is not a perfect square")
+        if self.pool not in ("before", "after"):
+            raise ValueError(f"pool must be 'before' or 'after', not {self.pool!r}")
+        if self.pool == "after" and self.position == "before":
+            raise ValueError("a parasite before BN and activation cannot sit after the max-pool")
+        if self.order not in ("chw", "hwc"):
+            raise ValueError(f"order must be 'chw' or 'hwc', not {self.order!r}")
 
     @property
     def label(self) -> str:
         what = "whole layer" if self.neurons == "whole" else f"{self.neurons} {self.count}"
-        return f"conv{self.layer} {self.position} BN+act, {what}"
+        where = f"{self.position} BN+act" + (", after pool" if self.pool == "after" else "")
+        order = " (HWC order)" if self.order == "hwc" and self.neurons != "whole" else ""
+        return f"conv{self.layer} {where}, {what}{order}"
+
+    def site(self, model: nn.Module) -> str:
+        """The attribute of `model` whose output this parasite rewrites.
+
+        ``before``: ``conv{layer}`` (``fc{layer}`` in an MLP), its raw output; ``after``:
+        ``act{layer}``, or ``pool{layer}`` when ``pool == "after"``.
+        """
+        if self.position == "before":
+            return f"conv{self.layer}" if hasattr(model, f"conv{self.layer}") else f"fc{self.layer}"
+        return f"{'pool' if self.pool == 'after' else 'act'}{self.layer}"
+
+
+def apply_at(parasite: nn.Module, activations: torch.Tensor, placement: Placement) -> torch.Tensor:
+    """Run `parasite` on the neurons `placement` selects; HWC order reads channels-last."""
+    if placement.order == "hwc" and activations.dim() == 4 and placement.neurons != "whole":
+        channels_last = activations.permute(0, 2, 3, 1)
+        out = apply_to_neurons(parasite, channels_last, placement.neurons, placement.count)
+        return out.permute(0, 3, 1, 2)
+    return apply_to_neurons(parasite, activations, placement.neurons, placement.count)
 
 
 def apply_to_neurons(
@@ -116,24 +151,20 @@ class ParasiteSite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for placement, parasite in zip(self.placements, self.parasites, strict=True):
-            x = apply_to_neurons(parasite, x, placement.neurons, placement.count)
+            x = apply_at(parasite, x, placement)
         return x
 
 
 def insert_parasites(victim: nn.Module, entries: list[tuple[Placement, nn.Module]]) -> nn.Module:
     """A deep copy of `victim` (a LeNet) with the parasites inserted; the victim is untouched.
 
-    "before" wraps ``conv{layer}`` (``fc{layer}`` in an MLP), its raw output; "after" wraps
-    ``act{layer}``. The result is in eval mode.
+    Each parasite wraps the module :meth:`Placement.site` names. The result is in eval mode.
     """
     protected = copy.deepcopy(victim)
-    sites: dict[tuple[int, str], list[tuple[Placement, nn.Module]]] = {}
+    sites: dict[str, list[tuple[Placement, nn.Module]]] = {}
     for placement, parasite in entries:
-        sites.setdefault((placement.layer, placement.position), []).append((placement, parasite))
-    for (layer, position), site_entries in sites.items():
-        attribute = f"act{layer}"
-        if position == "before":
-            attribute = f"conv{layer}" if hasattr(protected, f"conv{layer}") else f"fc{layer}"
+        sites.setdefault(placement.site(protected), []).append((placement, parasite))
+    for attribute, site_entries in sites.items():
         if not hasattr(protected, attribute):
             raise ValueError(f"victim {type(victim).__name__} has no layer {attribute!r}")
         original = getattr(protected, attribute)

@@ -91,6 +91,11 @@ class ParasiticCNN(nn.Module):
             return 0.0
         return float(torch.cat([p.detach().flatten() for p in params]).norm())
 
+    def bn_shift_norm(self) -> float:
+        """||.||_2 of the BN shifts (0.0 without BN): outside beta under bias_scope="conv"."""
+        shifts = [bn.bias.detach().flatten() for bn in self.batch_norms()]
+        return float(torch.cat(shifts).norm()) if shifts else 0.0
+
     @torch.no_grad()
     def project_bias(self) -> None:
         """Project beta onto the ball of radius BIAS_RADIUS (`small`) or keep it 0 (`none`)."""

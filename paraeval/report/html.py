@@ -21,6 +21,8 @@ from ..errors import UserError
 from ..models.victims import PAPER_VICTIM_ACCURACY
 from ..paper import PAPER_ATTACK, ROWS, PaperRow
 from ..store import DB_NAME, Store
+from ..verdict import readings_sentences, summary_sentences
+from .readings import readings_frames, readings_section
 from .svg import Series, chart, heatmap
 from .tables import change_matrix, results_frame, summarise, write_tables
 
@@ -46,6 +48,7 @@ def rerender(directory: Path) -> Path:
 
 def render_report(store: Store, directory: Path) -> Path:
     run = latest_run(store)
+    readings = readings_frames(directory)
     cells = [cell for key in run["cells"] if (cell := store.cell(key)) is not None]
     results = results_frame([cell.row for cell in cells])
     summary = summarise(results)
@@ -56,6 +59,8 @@ def render_report(store: Store, directory: Path) -> Path:
         "summary": summary,
         "tables": [_paper_table(summary, number) for number in (1, 2, 3)],
         "verdict": _verdict(summary),
+        "verdict_sentences": _verdict_sentences(summary, readings),
+        "readings": readings_section(*readings) if readings else None,
         "pairs": _pairs(summary, matrices),
         "failed": results[results["status"] == "failed"].to_dict("records"),
         "warnings": results[results["warnings"].notna()].to_dict("records"),
@@ -78,6 +83,14 @@ def render_report(store: Store, directory: Path) -> Path:
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def _verdict_sentences(
+    summary: pd.DataFrame, readings: tuple[pd.DataFrame, pd.DataFrame] | None
+) -> list[str]:
+    """The generated verdict (paraeval.verdict): the same sentences as the README's block."""
+    found = summary_sentences(summary) if not summary.empty else []
+    return found + (readings_sentences(*readings) if readings else [])
 
 
 def _number(value: Any, digits: int = 2) -> str:

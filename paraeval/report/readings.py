@@ -1,0 +1,67 @@
+"""The report's Readings section: readings.csv, the distance plot, per row which readings
+reproduce it (the CSVs `paraeval readings` writes; see paraeval.readings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .svg import Series, chart
+
+STAGES = ("screen", "combination", "confirm")
+
+
+def readings_frames(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """(readings.csv, readings_rows.csv) of `directory`, or None when the study is not there."""
+    lines, rows = directory / "readings.csv", directory / "readings_rows.csv"
+    if not (lines.exists() and rows.exists()):
+        return None
+    return pd.read_csv(lines), pd.read_csv(rows)
+
+
+def readings_section(lines: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any]:
+    """Template context: the table, the plot and the per-row reproduction lists."""
+    return {
+        "lines": lines.to_dict("records"),
+        "plot": _distance_plot(lines),
+        "rows": _per_row(rows),
+    }
+
+
+def _distance_plot(lines: pd.DataFrame) -> Any:
+    series = []
+    for stage in STAGES:
+        found = lines[lines["stage"] == stage]
+        if found.empty:
+            continue
+        points = list(
+            zip(found["mean_abs_diff_m_adv"], found["mean_abs_diff_accuracy"], strict=True)
+        )
+        tips = [f"{r} ({s} seed(s))" for r, s in zip(found["reading"], found["seeds"], strict=True)]
+        series.append(Series(f"{stage}", points, tooltips=tips))
+    title = "Each reading's distance to the paper (lower left is closer)"
+    x_label, y_label = "mean |measured - paper| M_adv (pp)", "mean |measured - paper| accuracy (pp)"
+    return chart(series, x_label, y_label, title, lines=False)
+
+
+def _per_row(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per paper row: the readings (with most seeds each) that put both paper values inside the
+    interval, and those that do for M_adv alone."""
+    best = rows.sort_values("seeds").groupby(["reading", "row"], sort=False).tail(1)
+    result = []
+    for name, group in best.groupby("row", sort=False):
+        both = group[group["accuracy_in_ci"] & group["m_adv_in_ci"]]
+        m_adv = group[group["m_adv_in_ci"] & ~group["accuracy_in_ci"]]
+        result.append({
+            "row": name,
+            "paper": f"{group['paper_accuracy'].iloc[0]} / {group['paper_m_adv'].iloc[0]}",
+            "both": [_label(r) for r in both.to_dict("records")],
+            "m_adv_only": [_label(r) for r in m_adv.to_dict("records")],
+        })  # fmt: skip
+    return result
+
+
+def _label(record: dict[str, Any]) -> str:
+    return f"{record['reading']} ({record['seeds']})"

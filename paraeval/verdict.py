@@ -1,0 +1,194 @@
+"""The verdict paragraphs, generated from summary.csv and readings.csv (never typed by hand).
+
+The report's Verdict section and the README's block between ``<!-- verdict -->`` and
+``<!-- /verdict -->`` are both these sentences, so a sentence the data contradicts cannot
+survive a regeneration. Regenerate the README block from the committed CSVs with::
+
+    python -m paraeval.verdict README.md reports/
+
+(``paraeval reproduce`` and ``paraeval readings --reports`` write the CSVs; a test checks
+that the README block equals what this module generates from them).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .paper import PAPER_ATTACK, ROWS
+
+BEGIN, END = "<!-- verdict -->", "<!-- /verdict -->"
+#: "Within 1 pp" is reported beside "inside the 95 % interval".
+CLOSE_PP = 1.0
+DEFAULT = "default"
+
+
+def _paper_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """summary.csv's FGSM-transfer lines of the paper rows (the default reading)."""
+    names = {row.name for row in ROWS}
+    rows = summary[
+        summary["defense"].isin(names)
+        & (summary["attack"] == PAPER_ATTACK)
+        & (summary["mode"] == "transfer")
+    ]
+    return rows
+
+
+def _span(values: pd.Series) -> str:
+    return f"{values.min():.1f}-{values.max():.1f}"
+
+
+def summary_sentences(summary: pd.DataFrame) -> list[str]:
+    """What the default reading's committed reproduction shows, row by row against the paper."""
+    rows = _paper_rows(summary)
+    if rows.empty:
+        return ["No paper row has been measured yet."]
+    seeds = int(rows["n_seeds"].max())
+    in_ci = {
+        m: int((rows[f"{m}_paper_in_ci"].astype(str) == "True").sum())
+        for m in ("accuracy", "m_adv")
+    }
+    close = {m: int((rows[f"{m}_diff"].abs() <= CLOSE_PP).sum()) for m in ("accuracy", "m_adv")}
+    both = int(
+        ((rows["accuracy_paper_in_ci"].astype(str) == "True")
+         & (rows["m_adv_paper_in_ci"].astype(str) == "True")).sum()
+    )  # fmt: skip
+    no_bn = rows[rows["defense"].map(_has_only_no_bn_parasites)]
+    sentences = [
+        f"Default reading, {seeds} seeds, {len(rows)} of {len(ROWS)} paper rows measured: the "
+        f"paper's accuracy lies inside the measured 95 % interval for {in_ci['accuracy']} rows "
+        f"(within {CLOSE_PP:.0f} pp for {close['accuracy']}), its M_adv for {in_ci['m_adv']} "
+        f"(within {CLOSE_PP:.0f} pp for {close['m_adv']}); both for {both}.",
+        f"Measured M_adv spans {_span(rows['m_adv_mean'])} % across the rows (paper: "
+        f"{_span(rows['paper_m_adv'])} %); mean |measured - paper| is "
+        f"{rows['accuracy_diff'].abs().mean():.2f} pp for accuracy and "
+        f"{rows['m_adv_diff'].abs().mean():.1f} pp for M_adv.",
+    ]
+    if len(no_bn):
+        sentences.append(
+            f"Rows whose parasites have no BN ({len(no_bn)}): measured M_adv "
+            f"{_span(no_bn['m_adv_mean'])} % (paper {_span(no_bn['paper_m_adv'])} %), accuracy "
+            f"{_span(no_bn['accuracy_mean'])} % (paper {_span(no_bn['paper_accuracy'])} %)."
+        )
+    return sentences
+
+
+def _has_only_no_bn_parasites(name: str) -> bool:
+    row = next((r for r in ROWS if r.name == name), None)
+    return row is not None and not any(spec.batch_norm for spec in row.parasites)
+
+
+def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+    """Which findings hold under which readings (readings.csv, readings_rows.csv)."""
+    if readings.empty:
+        return []
+    confirmed = readings[readings["stage"] == "confirm"]
+    stage = confirmed if len(confirmed) else readings[readings["stage"] != "confirm"]
+    others = stage[stage["reading"] != DEFAULT]
+    default = _line(stage, DEFAULT)
+    most = readings.sort_values("rows_both_in_ci", ascending=False).iloc[0]
+    screen = readings[readings["stage"] == "screen"]
+    sentences = [
+        f"{readings['reading'].nunique()} readings of the paper's open choices were measured "
+        f"({len(screen)} in the one-seed screen, {len(confirmed)} confirmed with more seeds)."
+    ]
+    if len(others):
+        best = others.loc[others["mean_abs_diff_m_adv"].idxmin()]
+        sentences.append(
+            f"Closest to the paper among the {'confirmed' if len(confirmed) else 'screened'} "
+            f"readings: {best['reading']} (mean |measured - paper| M_adv "
+            f"{best['mean_abs_diff_m_adv']:.1f} pp over {best['seeds']} seed(s); both values "
+            f"inside the interval for {best['rows_both_in_ci']} of {best['rows']} rows)"
+            + (
+                f", against {default['mean_abs_diff_m_adv']:.1f} pp and "
+                f"{default['rows_both_in_ci']} rows for the default."
+                if default is not None else "."
+            )
+        )  # fmt: skip
+    sentences.append(
+        f"No reading measured reproduces more than {most['rows_both_in_ci']} of "
+        f"{most['rows']} rows with both values inside its interval ({most['reading']}, "
+        f"{most['stage']}, {most['seeds']} seed(s))."
+    )
+    base = _line(screen, DEFAULT)
+    moved = screen[screen["reading"] != DEFAULT]
+    if base is not None and len(moved):
+        shift = (moved["mean_m_adv"] - base["mean_m_adv"]).abs()
+        top = moved.loc[shift.idxmax()]
+        sentences.append(
+            f"The one-factor reading that moves M_adv most is {top['reading']}: the rows' mean "
+            f"M_adv goes from {base['mean_m_adv']:.1f} % (default) to {top['mean_m_adv']:.1f} % "
+            f"(mean accuracy {base['mean_accuracy']:.2f} -> {top['mean_accuracy']:.2f} %), so "
+            "the verdict on M_adv depends on that choice."
+        )
+    rho = readings.dropna(subset=["spearman_m_adv"])
+    if len(rho):
+        low, high = rho.loc[rho["spearman_m_adv"].idxmin()], rho.loc[rho["spearman_m_adv"].idxmax()]
+        sentences.append(
+            f"Rank correlation of measured with paper M_adv across rows: "
+            f"{low['spearman_m_adv']:.2f} ({low['reading']}) to {high['spearman_m_adv']:.2f} "
+            f"({high['reading']})."
+        )
+    sentences += _no_bn_init_sentence(rows)
+    return sentences
+
+
+def _line(readings: pd.DataFrame, name: str) -> pd.Series | None:
+    """The line of reading `name` with the most seeds (confirmation over screen)."""
+    found = readings[readings["reading"] == name]
+    return found.sort_values("seeds").iloc[-1] if len(found) else None
+
+
+def _no_bn_init_sentence(rows: pd.DataFrame) -> list[str]:
+    """The no-BN rows under the default init (torch) beside the identity init, most seeds."""
+    if rows.empty:
+        return []
+    no_bn = rows[rows["row"].map(_has_only_no_bn_parasites)]
+    parts = []
+    for reading in (DEFAULT, "init=dirac"):
+        found = no_bn[no_bn["reading"] == reading]
+        if found.empty:
+            return []
+        seeds = int(found["seeds"].max())
+        chosen = found[found["seeds"] == seeds]
+        parts.append(
+            f"{reading} {chosen['m_adv_mean'].mean():.1f} % ({_span(chosen['m_adv_mean'])}, "
+            f"{seeds} seed(s), paper {chosen['paper_m_adv'].mean():.1f} %)"
+        )
+    return [f"Rows without BN parasites, mean M_adv: {parts[0]} against {parts[1]}."]
+
+
+def sentences(directory: Path) -> list[str]:
+    """Every verdict sentence the CSVs in `directory` support."""
+    found: list[str] = []
+    if (directory / "summary.csv").exists():
+        found += summary_sentences(pd.read_csv(directory / "summary.csv"))
+    readings, rows = directory / "readings.csv", directory / "readings_rows.csv"
+    if readings.exists() and rows.exists():
+        found += readings_sentences(pd.read_csv(readings), pd.read_csv(rows))
+    return found
+
+
+def readme_block(directory: Path) -> str:
+    """The README's verdict block, markers included."""
+    lines = [f"- {sentence}" for sentence in sentences(directory)]
+    return "\n".join([BEGIN, *lines, END])
+
+
+def update_readme(readme: Path, directory: Path) -> None:
+    """Replace the block between the markers of `readme` with the generated one."""
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + readme_block(directory) + text[end:])
+
+
+def readme_block_of(readme: Path) -> str:
+    text = readme.read_text()
+    return text[text.index(BEGIN) : text.index(END) + len(END)]
+
+
+if __name__ == "__main__":  # python -m paraeval.verdict README.md reports/
+    update_readme(Path(sys.argv[1]), Path(sys.argv[2]))
+    print(f"updated {sys.argv[1]} from {sys.argv[2]}")
