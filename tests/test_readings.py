@@ -261,3 +261,13 @@ def test_reading_dataclass_round_trips_through_its_options() -> None:
     reading = ParasiteReading(init="glorot", epochs=3, lr=0.01, pool="after")
     assert ParasiteReading.parse("x", {k: str(v) for k, v in reading.changed().items()}) == reading
     assert dataclasses.asdict(reading) == reading.as_options()
+
+
+def test_readme_verdict_is_generated_from_the_committed_reports() -> None:
+    """The README's verdict block is exactly what paraeval.verdict writes from reports/*.csv:
+    a sentence the committed data contradicts fails this test."""
+    from paraeval.verdict import readme_block, readme_block_of
+
+    from .conftest import ROOT
+
+    assert readme_block_of(ROOT / "README.md") == readme_block(ROOT / "reports")

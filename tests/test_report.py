@@ -14,6 +14,7 @@ import pytest
 from torch import nn
 
 from paraeval import hookimpl
+from paraeval.errors import UserError
 from paraeval.plugins import load_plugins, pm
 
 from .conftest import ROOT, run_cli
@@ -163,6 +164,20 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
     results = pd.read_csv(reports / "results.csv")
     assert list(results["attack"]) == ["fgsm", "critical-points:budget=300,normals=0"]
     assert "critical-points" in (reports / "report.html").read_text()
+
+    only = tmp_path / "only-part-2"
+    result = CliRunner().invoke(
+        cli.app, ["reproduce", "--work", str(tmp_path / "work"), "--reports", str(only),
+                  "--parts", "2"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list(pd.read_csv(only / "results.csv")["attack"]) == [
+        "critical-points:budget=300,normals=0"
+    ]
+    readme = (only / "README.md").read_text()
+    assert "Only parts 2 of 2 ran (`--parts`); parts 1 are not in these files." in readme
+    bad = CliRunner().invoke(cli.app, ["reproduce", "--work", str(only), "--parts", "3"])
+    assert isinstance(bad.exception, UserError) and "1..2" in str(bad.exception)
     assert (reports / "results.csv").read_bytes() == (
         tmp_path / "work" / "results.csv"
     ).read_bytes()
