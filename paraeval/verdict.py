@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .defenses.reading import PREVIOUS_DEFAULT
 from .paper import PAPER_ATTACK, ROWS
 
 BEGIN, END = "<!-- verdict -->", "<!-- /verdict -->"
@@ -86,7 +87,6 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
         return []
     confirmed = readings[readings["stage"] == "confirm"]
     stage = confirmed if len(confirmed) else readings[readings["stage"] != "confirm"]
-    others = stage[stage["reading"] != DEFAULT]
     default = _line(stage, DEFAULT)
     most = readings.sort_values("rows_both_in_ci", ascending=False).iloc[0]
     screen = readings[readings["stage"] == "screen"]
@@ -94,23 +94,31 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
         f"{readings['reading'].nunique()} readings of the paper's open choices were measured "
         f"({len(screen)} in the one-seed screen, {len(confirmed)} confirmed with more seeds)."
     ]
-    if len(others):
-        best = others.loc[others["mean_abs_diff_m_adv"].idxmin()]
+    if len(stage):
+        best = stage.loc[stage["mean_abs_diff_m_adv"].idxmin()]
+        kind = "confirmed" if len(confirmed) else "screened"
         sentences.append(
-            f"Closest to the paper among the {'confirmed' if len(confirmed) else 'screened'} "
-            f"readings: {best['reading']} (mean |measured - paper| M_adv "
-            f"{best['mean_abs_diff_m_adv']:.1f} pp over {best['seeds']} seed(s); both values "
-            f"inside the interval for {best['rows_both_in_ci']} of {best['rows']} rows)"
+            f"Closest to the paper among the {kind} readings: {best['reading']} (mean "
+            f"|measured - paper| M_adv {best['mean_abs_diff_m_adv']:.1f} pp over {best['seeds']} "
+            f"seed(s); both values inside the interval for {best['rows_both_in_ci']} of "
+            f"{best['rows']} rows)"
             + (
-                f", against {default['mean_abs_diff_m_adv']:.1f} pp and "
-                f"{default['rows_both_in_ci']} rows for the default."
-                if default is not None else "."
+                f"; the default: {default['mean_abs_diff_m_adv']:.1f} pp and "
+                f"{default['rows_both_in_ci']} rows."
+                if default is not None and best["reading"] != DEFAULT else "."
             )
         )  # fmt: skip
+    one_seed = readings[readings["stage"] != "confirm"]
+    if len(confirmed) and len(one_seed):
+        near = one_seed.loc[one_seed["mean_abs_diff_m_adv"].idxmin()]
+        sentences.append(
+            f"Closest among the one-seed readings (screen and combinations): {near['reading']} "
+            f"({near['mean_abs_diff_m_adv']:.1f} pp, {near['stage']})."
+        )
     sentences.append(
         f"No reading measured reproduces more than {most['rows_both_in_ci']} of "
         f"{most['rows']} rows with both values inside its interval ({most['reading']}, "
-        f"{most['stage']}, {most['seeds']} seed(s))."
+        f"{most['stage']}, {most['seeds']} seed(s), {most['interval']} interval)."
     )
     base = _line(screen, DEFAULT)
     moved = screen[screen["reading"] != DEFAULT]
@@ -132,7 +140,22 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
             f"({high['reading']})."
         )
     sentences += _no_bn_init_sentence(rows)
+    sentences += _failure_sentence(confirmed if len(confirmed) else screen)
     return sentences
+
+
+def _failure_sentence(lines: pd.DataFrame) -> list[str]:
+    """How many cells of each reading hold a parasite that failed to train (rule 3)."""
+    if lines.empty:
+        return []
+    parts = [
+        f"{line['reading']} {line['cells_with_failed_parasite']} of {line['rows'] * line['seeds']}"
+        for line in lines.to_dict("records")
+    ]
+    return [
+        "Cells holding a parasite that failed to train (NaN, held-out loss not decreasing or "
+        f"all-zero output; {lines['stage'].iloc[0]} stage): " + ", ".join(parts) + "."
+    ]
 
 
 def _line(readings: pd.DataFrame, name: str) -> pd.Series | None:
@@ -147,7 +170,7 @@ def _no_bn_init_sentence(rows: pd.DataFrame) -> list[str]:
         return []
     no_bn = rows[rows["row"].map(_has_only_no_bn_parasites)]
     parts = []
-    for reading in (DEFAULT, "init=dirac"):
+    for reading in (DEFAULT, PREVIOUS_DEFAULT):
         found = no_bn[no_bn["reading"] == reading]
         if found.empty:
             return []
@@ -157,7 +180,10 @@ def _no_bn_init_sentence(rows: pd.DataFrame) -> list[str]:
             f"{reading} {chosen['m_adv_mean'].mean():.1f} % ({_span(chosen['m_adv_mean'])}, "
             f"{seeds} seed(s), paper {chosen['paper_m_adv'].mean():.1f} %)"
         )
-    return [f"Rows without BN parasites, mean M_adv: {parts[0]} against {parts[1]}."]
+    return [
+        f"Rows without BN parasites, mean M_adv: {parts[0]} against the previous default "
+        f"{parts[1]}."
+    ]
 
 
 def sentences(directory: Path) -> list[str]:

@@ -8,8 +8,11 @@ test runs safely (a changed config trains a new model). It lives in PARAEVAL_TES
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,3 +74,28 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         env=full_env,
         timeout=1800,
     )
+
+
+def stored_cells(directory: Path) -> int:
+    """How many cells DIRECTORY's results store holds (0 before it exists)."""
+    try:
+        with sqlite3.connect(directory / "results.sqlite", timeout=5) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def kill_after_first_cell(args: list[str], directory: Path) -> int:
+    """Start `python -m paraeval ARGS`, SIGKILL it once DIRECTORY holds a cell; the count."""
+    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
+           "PARAEVAL_CACHE_DIR": str(MODEL_CACHE)}  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paraeval", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    while stored_cells(directory) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return stored_cells(directory)

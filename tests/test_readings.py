@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,7 +15,7 @@ from paraeval.errors import UserError
 from paraeval.readings import Reading, combinations, one_factor_readings, parse_reading
 from paraeval.runner import cell_key
 
-from .conftest import MODEL_CACHE, SHARED_MNIST, run_cli
+from .conftest import kill_after_first_cell, run_cli, stored_cells
 
 #: A quick base reading for tests: one epoch per parasite.
 QUICK_BASE = {"epochs": "1"}
@@ -162,38 +155,16 @@ READINGS_ARGS = ["readings", "--rows", "t1-vm-after-nobn-none,t1-vm-after-bn-sma
                  "--no-combine"]  # fmt: skip
 
 
-def _cells(directory: Path) -> int:
-    database = directory / "results.sqlite"
-    if not database.exists():
-        return 0
-    try:
-        with sqlite3.connect(database, timeout=1) as connection:
-            return int(connection.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_readings_study_end_to_end_and_resume_after_sigkill(victims, tmp_path) -> None:
     """Two readings x two rows x one seed; killed after its first cell, resumed, complete."""
     work = tmp_path / "study"
     screen = ["--readings", "default;init=dirac"]
-    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
-           "PARAEVAL_CACHE_DIR": str(MODEL_CACHE)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paraeval", *READINGS_ARGS, *screen, "--work", str(work)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 600
-    while _cells(work) < 1 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    stored_at_kill = _cells(work)
+    stored_at_kill = kill_after_first_cell([*READINGS_ARGS, *screen, "--work", str(work)], work)
     assert 1 <= stored_at_kill < 4, "the kill must land mid-study"
 
     again = run_cli(*READINGS_ARGS, *screen, "--work", str(work), "--reports", str(tmp_path))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert _cells(work) == 4  # nothing recomputed twice, nothing lost
+    assert stored_cells(work) == 4  # nothing recomputed twice, nothing lost
     first_run = again.stderr.split("already stored")[0]
     assert f"{min(stored_at_kill, 2)} of 2 cell(s)" in first_run
     readings = pd.read_csv(tmp_path / "readings.csv")

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +16,7 @@ from torch import nn
 from paraeval.attacks.fgsm import FGSMSweep
 from paraeval.errors import UserError
 
-from .conftest import MODEL_CACHE, SHARED_MNIST, run_cli
+from .conftest import kill_after_first_cell, run_cli, stored_cells
 
 GRID_DEFENSES = "none,t1-vm-after-nobn-small,t1-vm-after-nobn-none,t1-vm-after-bn-small"
 GRID = ["--victims", "vm", "--seeds", "2", "--n-images", "20", "--defenses", GRID_DEFENSES]
@@ -33,31 +27,12 @@ def _csv(directory: Path, name: str = "results.csv") -> pd.DataFrame:
     return pd.read_csv(directory / name).drop(columns=["seconds"], errors="ignore")
 
 
-def _cells(directory: Path) -> int:
-    try:
-        with sqlite3.connect(directory / "results.sqlite", timeout=5) as connection:
-            return int(connection.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_sigkill_mid_grid_then_resume_equals_uninterrupted_run(victims, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     assert run_cli("run", *GRID, "--out", str(reference)).returncode == 0
 
     resumed = tmp_path / "resumed"
-    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
-           "PARAEVAL_CACHE_DIR": str(MODEL_CACHE)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "paraeval", "run", *GRID, "--out", str(resumed)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 600
-    while _cells(resumed) < 1 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    stored_at_kill = _cells(resumed)
+    stored_at_kill = kill_after_first_cell(["run", *GRID, "--out", str(resumed)], resumed)
     assert 1 <= stored_at_kill < GRID_CELLS, "the kill must land mid-grid"
 
     again = run_cli("run", *GRID, "--out", str(resumed))
@@ -69,7 +44,7 @@ def test_sigkill_mid_grid_then_resume_equals_uninterrupted_run(victims, tmp_path
     )
     results = _csv(resumed)
     assert not results.duplicated(["victim", "defense", "attack", "seed"]).any()
-    assert _cells(resumed) == GRID_CELLS
+    assert stored_cells(resumed) == GRID_CELLS
 
 
 def test_dynamic_parasite_is_deterministic_given_the_seed(victims, tmp_path: Path) -> None:

@@ -31,6 +31,10 @@ BNStats = Literal["recalibrated", "training"]
 PoolSide = Literal["before", "after"]
 NeuronOrder = Literal["chw", "hwc"]
 
+#: The project's default before the readings rule (identity start, lr 1e-2 from a fit study),
+#: as a reading: the study confirms it beside the default so the change is measured.
+PREVIOUS_DEFAULT = "init=dirac,lr=1e-2"
+
 #: Values of the reading of Table 3 row 12: the dangling last line is its 4th parasite, or not.
 ROW12_READINGS = (4, 3)
 
