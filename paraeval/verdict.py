@@ -63,7 +63,8 @@ def summary_sentences(summary: pd.DataFrame) -> list[str]:
         f"(within {CLOSE_PP:.0f} pp for {close['accuracy']}), its M_adv for {in_ci['m_adv']} "
         f"(within {CLOSE_PP:.0f} pp for {close['m_adv']}); both for {both}.",
         f"Measured M_adv spans {_span(rows['m_adv_mean'])} % across the rows (paper: "
-        f"{_span(rows['paper_m_adv'])} %); mean |measured - paper| is "
+        f"{_span(rows['paper_m_adv'])} %), accuracy {_span(rows['accuracy_mean'])} % (paper: "
+        f"{_span(rows['paper_accuracy'])} %); mean |measured - paper| is "
         f"{rows['accuracy_diff'].abs().mean():.2f} pp for accuracy and "
         f"{rows['m_adv_diff'].abs().mean():.1f} pp for M_adv.",
     ]
@@ -92,7 +93,9 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
     screen = readings[readings["stage"] == "screen"]
     sentences = [
         f"{readings['reading'].nunique()} readings of the paper's open choices were measured "
-        f"({len(screen)} in the one-seed screen, {len(confirmed)} confirmed with more seeds)."
+        f"({len(screen)} in the one-seed screen, "
+        f"{int((readings['stage'] == 'combination').sum())} combinations, "
+        f"{len(confirmed)} confirmed with more seeds)."
     ]
     if len(stage):
         best = stage.loc[stage["mean_abs_diff_m_adv"].idxmin()]
