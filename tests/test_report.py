@@ -164,6 +164,9 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
     results = pd.read_csv(reports / "results.csv")
     assert list(results["attack"]) == ["fgsm", "critical-points:budget=300,normals=0"]
     assert "critical-points" in (reports / "report.html").read_text()
+    assert (reports / "results.csv").read_bytes() == (
+        tmp_path / "work" / "results.csv"
+    ).read_bytes()
 
     only = tmp_path / "only-part-2"
     result = CliRunner().invoke(
@@ -178,6 +181,3 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
     assert "Only parts 2 of 2 ran (`--parts`); parts 1 are not in these files." in readme
     bad = CliRunner().invoke(cli.app, ["reproduce", "--work", str(only), "--parts", "3"])
     assert isinstance(bad.exception, UserError) and "1..2" in str(bad.exception)
-    assert (reports / "results.csv").read_bytes() == (
-        tmp_path / "work" / "results.csv"
-    ).read_bytes()
