@@ -214,7 +214,7 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
 
     text = " ".join(readings_sentences(lines, pd.read_csv(tmp_path / "readings_rows.csv")))
     assert "2 readings" in text
-    assert "Closest to the paper among the screened readings: init=dirac" in text
+    assert "Closest to the paper among the screened readings: default (mean" in text
     assert "goes from 19.0 % (default) to 2.0 %" in text
 
 
