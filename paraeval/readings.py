@@ -34,7 +34,8 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
-from .defenses.reading import PREVIOUS_DEFAULT, ParasiteReading, reading_options
+from .attacks.fgsm import EPS_UNITS
+from .defenses.reading import PREVIOUS_DEFAULT, ParasiteReading, reading_options, shown_value
 from .errors import UserError
 from .metrics import t_interval
 from .paper import ROWS_BY_NAME
@@ -43,7 +44,7 @@ from .training import training_failure
 
 #: The attack the paper's tables were measured with, and its reading option.
 ATTACK = "fgsm"
-ATTACK_OPTIONS = {"eps_unit": ("pixel", "normalized")}
+ATTACK_OPTIONS = {"eps_unit": EPS_UNITS}
 #: Departures tried for the numeric options (their defaults are 'auto' and 1e-3).
 NUMERIC_ALTERNATIVES = {"epochs": ("3",), "lr": ("1e-2",)}
 #: A one-factor reading "matters" when it moves mean |Δ M_adv| toward the paper by this much.
@@ -118,7 +119,7 @@ def one_factor_readings(base: dict[str, str]) -> list[Reading]:
     readings = []
     for name, option in reading_options().items():
         values = option.values if option.values is not None else NUMERIC_ALTERNATIVES[name]
-        shown = "auto" if getattr(current, name) is None else str(getattr(current, name))
+        shown = shown_value(getattr(current, name))
         readings += [Reading(((name, str(v)),)) for v in values if str(v) != shown]
     for name, attack_values in ATTACK_OPTIONS.items():
         readings += [Reading((), ((name, v),)) for v in attack_values[1:]]

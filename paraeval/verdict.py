@@ -47,15 +47,10 @@ def summary_sentences(summary: pd.DataFrame) -> list[str]:
     if rows.empty:
         return ["No paper row has been measured yet."]
     seeds = int(rows["n_seeds"].max())
-    in_ci = {
-        m: int((rows[f"{m}_paper_in_ci"].astype(str) == "True").sum())
-        for m in ("accuracy", "m_adv")
-    }
+    inside = {m: rows[f"{m}_paper_in_ci"].astype(str) == "True" for m in ("accuracy", "m_adv")}
+    in_ci = {m: int(mask.sum()) for m, mask in inside.items()}
     close = {m: int((rows[f"{m}_diff"].abs() <= CLOSE_PP).sum()) for m in ("accuracy", "m_adv")}
-    both = int(
-        ((rows["accuracy_paper_in_ci"].astype(str) == "True")
-         & (rows["m_adv_paper_in_ci"].astype(str) == "True")).sum()
-    )  # fmt: skip
+    both = int((inside["accuracy"] & inside["m_adv"]).sum())
     no_bn = rows[rows["defense"].map(_has_only_no_bn_parasites)]
     sentences = [
         f"Default reading, {seeds} seeds, {len(rows)} of {len(ROWS)} paper rows measured: the "

@@ -87,8 +87,7 @@ class DynamicParasite:
         """The reading options of the paper rows (``row12`` aside) apply to every variant."""
         if "row12" in options:
             raise UserError(f"{self.name}: row12 is an option of t3-row12 only")
-        given = {**self.reading.changed(), **options}
-        reading = ParasiteReading.parse(self.name, given)
+        reading = self.reading.updated(self.name, options)
         return DynamicParasite(self.parasites, self.locations, self.sigma, reading)
 
     def _variants(self) -> list[tuple[ParasiteSpec, str]]:

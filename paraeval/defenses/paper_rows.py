@@ -42,8 +42,7 @@ class PaperRowDefense:
         return options
 
     def configure(self, **options: str) -> PaperRowDefense:
-        given = {**self.reading.changed(), **options}
-        return PaperRowDefense(self.paper, ParasiteReading.parse(self.name, given))
+        return PaperRowDefense(self.paper, self.reading.updated(self.name, options))
 
     @property
     def specs(self) -> tuple[ParasiteSpec, ...]:

@@ -117,10 +117,10 @@ def protect_with(
     """Insert one trained parasite per spec (under `reading`); the result carries their fit."""
     entries: list[tuple[Placement, nn.Module]] = []
     fits = []
-    configs = parasite_configs(victim, specs, seed, stream, reading)
-    for spec, config in zip(specs, configs, strict=True):
-        trained: TrainedParasite = load_or_train_parasite(config)
+    for slot, spec in enumerate(specs):
         read = read_spec(spec, reading)
+        config = parasite_config(read, victim, seed, stream, slot, reading)
+        trained: TrainedParasite = load_or_train_parasite(config)
         entries.append((read.placement, trained.model))
         fits.append({"parasite": read.label, **trained.fit})
     protected = insert_parasites(victim, entries)

@@ -157,6 +157,10 @@ class ParasiteReading:
         """Every field, for cell keys and labels."""
         return dataclasses.asdict(self)
 
+    def updated(self, owner: str, options: Mapping[str, Any]) -> ParasiteReading:
+        """This reading with `options` (strings parsed) applied on top, validated."""
+        return ParasiteReading.parse(owner, {**self.changed(), **options})
+
     def changed(self) -> dict[str, Any]:
         """The fields that differ from the default reading."""
         default = ParasiteReading()
@@ -195,12 +199,13 @@ def describe_valid() -> str:
     """'init=torch|dirac|... (default torch), ...' for error messages."""
     default = ParasiteReading()
     return ", ".join(
-        f"{name}={_requirement(option)} (default {_shown(getattr(default, name))})"
+        f"{name}={_requirement(option)} (default {shown_value(getattr(default, name))})"
         for name, option in reading_options().items()
     )
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
+    """An option's value as the command line writes it (None is epochs' 'auto')."""
     return "auto" if value is None else str(value)
 
 
@@ -212,7 +217,7 @@ def option_rows() -> list[dict[str, str]]:
         {
             "option": name,
             "values": _requirement(option),
-            "default": _shown(getattr(default, name)),
+            "default": shown_value(getattr(default, name)),
             "question": option.question,
             "paper": option.paper or "(silent)",
             "rule": option.rule,
