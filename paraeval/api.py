@@ -1,22 +1,74 @@
-"""The public types of the plugin API: what a defense and an attack look like."""
+"""The plugin contract: what a defense and an attack are, with every optional member declared.
+
+A plugin object needs only ``name``, ``description`` and ``protect`` (a defense) or
+``generate`` / ``extract`` (an attack); the :class:`Defense` and :class:`Attack` protocols say
+so, and a plain object written against them keeps working (the registry wraps it once, with
+:func:`as_defense` / :func:`as_attack`, the one place that reads a plain object's optional
+members). Subclassing :class:`DefenseBase`, :class:`AttackBase` or
+:class:`ExtractionAttackBase` gives every optional member its default, typed options
+(:mod:`paraeval.options`) and ``configure``. The core reads plugins only through these classes.
+
+What flows back: a defense's ``protect`` returns a module, or :class:`Protected` (the module
+plus information for the results, warnings and query monitors). An evasion attack returns an
+:class:`AdversarialBatch`; an extraction attack queries an :class:`Oracle` (never the protected
+module) and returns an :class:`ExtractionResult` with any metrics, its ``headline`` naming the
+one the summary shows.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import torch
 from torch import nn
 
+from .errors import UserError
+from .options import NoOptions, Options
 
-@runtime_checkable
-class Defense(Protocol):
-    """Turns a victim into a protected model. See ``hookspecs.register_defenses``."""
+if TYPE_CHECKING:
+    from .paper import PaperRow
+    from .training import ParasiteConfig
 
-    name: str
-    description: str
+#: A query monitor: sees every batch of queries an extraction attack sends (rows [n, 784]).
+Monitor = Callable[[torch.Tensor], None]
 
-    def protect(self, model: nn.Module, *, seed: int) -> nn.Module: ...
+
+@dataclass(frozen=True)
+class Protected:
+    """What ``protect`` may return instead of a bare module.
+
+    model     the protected model: [N, 1, 28, 28] in [0, 1] -> logits [N, 10]
+    info      JSON-serialisable facts stored with every cell (the parasites' fit, ...)
+    warnings  sanity problems the defense found in itself (shown in results.csv)
+    monitors  called with every batch of queries an extraction attack sends (a stateful
+              defense watching its query stream attaches itself here)
+    """
+
+    model: nn.Module
+    info: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    monitors: tuple[Monitor, ...] = ()
+
+    @staticmethod
+    def of(returned: nn.Module | Protected) -> Protected:
+        """Whatever ``protect`` returned, as a Protected."""
+        return returned if isinstance(returned, Protected) else Protected(returned)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run hands its defenses: its training images (never its test images).
+
+    train_images  float [N, 1, 28, 28] in [0, 1], the dataset's training split
+    data_dir      the folder the run read its data from
+    """
+
+    train_images: torch.Tensor
+    data_dir: Path | None = None
 
 
 @dataclass
@@ -34,9 +86,31 @@ class AdversarialBatch:
     epsilon: torch.Tensor
 
 
+@dataclass
+class ExtractionResult:
+    """What a model-extraction attack returns for one (victim, protected model) pair.
+
+    metrics  flat numbers (or short strings); every one becomes a results.csv column
+    details  rows for DIR/extraction.csv (e.g. one per kind of line searched)
+    """
+
+    metrics: dict[str, float | int | str | None]
+    details: list[dict[str, Any]]
+
+
+@runtime_checkable
+class Defense(Protocol):
+    """The minimal defense (DESIGN "Plugin API"): a plugin written against it works forever."""
+
+    name: str
+    description: str
+
+    def protect(self, model: nn.Module, *, seed: int) -> nn.Module: ...
+
+
 @runtime_checkable
 class Attack(Protocol):
-    """Crafts adversarial examples. See ``hookspecs.register_attacks``."""
+    """The minimal evasion attack."""
 
     name: str
     description: str
@@ -46,39 +120,264 @@ class Attack(Protocol):
     ) -> AdversarialBatch: ...
 
 
-@dataclass
-class ExtractionResult:
-    """What a model-extraction attack returns for one (victim, protected model) pair.
+class Plugin:
+    """Members shared by defenses and attacks, with their defaults.
 
-    metrics  flat numbers; those named like results.csv's extraction columns
-             (``runner.EXTRACTION_COLUMNS``, README "Outputs") go there
-    details  rows for DIR/extraction.csv (e.g. one per kind of line searched)
-    """
-
-    metrics: dict[str, float | int | str | None]
-    details: list[dict[str, Any]]
-
-
-@runtime_checkable
-class ExtractionAttack(Protocol):
-    """Queries a protected model as a black box and scores what it recovers of the victim.
-
-    ``extract`` may query ``protected`` only as an oracle; ``victim`` (the unprotected model)
-    is white-box ground truth for scoring. ``images`` are test images (for in-domain queries).
-    An extraction that fails because the defense broke its assumptions returns a result that
-    says so; raising marks the cell failed.
+    name         unique name (``--defenses NAME``)
+    description  one line for ``paraeval list``
+    tags         selectable groups (``--defenses table1``)
+    victims      the victims it applies to; () = all
+    options      its typed options (an instance of ``options_class``, a frozen
+                 :class:`~paraeval.options.Options` dataclass), hashed into cell keys
     """
 
     name: str
     description: str
-    kind: str  # "extraction"
+    tags: tuple[str, ...] = ()
+    victims: tuple[str, ...] = ()
+    options_class: ClassVar[type[Options]] = NoOptions
+    options: Options = NoOptions()
+
+    def __init__(self, **given: Any) -> None:
+        self.options = self.options_class.parse(self.name, given)
+
+    def configure(self, **given: str) -> Self:
+        """A copy with `given` (the selection syntax's strings) applied to its options."""
+        configured = copy.copy(self)
+        configured.options = self.options.updated(self.name, given)
+        return configured
+
+    def key_options(self) -> dict[str, Any]:
+        """What the cell key hashes of this plugin's configuration (its options)."""
+        return self.options.as_dict()
+
+    def applies_to(self, victim: str) -> bool:
+        return not self.victims or victim in self.victims
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options})"
+
+
+class DefenseBase(Plugin):
+    """A defense with every optional member declared (subclass it, override ``protect``).
+
+    paper     the published row it reproduces (:class:`paraeval.paper.PaperRow`) or None
+    stateful  True when answers depend on earlier queries: the runner then calls ``reset()``
+              before every cell's attack, after the accuracy pass (which never enters the
+              stream an attack sees)
+    context   the run's :class:`RunContext` (set by :meth:`bind` before ``protect``)
+    """
+
+    paper: PaperRow | None = None
+    stateful: bool = False
+    context: RunContext | None = None
+
+    def protect(self, model: nn.Module, *, seed: int) -> nn.Module | Protected:
+        """The protected copy of `model` (never modify `model`), seeded by `seed`."""
+        raise NotImplementedError
+
+    def bind(self, context: RunContext) -> Self:
+        """A copy that knows the run's data (no module globals: the runner hands it over)."""
+        bound = copy.copy(self)
+        bound.context = context
+        return bound
+
+    def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
+        """The parasites ``protect`` will train, so the runner trains them ahead, in parallel."""
+        return []
+
+    def reset(self) -> None:
+        """Forget earlier queries (stateful defenses)."""
+
+
+class AttackBase(Plugin):
+    """An evasion attack with every optional member declared.
+
+    kind  "evasion" (crafts examples) or "extraction" (see :class:`ExtractionAttackBase`)
+    """
+
+    kind: ClassVar[str] = "evasion"
+
+    def generate(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
+    ) -> AdversarialBatch:
+        """Adversarial examples crafted on `model` (the victim, in the paper's transfer
+        setting; the protected model with ``mode=adaptive``)."""
+        raise NotImplementedError
+
+    def reference(self) -> AttackBase | None:
+        """An attack this one must not be weaker than (an iterative attack names its one-step
+        version); the runner warns when it fools fewer images on the same model."""
+        return None
+
+
+Granularity = Literal["logits", "probabilities", "label"]
+GRANULARITIES: tuple[Granularity, ...] = ("logits", "probabilities", "label")
+
+
+class ExtractionAttackBase(Plugin):
+    """A model-extraction attack: queries an :class:`Oracle`, scores against the victim.
+
+    granularity  what the oracle answers: logits, probabilities or the label
+    headline     the metric the summary shows for this attack (a key of its metrics)
+    metric_docs  metric name -> meaning, for docs/outputs.md (optional)
+    """
+
+    kind: ClassVar[str] = "extraction"
+    granularity: Granularity = "logits"
+    headline: str | None = None
+    metric_docs: ClassVar[dict[str, str]] = {}
 
     def extract(
-        self, victim: nn.Module, protected: nn.Module, images: torch.Tensor, *, seed: int
-    ) -> ExtractionResult: ...
+        self, victim: nn.Module, oracle: Oracle, images: torch.Tensor, *, seed: int
+    ) -> ExtractionResult:
+        """Query `oracle` (the protected model as a black box); `victim` is white-box ground
+        truth for scoring only; `images` are test images for in-domain queries."""
+        raise NotImplementedError
 
 
-def describe_options(obj: Any) -> dict[str, Any]:
-    """The ``options`` dict of a plugin object, or {} when it declares none."""
-    options = getattr(obj, "options", None)
+class QueryBudgetExceeded(UserError):
+    """An extraction attack asked for more queries than its oracle's budget."""
+
+
+class Oracle:
+    """The protected model as an extraction attacker sees it: float64, counted, bounded.
+
+    Every input row is one query (rows [n, 784] or images [n, 1, 28, 28]); the answer is the
+    logits, the softmax probabilities or the label, as `granularity` says. Monitors see every
+    batch before it is answered. ``fork()`` gives a fresh counter on the same model.
+    ``scoring_model`` is the model itself, for *scoring* what was found (never for attacking).
+    Everything runs in float64 (Carlini et al. 2020, Sec. 6: second differences need it).
+    """
+
+    #: Rows per forward call; queries are independent, batching only saves Python overhead.
+    BATCH = 4096
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        granularity: Granularity = "logits",
+        budget: int | None = None,
+        monitors: Sequence[Monitor] = (),
+        image_shape: tuple[int, ...] = (1, 28, 28),
+    ) -> None:
+        if granularity not in GRANULARITIES:
+            raise UserError(f"oracle granularity {granularity!r}; valid: {GRANULARITIES}")
+        self.scoring_model = copy.deepcopy(model).double().eval()
+        self.granularity = granularity
+        self.budget = budget
+        self.monitors = tuple(monitors)
+        self.image_shape = image_shape
+        self.queries = 0
+
+    def fork(self) -> Oracle:
+        """The same model (a copy: a randomised model restarts from the same state), granularity,
+        budget and monitors, with a fresh query counter."""
+        forked = copy.copy(self)
+        forked.scoring_model = copy.deepcopy(self.scoring_model)
+        forked.queries = 0
+        return forked
+
+    @torch.no_grad()
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        rows = rows.to(torch.float64).reshape(len(rows), -1)
+        if self.budget is not None and self.queries + len(rows) > self.budget:
+            raise QueryBudgetExceeded(f"{self.queries + len(rows)} queries > budget {self.budget}")
+        self.queries += len(rows)
+        for monitor in self.monitors:
+            monitor(rows)
+        outputs = [
+            self.scoring_model(chunk.reshape(-1, *self.image_shape))
+            for chunk in rows.split(self.BATCH)
+        ]
+        logits = torch.cat(outputs) if outputs else rows.new_empty(0, 10)
+        if self.granularity == "probabilities":
+            return logits.softmax(dim=1)
+        if self.granularity == "label":
+            return logits.argmax(dim=1)
+        return logits
+
+
+class PluginDefense(DefenseBase):
+    """A plain defense object (name, description, protect) seen through :class:`DefenseBase`."""
+
+    def __init__(self, plugin: Any) -> None:
+        self.plugin = plugin
+        self.name = plugin.name
+        self.description = plugin.description
+        members = _declared(plugin, tags=(), victims=(), paper=None, stateful=False)
+        self.tags, self.victims = tuple(members["tags"]), tuple(members["victims"])
+        self.paper, self.stateful = members["paper"], bool(members["stateful"])
+
+    def protect(self, model: nn.Module, *, seed: int) -> nn.Module | Protected:
+        returned: nn.Module | Protected = self.plugin.protect(model, seed=seed)
+        return returned
+
+    def configure(self, **given: str) -> Self:
+        return type(self)(_configured(self.plugin, "defense", given))
+
+    def key_options(self) -> dict[str, Any]:
+        return _plain_options(self.plugin)
+
+    def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
+        declared = _declared(self.plugin, parasite_configs=None)["parasite_configs"]
+        return list(declared(model, seed=seed)) if declared else []
+
+    def reset(self) -> None:
+        reset = _declared(self.plugin, reset=None)["reset"]
+        if reset is not None:
+            reset()
+
+
+class PluginAttack(AttackBase):
+    """A plain evasion attack object (name, description, generate) seen through AttackBase."""
+
+    def __init__(self, plugin: Any) -> None:
+        self.plugin = plugin
+        self.name = plugin.name
+        self.description = plugin.description
+        members = _declared(plugin, tags=(), victims=())
+        self.tags, self.victims = tuple(members["tags"]), tuple(members["victims"])
+
+    def generate(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
+    ) -> AdversarialBatch:
+        batch: AdversarialBatch = self.plugin.generate(model, images, labels, seed=seed)
+        return batch
+
+    def configure(self, **given: str) -> Self:
+        return type(self)(_configured(self.plugin, "attack", given))
+
+    def key_options(self) -> dict[str, Any]:
+        return _plain_options(self.plugin)
+
+
+def as_defense(plugin: Any) -> DefenseBase:
+    """`plugin` as a :class:`DefenseBase` (itself when it already is one)."""
+    return plugin if isinstance(plugin, DefenseBase) else PluginDefense(plugin)
+
+
+def as_attack(plugin: Any) -> AttackBase | ExtractionAttackBase:
+    """`plugin` as an attack base class (itself when it already is one)."""
+    if isinstance(plugin, AttackBase | ExtractionAttackBase):
+        return plugin
+    return PluginAttack(plugin)
+
+
+def _declared(plugin: Any, **defaults: Any) -> dict[str, Any]:
+    """The optional members of a plain plugin object, with the contract's defaults (the one
+    place where a plain object's optional members are looked up)."""
+    return {name: getattr(plugin, name, default) for name, default in defaults.items()}
+
+
+def _configured(plugin: Any, kind: str, given: dict[str, str]) -> Any:
+    configure = _declared(plugin, configure=None)["configure"]
+    if configure is None:
+        raise UserError(f"{kind} {plugin.name!r} takes no options")
+    return configure(**given)
+
+
+def _plain_options(plugin: Any) -> dict[str, Any]:
+    options = _declared(plugin, options=None)["options"]
     return dict(options) if isinstance(options, dict) else {}

@@ -1,19 +1,17 @@
 """Checks on what a plugin returns, and automatic sanity warnings (AutoAttack `checks.py` idea).
 
-Contract violations (wrong output shape, non-finite outputs, inputs or the victim modified in
-place) fail the cell with a message naming the plugin. Sanity problems that do not invalidate
-a number but should make a reader suspicious become warnings in the `warnings` column.
+Contract violations (not a module, wrong output shape, non-finite outputs, inputs or the
+victim modified in place) fail the cell with a message naming the plugin. Sanity problems
+that do not invalidate a number but should make a reader suspicious become warnings in the
+`warnings` column.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import UserError
-from .models.parasite import BIAS_BOUND
 
 
 class PluginContractError(UserError):
@@ -53,7 +51,8 @@ def check_protected(
 def sanity_warnings(
     protected: nn.Module, tags: tuple[str, ...], probe: torch.Tensor, labels: torch.Tensor
 ) -> list[str]:
-    """Warnings about a protected model: vanishing gradients, randomness, bias bound."""
+    """Warnings about a protected model: vanishing gradients, untagged randomness (a defense
+    adds its own, e.g. the parasites' bias bound, through ``Protected.warnings``)."""
     warnings: list[str] = []
     x = probe.clone().requires_grad_(True)
     loss = nn.functional.cross_entropy(protected(x), labels)
@@ -64,8 +63,4 @@ def sanity_warnings(
         randomized = not torch.equal(protected(probe), protected(probe))
     if randomized and "randomized" not in tags and "dynamic" not in tags:
         warnings.append("outputs change between identical queries but the defense is not tagged")
-    info: dict[str, Any] = getattr(protected, "paraeval_info", {}) or {}
-    for fit in info.get("parasite_fit", []):
-        if "bias small" in str(fit.get("parasite", "")) and fit.get("bias_norm", 0) >= BIAS_BOUND:
-            warnings.append(f"parasite bias bound violated: ||beta|| = {fit['bias_norm']:.4f}")
     return warnings

@@ -6,11 +6,11 @@ Exit codes: 0 success; 1 when at least one cell failed (its traceback is in resu
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,7 +19,10 @@ from rich.table import Table
 from . import registry
 from .allocator import keep_freed_memory
 from .errors import UserError
+from .options import Options
 from .plugins import load_failures, load_plugins, plugin_distribution, pm
+from .report.html import write_outputs
+from .results import paper_outside, summary_interval
 from .runner import RunConfig, RunResult, run
 
 app = typer.Typer(
@@ -86,13 +89,19 @@ def run_command(
         allow_download=not no_download,
         retry_failed=retry_failed,
         jobs=jobs,
-        command=" ".join(["paraeval", *sys.argv[1:]]),
+        command=_command(),
     )
     _check_writable(out)
     result = run(config, err_console)
+    write_outputs(out, result.keys)
     _print_summary(result, out)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _command() -> str:
+    """The command line as typed, recorded with every run."""
+    return " ".join(["paraeval", *sys.argv[1:]])
 
 
 def _check_writable(out: Path) -> None:
@@ -105,109 +114,46 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
 
 
-def _interval(record: dict[str, object], metric: str) -> str:
-    import math
-
-    mean, low, high = (float(record[f"{metric}_{k}"]) for k in ("mean", "ci_low", "ci_high"))  # type: ignore[arg-type]
-    if math.isnan(low):
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {(high - low) / 2:.2f}"
-
-
-def _paper(record: dict[str, object], metric: str, paper_column: str) -> str:
-    import math
-
-    paper = float(record[paper_column])  # type: ignore[arg-type]
+def _paper(record: dict[str, Any], metric: str, paper_column: str) -> str:
+    paper = float(record[paper_column])
     if math.isnan(paper):
         return ""
-    outside = (
-        record[f"{metric}_paper_in_ci"] is False or str(record[f"{metric}_paper_in_ci"]) == "False"
-    )
-    return f"{paper:.2f}{' ✗' if outside else ''}"
+    return f"{paper:.2f}{' ✗' if paper_outside(record, metric) else ''}"
 
 
-#: What the summary table shows in the M_adv column for an extraction attack.
-EXTRACTION_HEADLINES = (("cp_precision", "cp precision"), ("fee_fidelity", "fee fidelity"))
-
-
-def _headline(record: dict[str, object]) -> str:
+def _headline(record: dict[str, Any]) -> str:
     """M_adv (transfer), robust accuracy (adaptive) or the extraction attack's headline."""
-    import math
-
     if record["mode"] == "adaptive":
-        return f"robust acc {_interval(record, 'robust_accuracy')}"
+        return f"robust acc {summary_interval(record, 'robust_accuracy')}"
     if record["mode"] == "extraction":
-        for column, label in EXTRACTION_HEADLINES:
-            value = record.get(f"{column}_mean")
-            if value is not None and not math.isnan(float(value)):  # type: ignore[arg-type]
-                return f"{label} {float(value):.3f}"  # type: ignore[arg-type]
+        headline = record.get("headline")
+        value = record.get(f"{headline}_mean") if isinstance(headline, str) else None
+        if value is not None and not math.isnan(float(value)):
+            return f"{headline} {float(value):.3f}"
         return "see extraction.csv"
-    return _interval(record, "m_adv")
+    return summary_interval(record, "m_adv")
 
 
 def _print_summary(result: RunResult, out: Path) -> None:
     """Per (victim, defense, attack): mean ± 95 % CI half-width beside the paper value."""
-    import pandas as pd
-
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {note}")
-    summary = pd.read_csv(out / "summary.csv")
     table = Table(title=f"summary ({out / 'summary.csv'}); ✗ = paper value outside the 95 % CI")
     for column in ("victim", "defense", "attack", "seeds", "accuracy", "paper", "M_adv", "paper"):
         table.add_column(column, no_wrap=column in ("defense",))
-    for record in summary.to_dict("records"):
+    for record in result.summary.to_dict("records"):
         adaptive = record["mode"] == "adaptive"
         attack = f"{record['attack']}{' (adaptive)' if adaptive else ''}"
-        m_adv = _headline(record)
         table.add_row(
             str(record["victim"]), str(record["defense"]), attack, str(record["n_seeds"]),
-            _interval(record, "accuracy"), _paper(record, "accuracy", "paper_accuracy"),
-            m_adv, _paper(record, "m_adv", "paper_m_adv"),
+            summary_interval(record, "accuracy"), _paper(record, "accuracy", "paper_accuracy"),
+            _headline(record), _paper(record, "m_adv", "paper_m_adv"),
         )  # fmt: skip
     console.print(table)
-    ok = sum(row["status"] == "ok" for row in result.rows)
     console.print(
-        f"{ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "
+        f"{result.ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "
         f"Results in {out}/results.csv, report in {out}/report.html"
     )
-
-
-#: What `paraeval reproduce` runs, in parts (one report over all of them):
-#: 1. the paper's experiment: Tables 1-3 with FGSM (transfer), 5 seeds, the default reading;
-#: 2. the same rows and `dynamic-parasite` with every evasion attack, 5 seeds (part 1's cells
-#:    are reused);
-#: 3. critical-point extraction under the Table 1 and Table 2 parasites (the question the
-#:    paper leaves open), at a reduced but equal query budget per defense: 5 seeds for the
-#:    baseline and Table 1, 1 seed for Table 2 (its whole-layer parasites make every float64
-#:    query ~20x dearer: ~1 min per cell on 2 cores);
-#: 4. functionally-equivalent extraction of the `mlp` victim, plain and with its parasites,
-#:    3 seeds, and ART's implementation on the plain MLP (1 seed: it costs ~1 M queries).
-CRITICAL_POINTS = "critical-points:budget=5000,normals=4"
-PAPER_GRID = RunConfig(
-    victims=["vm", "vm-batch"], defenses="none,table1,table2,table3", attacks="fgsm",
-    seeds=list(range(5)),
-)  # fmt: skip
-REPRODUCTION: tuple[RunConfig, ...] = (
-    PAPER_GRID,
-    dataclasses.replace(
-        PAPER_GRID, defenses=f"{PAPER_GRID.defenses},dynamic-parasite", attacks="fgsm,pgd,deepfool"
-    ),
-    RunConfig(
-        victims=["vm", "vm-batch"],
-        defenses="none,table1",
-        attacks=CRITICAL_POINTS,
-        seeds=list(range(5)),
-    ),
-    RunConfig(victims=["vm-batch"], defenses="table2", attacks=CRITICAL_POINTS, seeds=[0]),
-    RunConfig(victims=["mlp"], defenses="none,mlp", attacks="fee", seeds=list(range(3))),
-    RunConfig(victims=["mlp"], defenses="none", attacks="fee:backend=art", seeds=[0]),
-)
-#: What `paraeval readings` writes (and `reproduce` shows in the report's Readings section).
-READINGS_FILES = ("readings.csv", "readings_rows.csv")
-#: The files `reproduce` copies into REPORTS.
-REPORT_FILES = (
-    "report.html", "results.csv", "summary.csv", "prediction_change.csv", "extraction.csv"
-)  # fmt: skip
 
 
 @app.command("reproduce")
@@ -221,99 +167,17 @@ def reproduce_command(
 ) -> None:
     """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
     copied into REPORTS (no weights)."""
-    import shutil
+    from .reproduce import parse_parts, reproduce
 
     _check_writable(work)
-    chosen = _parse_parts(parts)
-    for name in READINGS_FILES:  # the committed readings study gives the report its section
-        if (reports / name).exists() and not (work / name).exists():
-            shutil.copy2(reports / name, work / name)
-    command = " ".join(["paraeval", *sys.argv[1:]])
-    keys: list[str] = []
-    for part in (REPRODUCTION[number - 1] for number in chosen):
-        config = dataclasses.replace(
-            part, out=work, data_dir=data_dir, command=command, earlier_cells=keys
-        )
-        result = run(config, err_console)  # the last result lists every part's cells
-        keys = result.keys
-    reports.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        shutil.copy2(work / name, reports / name)
-    _write_reports_readme(work, reports, chosen)
+    result = reproduce(
+        work, reports, parse_parts(parts), data_dir=data_dir, command=_command(),
+        runner=lambda config: run(config, err_console),
+    )  # fmt: skip
     _print_summary(result, work)
     console.print(f"copied the report and CSVs into {reports}/")
     if result.failed:
         raise typer.Exit(1)
-
-
-def _parse_parts(parts: str | None) -> list[int]:
-    """'1,4' -> [1, 4]; None -> every part. Unknown parts are a usage error."""
-    if parts is None:
-        return list(range(1, len(REPRODUCTION) + 1))
-    try:
-        chosen = sorted({int(p) for p in parts.split(",") if p.strip()})
-    except ValueError:
-        chosen = []
-    if not chosen or not all(1 <= p <= len(REPRODUCTION) for p in chosen):
-        raise UserError(f"--parts takes numbers in 1..{len(REPRODUCTION)}, e.g. '1,4'")
-    return chosen
-
-
-def _write_reports_readme(work: Path, reports: Path, chosen: list[int]) -> None:
-    """reports/README.md: what ran, on what, when (from the store's run records)."""
-    from .store import Store
-
-    with Store(work) as store:
-        runs = store.runs()[-len(chosen) :]
-    last = runs[-1]
-    versions = last["versions"]
-    lines = [
-        "# The committed reproduction",
-        "",
-        "Output of `paraeval reproduce` (HTML report and CSVs; no weights). Regenerate with:",
-        "",
-        "```bash",
-        ".venv/bin/paraeval reproduce",
-        "```",
-        "",
-        f"- command: `{last['command']}`",
-        f"- finished: {last['finished']} (UTC); wall time of this invocation: "
-        f"{sum(float(r['wall_seconds'] or 0) for r in runs):.0f} s over {len(runs)} parts "
-        "(cells stored by earlier invocations are reused)",
-        f"- machine: {versions.get('platform')}, {versions.get('device')}",
-        f"- versions: paraeval {versions.get('paraeval')} (commit {versions.get('git_commit')}), "
-        f"torch {versions.get('torch')}, ART {versions.get('art')}, "
-        f"torchattacks {versions.get('torchattacks')}, python {versions.get('python')}",
-        f"- first {last['config']['n_images']} test images attacked; the parts:",
-        "",
-    ]
-    if len(chosen) < len(REPRODUCTION):
-        missing = [str(p) for p in range(1, len(REPRODUCTION) + 1) if p not in chosen]
-        lines += [
-            f"  Only parts {', '.join(map(str, chosen))} of {len(REPRODUCTION)} ran "
-            f"(`--parts`); parts {', '.join(missing)} are not in these files.",
-            "",
-        ]
-    for number, run_record in zip(chosen, runs, strict=True):
-        config = run_record["config"]
-        lines.append(
-            f"  {number}. victims {', '.join(config['victims'])}; defenses "
-            f"`{config['defenses']}`; attacks `{config['attacks']}`; seeds {config['seeds']}"
-        )
-    lines += [
-        "",
-        "Open `report.html` in a browser; `summary.csv` has the per-row means, 95 % intervals",
-        "and differences to the paper, `extraction.csv` the extraction attacks' measurements.",
-        "Column meanings: the project README, section Outputs.",
-    ]
-    if (reports / "readings.csv").exists():
-        lines += [
-            "",
-            "`readings.csv` and `readings_rows.csv` come from `paraeval readings` (every reading",
-            "of the paper's open choices; docs/readings.md); the report's Readings section shows",
-            "them.",
-        ]
-    (reports / "README.md").write_text("\n".join(lines) + "\n")
 
 
 @app.command("readings")
@@ -362,7 +226,7 @@ def readings_command(
         n_images=n_images,
         data_dir=data_dir,
         jobs=jobs,
-        command=" ".join(["paraeval", *sys.argv[1:]]),
+        command=_command(),
     )
     if base_reading.attack:
         raise UserError("--base takes defense options only; put eps_unit in a reading")
@@ -378,6 +242,8 @@ def readings_command(
             soft_wrap=True,
         )
     if reports is not None:
+        from .reproduce import READINGS_FILES
+
         reports.mkdir(parents=True, exist_ok=True)
         for name in READINGS_FILES:
             shutil.copy2(work / name, reports / name)
@@ -439,21 +305,20 @@ def list_command(
 
 
 def _options_table(table: Table, what: ListWhat) -> None:
-    """Every option: the paper-row readings (defenses) or each attack's declared options."""
+    """Every plugin's typed options: values, default, what it decides, the paper's sentence."""
     for column in ("applies to", "option", "values", "default", "what it decides / paper"):
         table.add_column(column, overflow="fold")
-    if what is ListWhat.defenses:
-        from .defenses.reading import option_rows
-
-        for row in option_rows():
-            paper = f"{row['question']}. Paper: {row['paper']}. Default: {row['rule']}"
-            table.add_row("table1-3, dynamic-parasite", row["option"], row["values"],
-                          row["default"], paper)  # fmt: skip
-        return
-    for entry in registry.attacks().entries.values():
-        for name, option in getattr(entry.obj, "declared", {}).items():
-            table.add_row(entry.name, name, option.requirement or "", str(option.default),
-                          option.help)  # fmt: skip
+    reg = registry.defenses() if what is ListWhat.defenses else registry.attacks()
+    by_options: dict[type[Options], list[str]] = {}
+    for entry in reg.entries.values():
+        by_options.setdefault(type(entry.obj.options), []).append(entry.name)
+    for options, names in by_options.items():
+        applies = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+        for row in options.rows():
+            text = row["help"]
+            if row["rule"]:
+                text += f". Paper: {row['paper'] or '(silent)'}. Default: {row['rule']}"
+            table.add_row(applies, row["option"], row["values"], row["default"], text)
 
 
 def main(argv: list[str] | None = None) -> None:

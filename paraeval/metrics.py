@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import stats
+from torch import nn
 
 METRIC_VERSION = 1
 
@@ -89,3 +90,16 @@ def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tup
     centre = (p + z**2 / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / denom
     return (100 * (centre - half), 100 * (centre + half))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Arg-max predictions of `model` on float images, in batches."""
+    return torch.cat(
+        [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
+    )
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Accuracy in percent."""
+    return float((predict(model, images) == labels).double().mean() * 100)

@@ -15,10 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .api import AttackBase, DefenseBase, ExtractionAttackBase, Plugin, as_attack, as_defense
 from .errors import SelectionError
 from .plugins import load_plugins, plugin_distribution
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Plugin)
+#: What an attack entry holds: an evasion or an extraction attack.
+AnyAttack = AttackBase | ExtractionAttackBase
 
 
 @dataclass
@@ -33,11 +36,11 @@ class Entry(Generic[T]):
 
     @property
     def name(self) -> str:
-        return str(getattr(self.obj, "name"))  # noqa: B009 - protocols guarantee it
+        return self.obj.name
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return tuple(getattr(self.obj, "tags", ()))
+        return tuple(self.obj.tags)
 
     @property
     def provider(self) -> str:
@@ -49,12 +52,15 @@ class Registry(Generic[T]):
     """All registered objects of one kind, by name."""
 
     kind: str
+    #: Turns what a plugin registered into the contract's base class (api.as_defense, ...).
+    adapt: Callable[[Any], T]
     entries: dict[str, Entry[T]] = field(default_factory=dict)
 
-    def add(self, obj: T, plugin: object) -> None:
-        name = getattr(obj, "name", None)
+    def add(self, registered: object, plugin: object) -> None:
+        name = getattr(registered, "name", None)
         if not isinstance(name, str) or not name:
             raise SelectionError(f"a {self.kind} registered by {plugin!r} has no name")
+        obj = self.adapt(registered)
         if name in self.entries:
             first = self.entries[name].provider
             raise SelectionError(
@@ -126,26 +132,25 @@ def split_selection(spec: str) -> list[tuple[str, dict[str, str]]]:
     return items
 
 
-def _collect(hook_name: str, kind: str) -> Registry[Any]:
+def _collect(hook_name: str, registry: Registry[T]) -> Registry[T]:
     pm = load_plugins()
-    registry: Registry[Any] = Registry(kind)
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
         impl.function(register=_registrar(registry, impl.plugin))
     return registry
 
 
-def _registrar(registry: Registry[Any], plugin: object) -> Callable[[Any], None]:
+def _registrar(registry: Registry[T], plugin: object) -> Callable[[Any], None]:
     return lambda obj: registry.add(obj, plugin)
 
 
-def defenses() -> Registry[Any]:
+def defenses() -> Registry[DefenseBase]:
     """Every registered defense (built-in and plugins), in registration order."""
-    return _collect("register_defenses", "defense")
+    return _collect("register_defenses", Registry("defense", as_defense))
 
 
-def attacks() -> Registry[Any]:
+def attacks() -> Registry[AnyAttack]:
     """Every registered attack (built-in and plugins), in registration order."""
-    return _collect("register_attacks", "attack")
+    return _collect("register_attacks", Registry("attack", as_attack))
 
 
 #: transfer: craft on the victim, replay on the protected model (the paper's setting);
@@ -155,24 +160,20 @@ MODES = ("transfer", "adaptive")
 EXTRACTION = "extraction"
 
 
-def is_extraction(obj: object) -> bool:
-    return getattr(obj, "kind", "evasion") == EXTRACTION
-
-
-def configured_attacks(spec: str) -> list[Entry[Any]]:
+def configured_attacks(spec: str) -> list[Entry[AnyAttack]]:
     """Select attacks and apply per-attack options via their ``configure(**options)``.
 
     ``mode=transfer|adaptive`` is handled here, for every attack: it is not an option of the
     attack but of how the runner uses it.
     """
-    selected: list[Entry[Any]] = []
+    selected: list[Entry[AnyAttack]] = []
     registry = attacks()
     for item, options in split_selection(spec):
         mode = options.pop("mode", None)
         if mode is not None and mode not in MODES:
             raise SelectionError(f"mode={mode!r} for {item!r}; valid: {', '.join(MODES)}")
         for entry in _configured(registry, item, options, mode or "transfer"):
-            if is_extraction(entry.obj):
+            if entry.obj.kind == EXTRACTION:
                 if mode is not None:
                     raise SelectionError(f"{entry.name} is an extraction attack: no mode option")
                 entry.mode = EXTRACTION
@@ -180,10 +181,10 @@ def configured_attacks(spec: str) -> list[Entry[Any]]:
     return selected
 
 
-def configured_defenses(spec: str) -> list[Entry[Any]]:
+def configured_defenses(spec: str) -> list[Entry[DefenseBase]]:
     """Select defenses, applying options (``t1-*:bn_stats=training``) via ``configure``."""
     registry = defenses()
-    selected: dict[str, Entry[Any]] = {}
+    selected: dict[str, Entry[DefenseBase]] = {}
     for item, options in split_selection(spec):
         for entry in _configured(registry, item, options):
             selected.setdefault(entry.label, entry)
@@ -191,17 +192,12 @@ def configured_defenses(spec: str) -> list[Entry[Any]]:
 
 
 def _configured(
-    registry: Registry[Any], item: str, options: dict[str, str], mode: str = "transfer"
-) -> list[Entry[Any]]:
+    registry: Registry[T], item: str, options: dict[str, str], mode: str = "transfer"
+) -> list[Entry[T]]:
     """The entries `item` selects, reconfigured with `options` and labelled with them."""
     configured = []
     for entry in registry.select(item):
-        obj = entry.obj
-        if options:
-            configure = getattr(obj, "configure", None)
-            if configure is None:
-                raise SelectionError(f"{registry.kind} {entry.name!r} takes no options")
-            obj = configure(**options)
+        obj = entry.obj.configure(**options) if options else entry.obj
         given = ",".join(f"{key}={value}" for key, value in options.items())
         label = f"{entry.name}:{given}" if given else entry.name
         configured.append(Entry(obj, entry.plugin, mode, label))

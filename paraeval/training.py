@@ -7,20 +7,16 @@ Training shows a rich progress bar; a cache hit loads in well under a second.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import multiprocessing
 import os
-import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
@@ -29,8 +25,10 @@ from .allocator import keep_freed_memory
 from .cache import cache_dir, config_key, load_weights, save_weights
 from .data import MNIST, random_square_inputs
 from .defenses.reading import ParasiteInit, ParasiteReading
+from .metrics import accuracy
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiticCNN
 from .models.victims import VICTIM_ARCHITECTURES
+from .seeding import derive_seed, seeded, single_threaded
 
 #: Bump when a change to the training code changes the trained victims' weights
 #: (2: victims are trained on one thread, so their weights do not depend on the core count).
@@ -39,32 +37,6 @@ TRAINING_VERSION = 2
 #: (2: parasites are trained on one thread, so their weights do not depend on the core count;
 #: 3: default reading init=torch, lr=1e-3, Glorot init, training-failure record in the fit).
 PARASITE_TRAINING_VERSION = 3
-
-
-def derive_seed(*parts: object) -> int:
-    """A 31-bit seed from any parts, stable across processes (unlike hash())."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's random, numpy and torch: the start of every cell and every training."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed the global RNGs for a block, then restore them (keeps cells order-independent)."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        seed_everything(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
 
 
 def _progress() -> Progress:
@@ -161,19 +133,6 @@ def load_or_train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module,
     model, info = train_victim(config, mnist)
     save_weights(path, model.state_dict(), info)
     return model, info
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Arg-max predictions of `model` on float images, in batches."""
-    return torch.cat(
-        [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
-    )
-
-
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Accuracy in percent."""
-    return float((predict(model, images) == labels).double().mean() * 100)
 
 
 # ------------------------------------------------------------------------------- parasites
@@ -310,24 +269,6 @@ def initialise(model: ParasiticCNN, init: ParasiteInit) -> None:
                 raise ValueError(f"unknown parasite init {init!r}")
             if conv.bias is not None:
                 conv.bias.zero_()
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run a block on one intra-op thread, then restore the previous thread count.
-
-    A parasite's weights depend on how the convolution reductions are split across threads
-    (measured: 2 threads vs 1 differ by 0.04 after 2 epochs), so parasites are always trained
-    on one thread: the same seed gives the same parasite on any machine, and several parasites
-    train in parallel processes (`pretrain_parasites`), which is faster on small convolutions
-    than splitting one across cores (README "Parasite fit").
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_parasite(config: ParasiteConfig) -> TrainedParasite:

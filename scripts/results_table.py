@@ -9,19 +9,17 @@ first file's order of rows is kept. Then the verdict counts per file: paper valu
 
 from __future__ import annotations
 
-import math
 import sys
 
 import pandas as pd
+
+from paraeval.results import paper_outside, summary_interval
 
 CLOSE_PP = 1.0
 
 
 def cell(record: pd.Series, metric: str) -> str:
-    mean, low, high = (float(record[f"{metric}_{k}"]) for k in ("mean", "ci_low", "ci_high"))
-    text = f"{mean:.2f}" if math.isnan(low) else f"{mean:.2f} ± {(high - low) / 2:.2f}"
-    flag = record[f"{metric}_paper_in_ci"]
-    return text + (" ✗" if str(flag) == "False" else "")
+    return summary_interval(record, metric) + (" ✗" if paper_outside(record, metric) else "")
 
 
 def main(paths: list[str]) -> None:

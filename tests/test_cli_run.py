@@ -57,11 +57,12 @@ def _recomputed(victim, mnist, n_images: int) -> tuple[float, float]:
     """Accuracy and M_adv of t1-vm-after-bn-small (seed 0), recomputed through the Python API
     from the definitions (paper Sec. 6.2), independently of the runner."""
     from paraeval import registry
+    from paraeval.api import Protected
     from paraeval.attacks.fgsm import FGSMSweep
-    from paraeval.training import accuracy, predict
+    from paraeval.metrics import accuracy, predict
 
     (defense,) = registry.configured_defenses("t1-vm-after-bn-small")
-    protected = defense.obj.protect(victim, seed=0)
+    protected = Protected.of(defense.obj.protect(victim, seed=0)).model
     test_images = mnist.as_float(mnist.test_images)
     protected_accuracy = accuracy(protected, test_images, mnist.test_labels)
     images, labels = test_images[:n_images], mnist.test_labels[:n_images]

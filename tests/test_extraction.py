@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from paraeval.attacks.critical_points import CriticalPointAttack, draw_line
+from paraeval.api import Oracle
 from paraeval.extraction.oracle import ScalarOracle
 from paraeval.extraction.search import normal_at, search_line
 from paraeval.extraction.truth import MATCH_TOLERANCE, FirstLayer, kink_source
@@ -29,7 +30,7 @@ def random_line(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_search_finds_every_hidden_unit_crossing_of_a_two_layer_network() -> None:
     """In a 784-16-10 MLP every ReLU crossing is a visible kink: all found, nothing else."""
     model = small_mlp()
-    oracle, truth = ScalarOracle(model, seed=1), FirstLayer.of(model)
+    oracle, truth = ScalarOracle(Oracle(model), seed=1), FirstLayer.of(model)
     offset, direction = random_line(2)
     search = search_line(oracle, offset, direction, -100.0, 100.0, budget=100_000)
     assert search.complete
@@ -44,7 +45,7 @@ def test_search_finds_every_hidden_unit_crossing_of_a_two_layer_network() -> Non
 
 def test_recovered_normal_is_the_units_weight_vector() -> None:
     model = small_mlp()
-    oracle, truth = ScalarOracle(model, seed=1), FirstLayer.of(model)
+    oracle, truth = ScalarOracle(Oracle(model), seed=1), FirstLayer.of(model)
     offset, direction = random_line(3)
     search = search_line(oracle, offset, direction, -100.0, 100.0, budget=100_000)
     before = oracle.queries
@@ -56,7 +57,7 @@ def test_recovered_normal_is_the_units_weight_vector() -> None:
 
 def test_budget_is_respected_and_the_unsearched_part_is_reported() -> None:
     model = small_mlp(hidden=64)
-    oracle = ScalarOracle(model, seed=1)
+    oracle = ScalarOracle(Oracle(model), seed=1)
     offset, direction = random_line(4)
     search = search_line(oracle, offset, direction, -1000.0, 1000.0, budget=150)
     assert search.queries <= 150 and oracle.queries == search.queries
@@ -86,7 +87,7 @@ def test_a_parasite_kink_is_attributed_to_the_parasite() -> None:
     torch.manual_seed(1)
     parasite = ParasiticCNN(batch_norm=False, bias="small").eval()
     protected = insert_parasites(model, [(Placement(1, "after", "whole"), parasite)])
-    oracle, truth = ScalarOracle(protected, seed=1), FirstLayer.of(model)
+    oracle, truth = ScalarOracle(Oracle(protected), seed=1), FirstLayer.of(model)
     offset, direction = random_line(5)
     search = search_line(oracle, offset, direction, -100.0, 100.0, budget=200_000)
     crossings = truth.crossings(offset, direction)
@@ -97,7 +98,7 @@ def test_a_parasite_kink_is_attributed_to_the_parasite() -> None:
         step = point.probe_step
         before = offset + (point.t - step) * direction
         after = offset + (point.t + step) * direction
-        sources.append(kink_source(oracle.model, before, after))
+        sources.append(kink_source(oracle.scoring_model, before, after))
     assert sources and set(sources) <= {"parasite", "unexplained"}
     assert sources.count("parasite") > len(sources) / 2
 
@@ -116,7 +117,7 @@ def test_lines_are_seeded_and_in_domain_lines_join_two_images() -> None:
 def test_attack_scores_an_unprotected_mlp_perfectly() -> None:
     model = small_mlp(hidden=16)
     attack = CriticalPointAttack(budget=3000, normals=3)
-    result = attack.extract(model, model, torch.rand(20, 1, 28, 28), seed=0)
+    result = attack.extract(model, Oracle(model), torch.rand(20, 1, 28, 28), seed=0)
     metrics = result.metrics
     assert metrics["cp_precision"] == 1.0
     assert metrics["cp_recall"] == 1.0
@@ -136,7 +137,7 @@ def test_invalid_options_are_rejected() -> None:
 
 
 def test_oracle_counts_queries_and_is_float64() -> None:
-    oracle = ScalarOracle(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), seed=0)
+    oracle = ScalarOracle(Oracle(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))), seed=0)
     values = oracle(torch.rand(7, 784))
     assert values.dtype == torch.float64 and values.shape == (7,) and oracle.queries == 7
 

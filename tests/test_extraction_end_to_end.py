@@ -15,13 +15,14 @@ def test_critical_points_recover_first_layer_normals_of_the_unprotected_vm(victi
 
     from paraeval.attacks.critical_points import CriticalPointAttack, draw_line
     from paraeval.data import MNIST
+    from paraeval.api import Oracle
     from paraeval.extraction.oracle import ScalarOracle
     from paraeval.extraction.search import normal_at, search_line
     from paraeval.extraction.truth import MATCH_TOLERANCE, FirstLayer
 
     vm = victims["vm"][0]
     images = MNIST.as_float(mnist.test_images[:500])
-    oracle, truth = ScalarOracle(vm, seed=0), FirstLayer.of(vm)
+    oracle, truth = ScalarOracle(Oracle(vm), seed=0), FirstLayer.of(vm)
     offset, direction, low, high = draw_line("in-domain", torch.Generator().manual_seed(0),
                                              images, 1e3)  # fmt: skip
     search = search_line(oracle, offset, direction, low, high, budget=100_000)
@@ -37,7 +38,7 @@ def test_critical_points_recover_first_layer_normals_of_the_unprotected_vm(victi
     # the attack's own scoring on the same victim: LeNet has max-pool and deeper kinks too
     (row,) = (
         CriticalPointAttack(lines="in-domain", budget=3000, normals=0)
-        .extract(vm, vm, images, seed=0)
+        .extract(vm, Oracle(vm), images, seed=0)
         .details
     )
     assert row["n_points"] > 20 and 0 < row["precision"] < 1

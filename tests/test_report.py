@@ -140,7 +140,7 @@ def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
 def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from paraeval import cli
+    from paraeval import cli, reproduce
     from paraeval.runner import RunConfig
 
     tiny = (
@@ -148,7 +148,7 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
         RunConfig(victims=["vm"], defenses="none", attacks="critical-points:budget=300,normals=0",
                   seeds=[0], n_images=10),
     )  # fmt: skip
-    monkeypatch.setattr(cli, "REPRODUCTION", tiny)
+    monkeypatch.setattr(reproduce, "REPRODUCTION", tiny)
     reports = tmp_path / "reports"
     result = CliRunner().invoke(
         cli.app, ["reproduce", "--work", str(tmp_path / "work"), "--reports", str(reports)]

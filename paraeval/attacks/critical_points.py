@@ -5,10 +5,10 @@ attacks such as (Carlini et al., 2020)"): does a parasite hide the victim's firs
 hyperplanes from the first step of a cryptanalytic extraction?
 
 The attacker queries the protected model as a float64 black box f(x) = <r, logits(x)>
-(`paraeval.extraction.oracle`), searches lines for critical points by bisection with the
-two-line / second-difference test, and recovers the hyperplane normal at the first few of them
-by finite differences (`paraeval.extraction.search`). Two kinds of lines, each with the same
-query budget:
+(`paraeval.extraction.oracle` over the run's `paraeval.api.Oracle`), searches lines for
+critical points by bisection with the two-line / second-difference test, and recovers the
+hyperplane normal at the first few of them by finite differences
+(`paraeval.extraction.search`). Two kinds of lines, each with the same query budget:
 
 * ``carlini``: Carlini et al.'s sweep: offset ~ N(0, s^2 I) with s ~ U(0.1, 1), direction
   ~ N(0, I), t in [-scale, scale] (their `sweep_for_critical_points`, scale 1e3);
@@ -33,12 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..api import ExtractionResult
+from ..api import ExtractionAttackBase, ExtractionResult, Oracle
 from ..extraction.oracle import ScalarOracle
 from ..extraction.search import CriticalPoint, LineSearch, normal_at, search_line
 from ..extraction.truth import (
@@ -49,8 +49,8 @@ from ..extraction.truth import (
     kink_source,
 )
 from ..hookspecs import hookimpl
-from ..training import derive_seed
-from .options import ConfigurableAttack, Option
+from ..options import Options, option
+from ..seeding import derive_seed
 
 LINE_KINDS = ("carlini", "in-domain")
 
@@ -146,7 +146,20 @@ def draw_line(
     return start, images[second].flatten().to(torch.float64) - start, 0.0, 1.0
 
 
-class CriticalPointAttack(ConfigurableAttack):
+@dataclass(frozen=True)
+class CriticalPointOptions(Options):
+    lines: str = option("both", "kinds of lines searched", values=("both", *LINE_KINDS))
+    budget: int = option(20_000, "search queries per kind of line", parse=int,
+                         check=lambda v: 100 <= v <= 10_000_000,
+                         requirement="in [100, 10000000]")  # fmt: skip
+    normals: int = option(8, "normals recovered per kind of line (1570 queries each)",
+                          parse=int, check=lambda v: 0 <= v <= 1000,
+                          requirement="in [0, 1000]")  # fmt: skip
+    scale: float = option(1e3, "half-length of Carlini lines", parse=float,
+                          check=lambda v: v > 0, requirement="> 0")  # fmt: skip
+
+
+class CriticalPointAttack(ExtractionAttackBase):
     """Carlini et al.'s critical-point search and normal recovery; see the module docstring."""
 
     name = "critical-points"
@@ -156,32 +169,25 @@ class CriticalPointAttack(ConfigurableAttack):
         "differences, parasite-explained fraction."
     )
     tags = ("extraction",)
-    kind = "extraction"
-    declared: ClassVar[dict[str, Option]] = {
-        "lines": Option("both", "carlini, in-domain or both", str,
-                        ("both", *LINE_KINDS).__contains__, "carlini, in-domain or both"),
-        "budget": Option(20_000, "search queries per kind of line", int,
-                         lambda v: 100 <= v <= 10_000_000, "in [100, 10000000]"),
-        "normals": Option(8, "normals recovered per kind of line (1570 queries each)", int,
-                          lambda v: 0 <= v <= 1000, "in [0, 1000]"),
-        "scale": Option(1e3, "half-length of Carlini lines", float, lambda v: v > 0, "> 0"),
-    }  # fmt: skip
+    options_class = CriticalPointOptions
+    options: CriticalPointOptions
+    headline = "cp_precision"
 
     def kinds(self) -> tuple[str, ...]:
-        lines = self.options["lines"]
+        lines = self.options.lines
         return LINE_KINDS if lines == "both" else (lines,)
 
     def extract(
-        self, victim: nn.Module, protected: nn.Module, images: torch.Tensor, *, seed: int
+        self, victim: nn.Module, oracle: Oracle, images: torch.Tensor, *, seed: int
     ) -> ExtractionResult:
         truth = FirstLayer.of(victim)
         tallies = []
         for kind in self.kinds():
             # A fresh oracle per kind of line: its query count is the kind's, and a randomised
             # defense answers the same whether one kind or both are searched.
-            oracle = ScalarOracle(protected, derive_seed("projection", seed))
+            scalar = ScalarOracle(oracle.fork(), derive_seed("projection", seed))
             generator = torch.Generator().manual_seed(derive_seed("lines", kind, seed))
-            tallies.append(self._attack(kind, oracle, truth, images, generator))
+            tallies.append(self._attack(kind, scalar, truth, images, generator))
         return ExtractionResult(summarise(tallies), [t.row() for t in tallies])
 
     def _attack(
@@ -194,9 +200,9 @@ class CriticalPointAttack(ConfigurableAttack):
     ) -> LineKindTally:
         tally = LineKindTally(kind)
         found: list[tuple[torch.Tensor, torch.Tensor, CriticalPoint, str]] = []
-        budget = self.options["budget"]
+        budget = self.options.budget
         while oracle.queries < budget:
-            offset, direction, low, high = draw_line(kind, generator, images, self.options["scale"])
+            offset, direction, low, high = draw_line(kind, generator, images, self.options.scale)
             search = search_line(oracle, offset, direction, low, high, budget - oracle.queries)
             tally.lines += 1
             tally.complete_lines += search.complete
@@ -205,7 +211,7 @@ class CriticalPointAttack(ConfigurableAttack):
                 found.append((offset, direction, point, source))
             if not search.complete:
                 break
-        for offset, direction, point, source in found[: self.options["normals"]]:
+        for offset, direction, point, source in found[: self.options.normals]:
             cosine = truth.best_cosine(normal_at(oracle, offset, direction, point))
             tally.normals += 1
             tally.normals_cos99 += cosine > COSINE_THRESHOLD
@@ -245,7 +251,7 @@ class CriticalPointAttack(ConfigurableAttack):
             else:
                 step = point.probe_step
                 source = kink_source(
-                    oracle.model, offset + (point.t - step) * direction,
+                    oracle.scoring_model, offset + (point.t - step) * direction,
                     offset + (point.t + step) * direction,
                 )  # fmt: skip
             tally.sources[source] += 1

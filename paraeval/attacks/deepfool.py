@@ -11,50 +11,69 @@ Backends: ``art`` (DeepFool, all 10 class gradients) and ``torchattacks`` (DeepF
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..api import AdversarialBatch
 from ..hookspecs import hookimpl
+from ..options import option
 from .backends import art_classifier, minimal_perturbation, torchattacks_module
-from .options import ConfigurableAttack, Option, backend_option, count_option
+from .options import BackendAttack, BackendOptions, count_option
+
+#: craft(images, labels) -> the attack's examples (no ε: DeepFool finds its own).
+Walk = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class DeepFoolAttack(ConfigurableAttack):
+@dataclass(frozen=True)
+class DeepFoolOptions(BackendOptions):
+    steps: int = count_option(50, "maximum iterations")
+    overshoot: float = option(0.02, "overshoot", parse=float, check=lambda v: 0 <= v <= 1,
+                              requirement="in [0, 1]")  # fmt: skip
+
+
+class DeepFoolAttack(BackendAttack):
     name = "deepfool"
     description = (
         "DeepFool L2 (Moosavi-Dezfooli et al. 2016): its own minimal perturbation, 50 steps, "
         "overshoot 0.02 (transfer: crafted on the victim, replayed on the protected model)."
     )
     tags = ("evasion",)
-    declared: ClassVar[dict[str, Option]] = {
-        "backend": backend_option(),
-        "steps": count_option(50, "maximum iterations"),
-        "overshoot": Option(0.02, "overshoot", float, lambda v: 0 <= v <= 1, "in [0, 1]"),
-    }  # fmt: skip
+    options_class = DeepFoolOptions
+    options: DeepFoolOptions
 
     def generate(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
     ) -> AdversarialBatch:
         model = model.eval()
-        if self.options["backend"] == "art":
-            from art.attacks.evasion import DeepFool
+        adversarial = self.implementation(model)(images, labels)
+        return minimal_perturbation(model, images, labels, adversarial.float())
 
+    def _art(self, model: nn.Module) -> Walk:
+        from art.attacks.evasion import DeepFool
+
+        def walk(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = DeepFool(
-                art_classifier(model, (1, 28, 28)), max_iter=self.options["steps"],
-                epsilon=self.options["overshoot"], nb_grads=10, batch_size=len(images),
+                art_classifier(model, (1, 28, 28)), max_iter=self.options.steps,
+                epsilon=self.options.overshoot, nb_grads=10, batch_size=len(images),
                 verbose=False,
             )  # fmt: skip
-            adversarial = torch.from_numpy(attack.generate(x=images.numpy()))
-        else:
-            torchattacks = torchattacks_module()
+            return torch.from_numpy(attack.generate(x=images.numpy()))
+
+        return walk
+
+    def _torchattacks(self, model: nn.Module) -> Walk:
+        torchattacks = torchattacks_module()
+
+        def walk(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = torchattacks.DeepFool(
-                model, steps=self.options["steps"], overshoot=self.options["overshoot"]
+                model, steps=self.options.steps, overshoot=self.options.overshoot
             )
-            adversarial = attack(images, labels).detach()
-        return minimal_perturbation(model, images, labels, adversarial.float())
+            return attack(images, labels).detach()
+
+        return walk
 
 
 @hookimpl

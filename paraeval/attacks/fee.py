@@ -27,19 +27,20 @@ sample), fidelity measured on all 10,000.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from art.estimators.classification.blackbox import BlackBoxClassifierNeuralNetwork
 from torch import nn
 
-from ..api import ExtractionResult
-from ..extraction.oracle import LogitOracle
+from ..api import ExtractionAttackBase, ExtractionResult, Oracle
 from ..extraction.two_layer import extract_two_layer
 from ..hookspecs import hookimpl
-from ..training import derive_seed, predict
-from .options import ConfigurableAttack, Option
+from ..metrics import predict
+from ..options import Options, option
+from ..seeding import derive_seed
 
 #: Test images the attacker uses for ART's last-layer fit.
 LAST_LAYER_SAMPLE = 1_000
@@ -53,7 +54,14 @@ class Float64BlackBox(BlackBoxClassifierNeuralNetwork):
         return np.asarray(self._predict_fn(np.asarray(x, dtype=np.float64)), dtype=np.float64)
 
 
-class FunctionallyEquivalentExtraction(ConfigurableAttack):
+@dataclass(frozen=True)
+class FEEOptions(Options):
+    backend: str = option("paraeval", "extraction implementation", values=("paraeval", "art"))
+    delta_0: float = option(0.05, "ART's initial step of the line search", parse=float,
+                            check=lambda v: v > 0, requirement="> 0")  # fmt: skip
+
+
+class FunctionallyEquivalentExtraction(ExtractionAttackBase):
     """Functionally-equivalent extraction of a 784-h-10 MLP; see the module docstring."""
 
     name = "fee"
@@ -63,30 +71,26 @@ class FunctionallyEquivalentExtraction(ConfigurableAttack):
         "FunctionallyEquivalentExtraction); success and fidelity on the 10,000 test images."
     )
     tags = ("extraction",)
-    kind = "extraction"
     victims = ("mlp",)
-    declared: ClassVar[dict[str, Option]] = {
-        "backend": Option("paraeval", "paraeval or art", str,
-                          ("paraeval", "art").__contains__, "paraeval or art"),
-        "delta_0": Option(0.05, "ART's initial step of the line search", float,
-                          lambda v: v > 0, "> 0"),
-    }  # fmt: skip
+    options_class = FEEOptions
+    options: FEEOptions
+    headline = "fee_fidelity"
 
     def extract(
-        self, victim: nn.Module, protected: nn.Module, images: torch.Tensor, *, seed: int
+        self, victim: nn.Module, oracle: Oracle, images: torch.Tensor, *, seed: int
     ) -> ExtractionResult:
         hidden = getattr(victim, "hidden", None)
         if not isinstance(hidden, int):
             raise ValueError("fee extracts a 784-h-10 MLP (the `mlp` victim) only")
-        oracle = LogitOracle(protected)
         flat = images.reshape(len(images), -1).to(torch.float64)
-        extract = self._art if self.options["backend"] == "art" else self._paraeval
+        extract = self._art if self.options.backend == "art" else self._paraeval
         stolen, details = extract(oracle, flat, hidden, seed)
-        details = {"backend": self.options["backend"], "extracted": int(stolen is not None),
+        details = {"backend": self.options.backend, "extracted": int(stolen is not None),
                    "queries": oracle.queries, **details}  # fmt: skip
         if stolen is not None:
             details["fidelity_to_victim"] = _agreement(stolen, predict(victim, images))
-            details["fidelity_to_protected"] = _agreement(stolen, predict(protected, images))
+            answered = predict(oracle.scoring_model, images.double())
+            details["fidelity_to_protected"] = _agreement(stolen, answered)
         metrics = {
             "fee_extracted": details["extracted"],
             "fee_fidelity": details.get("fidelity_to_victim"),
@@ -96,7 +100,7 @@ class FunctionallyEquivalentExtraction(ConfigurableAttack):
         return ExtractionResult(metrics, [details])
 
     def _art(
-        self, oracle: LogitOracle, flat: torch.Tensor, hidden: int, seed: int
+        self, oracle: Oracle, flat: torch.Tensor, hidden: int, seed: int
     ) -> tuple[torch.Tensor | None, dict[str, Any]]:
         from art.attacks.extraction import FunctionallyEquivalentExtraction as ArtFEE
 
@@ -107,14 +111,14 @@ class FunctionallyEquivalentExtraction(ConfigurableAttack):
         )
         try:
             extracted = ArtFEE(classifier, num_neurons=hidden).extract(
-                flat[:LAST_LAYER_SAMPLE].numpy(), delta_0=self.options["delta_0"]
+                flat[:LAST_LAYER_SAMPLE].numpy(), delta_0=self.options.delta_0
             )
         except (AssertionError, ValueError, np.linalg.LinAlgError) as exc:
             return None, {"failure": f"{type(exc).__name__}: {exc}"}
         return torch.from_numpy(extracted.predict(flat.numpy()).argmax(1)), {}
 
     def _paraeval(
-        self, oracle: LogitOracle, flat: torch.Tensor, hidden: int, seed: int
+        self, oracle: Oracle, flat: torch.Tensor, hidden: int, seed: int
     ) -> tuple[torch.Tensor | None, dict[str, Any]]:
         generator = torch.Generator().manual_seed(derive_seed("fee-line", seed))
         try:

@@ -23,7 +23,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from torch import nn
 
 from ..api import AdversarialBatch
 from ..hookspecs import hookimpl
+from ..options import option
 from .backends import (
     Craft,
     art_classifier,
@@ -38,36 +40,24 @@ from .backends import (
     minimal_epsilon_sweep,
     torchattacks_module,
 )
-from .options import ConfigurableAttack, Option, backend_option, fraction_option
+from .options import BackendAttack, SweepOptions
 
 #: The standard deviation of MNIST's training pixels, the usual input normalisation.
 MNIST_STD = 0.3081
 EPS_UNITS = ("pixel", "normalized")
 
 
-def _art(model: nn.Module) -> Craft:
-    from art.attacks.evasion import FastGradientMethod
-
-    classifier = art_classifier(model, (1, 28, 28))
-
-    def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        attack = FastGradientMethod(classifier, eps=eps, batch_size=len(images))
-        adversarial = attack.generate(x=images.numpy(), y=labels.numpy())
-        return torch.from_numpy(adversarial.astype(np.float32))
-
-    return craft
+@dataclass(frozen=True)
+class FGSMOptions(SweepOptions):
+    eps_unit: str = option(
+        "pixel", "scale of eps_step: pixel or normalized (x 0.3081)", values=EPS_UNITS,
+        paper="we add to each image of the MNIST dataset, eps.sign(...) (Eq. 14), eps = 0.05, "
+        "0.1, ... (Sec. 6.2)",
+        rule="text: the perturbation is added to the MNIST image, whose pixels are in [0, 1]",
+    )  # fmt: skip
 
 
-def _torchattacks(model: nn.Module) -> Craft:
-    torchattacks = torchattacks_module()
-
-    def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torchattacks.FGSM(model, eps=eps)(images, labels).detach()
-
-    return craft
-
-
-class FGSMSweep(ConfigurableAttack):
+class FGSMSweep(BackendAttack):
     """The paper's minimal-epsilon FGSM sweep; see the module docstring."""
 
     name = "fgsm"
@@ -76,31 +66,41 @@ class FGSMSweep(ConfigurableAttack):
         "example is adversarial on the model attacked (Sec. 6.2)."
     )
     tags = ("evasion", "paper")
-    declared: ClassVar[dict[str, Option]] = {
-        "backend": backend_option(),
-        "eps_step": fraction_option(0.05, "sweep step"),
-        "max_eps": fraction_option(1.0, "largest eps tried (pixel scale)"),
-        "eps_unit": Option(
-            "pixel", "scale of eps_step: pixel or normalized (x 0.3081)", str,
-            EPS_UNITS.__contains__, "pixel or normalized",
-        ),
-    }  # fmt: skip
-
-    def check(self) -> None:
-        self.require(
-            self.options["max_eps"] >= self.options["eps_step"], "max_eps must be >= eps_step"
-        )
+    options_class = FGSMOptions
+    options: FGSMOptions
 
     def epsilons(self) -> list[float]:
         """The sweep on the pixel scale (see ``eps_unit`` in the module docstring)."""
-        scale = MNIST_STD if self.options["eps_unit"] == "normalized" else 1.0
-        return epsilon_grid(self.options["eps_step"] * scale, self.options["max_eps"])
+        scale = MNIST_STD if self.options.eps_unit == "normalized" else 1.0
+        return epsilon_grid(self.options.eps_step * scale, self.options.max_eps)
 
     def generate(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
     ) -> AdversarialBatch:
-        backend = _art if self.options["backend"] == "art" else _torchattacks
-        return minimal_epsilon_sweep(model.eval(), images, labels, self.epsilons(), backend(model))
+        model = model.eval()
+        return minimal_epsilon_sweep(
+            model, images, labels, self.epsilons(), self.implementation(model)
+        )
+
+    def _art(self, model: nn.Module) -> Craft:
+        from art.attacks.evasion import FastGradientMethod
+
+        classifier = art_classifier(model, (1, 28, 28))
+
+        def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            attack = FastGradientMethod(classifier, eps=eps, batch_size=len(images))
+            adversarial = attack.generate(x=images.numpy(), y=labels.numpy())
+            return torch.from_numpy(adversarial.astype(np.float32))
+
+        return craft
+
+    def _torchattacks(self, model: nn.Module) -> Craft:
+        torchattacks = torchattacks_module()
+
+        def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return torchattacks.FGSM(model, eps=eps)(images, labels).detach()
+
+        return craft
 
 
 @hookimpl

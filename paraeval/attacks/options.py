@@ -1,101 +1,67 @@
-"""Declared, typed, validated attack options (ART's ``attack_params`` / ``_check_params`` idea)."""
+"""The built-in evasion attacks' shared options and their one backend dispatch.
+
+FGSM and PGD are ε sweeps (paper Sec. 6.2): :class:`SweepOptions` carries ``backend``,
+``eps_step`` and ``max_eps`` once, with the check between them. Every built-in evasion attack
+is a :class:`BackendAttack`: ``options.backend`` picks ``_art`` or ``_torchattacks`` in
+:meth:`BackendAttack.implementation`, the one dispatch.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from ..errors import UserError
+from torch import nn
 
-
-@dataclass(frozen=True)
-class Option:
-    """One hyper-parameter: its type, default, a check and a help text."""
-
-    default: Any
-    help: str
-    parse: Callable[[str], Any] = str
-    check: Callable[[Any], bool] = lambda _value: True
-    requirement: str = ""
-
-
-def parse_options(
-    attack: str, declared: dict[str, Option], given: dict[str, Any]
-) -> dict[str, Any]:
-    """Defaults overridden by `given` (strings are parsed); unknown or invalid values raise."""
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise UserError(
-            f"unknown option(s) {', '.join(unknown)} for attack {attack!r}; "
-            f"valid: {', '.join(f'{k} (default {o.default})' for k, o in declared.items())}"
-        )
-    values = {key: option.default for key, option in declared.items()}
-    for key, raw in given.items():
-        option = declared[key]
-        try:
-            value = option.parse(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            raise UserError(f"{attack}: option {key}={raw!r} is not a valid value") from None
-        if not option.check(value):
-            raise UserError(f"{attack}: option {key}={raw!r} must be {option.requirement}")
-        values[key] = value
-    return values
-
-
-class ConfigurableAttack:
-    """Base of the built-in attacks: declared options, validated at construction.
-
-    Subclasses set ``name``, ``description``, ``tags`` and ``declared`` and may override
-    :meth:`check` for constraints between options. ``configure(**options)`` returns a new,
-    validated instance (``pgd:eps_step=0.1`` on the command line).
-    """
-
-    name: str
-    description: str
-    tags: tuple[str, ...] = ()
-    declared: ClassVar[dict[str, Option]]
-
-    def __init__(self, **options: Any) -> None:
-        self.options = parse_options(self.name, self.declared, options)
-        self.check()
-
-    def check(self) -> None:
-        """Constraints between options; call :meth:`require`."""
-
-    def require(self, condition: bool, message: str) -> None:
-        if not condition:
-            raise UserError(f"{self.name}: {message}")
-
-    def configure(self, **options: Any) -> ConfigurableAttack:
-        return type(self)(**{**self.options, **options})
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in self.options.items())
-        return f"{type(self).__name__}({args})"
-
-
-def parse_bool(text: str) -> bool:
-    """'true'/'false' (also 1/0, yes/no) -> bool; anything else is a ValueError."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValueError(text)
-
+from ..api import AttackBase
+from ..options import Options, option
 
 BACKENDS = ("art", "torchattacks")
 
 
-def backend_option() -> Option:
-    return Option("art", "art or torchattacks", str, BACKENDS.__contains__, "art or torchattacks")
+def backend_option() -> Any:
+    return option("art", "attack library", values=BACKENDS)
 
 
-def fraction_option(default: float, help: str) -> Option:
+def fraction_option(default: float, help: str) -> Any:
     """A float in (0, 1]: an ε, a step, a ratio."""
-    return Option(default, help, float, lambda v: 0 < v <= 1, "in (0, 1]")
+    return option(default, help, parse=float, check=lambda v: 0 < v <= 1, requirement="in (0, 1]")
 
 
-def count_option(default: int, help: str) -> Option:
-    return Option(default, help, int, lambda v: 1 <= v <= 1000, "in [1, 1000]")
+def count_option(default: int, help: str) -> Any:
+    return option(default, help, parse=int, check=lambda v: 1 <= v <= 1000,
+                  requirement="in [1, 1000]")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BackendOptions(Options):
+    backend: str = backend_option()
+
+
+@dataclass(frozen=True)
+class SweepOptions(BackendOptions):
+    """The paper's ε sweep: eps_step, 2 eps_step, ... up to max_eps (Sec. 6.2)."""
+
+    eps_step: float = fraction_option(0.05, "sweep step")
+    max_eps: float = fraction_option(1.0, "largest eps tried (pixel scale)")
+
+    def check(self, owner: str) -> None:
+        self.require(owner, self.max_eps >= self.eps_step, "max_eps must be >= eps_step")
+
+
+class BackendAttack(AttackBase):
+    """A built-in evasion attack implemented by ART and by torchattacks."""
+
+    options: BackendOptions
+
+    def implementation(self, model: nn.Module) -> Callable[..., Any]:
+        """The chosen backend's crafting function for `model` (one dispatch for all)."""
+        implementations = {"art": self._art, "torchattacks": self._torchattacks}
+        return implementations[self.options.backend](model)
+
+    def _art(self, model: nn.Module) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def _torchattacks(self, model: nn.Module) -> Callable[..., Any]:
+        raise NotImplementedError

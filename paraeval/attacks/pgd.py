@@ -16,14 +16,16 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..api import AdversarialBatch
+from ..api import AdversarialBatch, AttackBase
 from ..hookspecs import hookimpl
+from ..options import option, parse_bool
 from .backends import (
     Craft,
     art_classifier,
@@ -31,49 +33,44 @@ from .backends import (
     minimal_epsilon_sweep,
     torchattacks_module,
 )
-from .options import (
-    ConfigurableAttack,
-    Option,
-    backend_option,
-    count_option,
-    fraction_option,
-    parse_bool,
-)
+from .fgsm import FGSMSweep
+from .options import BackendAttack, SweepOptions, count_option
 
 
-class PGDSweep(ConfigurableAttack):
+@dataclass(frozen=True)
+class PGDOptions(SweepOptions):
+    steps: int = count_option(40, "iterations per eps")
+    step_factor: float = option(
+        2.5, "step size = step_factor * eps / steps", parse=float,
+        check=lambda v: 0 < v <= 10, requirement="in (0, 10]",
+    )  # fmt: skip
+    random_init: bool = option(False, "uniform random start", parse=parse_bool,
+                               requirement="true or false")  # fmt: skip
+
+
+class PGDSweep(BackendAttack):
     name = "pgd"
     description = (
         "PGD L-inf (Madry et al. 2018), 40 steps of 2.5 eps/40, with the paper's eps sweep "
         "0.05, 0.10, ... (transfer: crafted on the victim, replayed on the protected model)."
     )
     tags = ("evasion", "iterative")
-    declared: ClassVar[dict[str, Option]] = {
-        "backend": backend_option(),
-        "eps_step": fraction_option(0.05, "sweep step"),
-        "max_eps": fraction_option(1.0, "largest eps tried"),
-        "steps": count_option(40, "iterations per eps"),
-        "step_factor": Option(
-            2.5, "step size = step_factor * eps / steps", float, lambda v: 0 < v <= 10, "in (0, 10]"
-        ),
-        "random_init": Option(False, "uniform random start", parse_bool),
-    }
-
-    def check(self) -> None:
-        self.require(
-            self.options["max_eps"] >= self.options["eps_step"], "max_eps must be >= eps_step"
-        )
+    options_class = PGDOptions
+    options: PGDOptions
 
     def generate(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
     ) -> AdversarialBatch:
         model = model.eval()
-        craft = self._art(model) if self.options["backend"] == "art" else self._torchattacks(model)
-        epsilons = epsilon_grid(self.options["eps_step"], self.options["max_eps"])
-        return minimal_epsilon_sweep(model, images, labels, epsilons, craft)
+        epsilons = epsilon_grid(self.options.eps_step, self.options.max_eps)
+        return minimal_epsilon_sweep(model, images, labels, epsilons, self.implementation(model))
+
+    def reference(self) -> AttackBase:
+        """FGSM on the same ε range: an iterative attack fooling fewer images is misconfigured."""
+        return FGSMSweep(max_eps=self.options.max_eps)
 
     def _step(self, eps: float) -> float:
-        return float(self.options["step_factor"] * eps / self.options["steps"])
+        return float(self.options.step_factor * eps / self.options.steps)
 
     def _art(self, model: nn.Module) -> Craft:
         from art.attacks.evasion import ProjectedGradientDescent
@@ -84,7 +81,7 @@ class PGDSweep(ConfigurableAttack):
         def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = ProjectedGradientDescent(
                 classifier, norm=np.inf, eps=eps, eps_step=self._step(eps),
-                max_iter=options["steps"], num_random_init=int(options["random_init"]),
+                max_iter=options.steps, num_random_init=int(options.random_init),
                 batch_size=len(images), verbose=False,
             )  # fmt: skip
             return torch.from_numpy(attack.generate(x=images.numpy(), y=labels.numpy()))
@@ -97,8 +94,8 @@ class PGDSweep(ConfigurableAttack):
 
         def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = torchattacks.PGD(
-                model, eps=eps, alpha=self._step(eps), steps=options["steps"],
-                random_start=options["random_init"],
+                model, eps=eps, alpha=self._step(eps), steps=options.steps,
+                random_start=options.random_init,
             )  # fmt: skip
             return attack(images, labels).detach()
 

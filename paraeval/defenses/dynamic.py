@@ -12,20 +12,25 @@ reproducible given the same sequence of queries.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..api import DefenseBase, Protected
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
+from ..models.parasite import BiasMode
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
 from .parasites import parasite_configs, protect_with
 from .reading import ParasiteReading
 
 #: Default pool: the four parasite kinds of Table 1 (sigma 0.2) ...
-DEFAULT_PARASITES = ((False, "none"), (False, "small"), (True, "none"), (True, "small"))
+DEFAULT_PARASITES: tuple[tuple[bool, BiasMode], ...] = (
+    (False, "none"), (False, "small"), (True, "none"), (True, "small")
+)  # fmt: skip
 #: ... at the first or last 16x16 neurons of conv2, after BN and activation.
 DEFAULT_LOCATIONS = (
     Placement(layer=2, position="after", neurons="first"),
@@ -55,7 +60,7 @@ class RandomVariant(nn.Module):
         return result
 
 
-class DynamicParasite:
+class DynamicParasite(DefenseBase):
     name = "dynamic-parasite"
     description = (
         "Paper Remark 1 (never measured in the paper): for every query image a parasite "
@@ -64,10 +69,12 @@ class DynamicParasite:
     )
     tags = ("parasite", "dynamic")
     victims = ("vm", "vm-batch")
+    options_class = ParasiteReading
+    options: ParasiteReading
 
     def __init__(
         self,
-        parasites: tuple[tuple[bool, str], ...] = DEFAULT_PARASITES,
+        parasites: tuple[tuple[bool, BiasMode], ...] = DEFAULT_PARASITES,
         locations: tuple[Placement, ...] = DEFAULT_LOCATIONS,
         sigma: float = 0.2,
         reading: ParasiteReading | None = None,
@@ -75,25 +82,31 @@ class DynamicParasite:
         self.parasites = parasites
         self.locations = locations
         self.sigma = sigma
-        self.reading = reading or ParasiteReading()
-        self.options = {
-            "parasites": [f"{'bn' if bn else 'nobn'}-{bias}" for bn, bias in parasites],
-            "locations": [loc.label for loc in locations],
-            "sigma": sigma,
-            **{k: v for k, v in self.reading.as_options().items() if k != "row12"},
+        self.options = reading or ParasiteReading()
+
+    @property
+    def reading(self) -> ParasiteReading:
+        return self.options
+
+    def key_options(self) -> dict[str, Any]:
+        """The pool of variants and the reading (``row12`` aside), hashed into cell keys."""
+        return {
+            "parasites": [f"{'bn' if bn else 'nobn'}-{bias}" for bn, bias in self.parasites],
+            "locations": [loc.label for loc in self.locations],
+            "sigma": self.sigma,
+            **{k: v for k, v in self.reading.as_dict().items() if k != "row12"},
         }
 
-    def configure(self, **options: str) -> DynamicParasite:
+    def configure(self, **given: str) -> DynamicParasite:
         """The reading options of the paper rows (``row12`` aside) apply to every variant."""
-        if "row12" in options:
+        if "row12" in given:
             raise UserError(f"{self.name}: row12 is an option of t3-row12 only")
-        reading = self.reading.updated(self.name, options)
-        return DynamicParasite(self.parasites, self.locations, self.sigma, reading)
+        return super().configure(**given)
 
     def _variants(self) -> list[tuple[ParasiteSpec, str]]:
         """(spec, stream) of every variant: each parasite kind at each location."""
         return [
-            (ParasiteSpec(location, batch_norm, bias, self.sigma), f"dynamic{kind}")  # type: ignore[arg-type]
+            (ParasiteSpec(location, batch_norm, bias, self.sigma), f"dynamic{kind}")
             for kind, (batch_norm, bias) in enumerate(self.parasites)
             for location in self.locations
         ]
@@ -106,16 +119,15 @@ class DynamicParasite:
             for config in parasite_configs(model, [spec], seed, stream, self.reading)
         ]
 
-    def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
-        variants = []
-        fits: list[dict[str, object]] = []
-        for spec, stream in self._variants():
-            variant = protect_with(model, [spec], seed, stream, self.reading)
-            fits.extend(variant.paraeval_info["parasite_fit"])  # type: ignore[index]
-            variants.append(variant)
-        routed = RandomVariant(variants, seed).eval()
-        routed.paraeval_info = {"parasite_fit": fits}  # type: ignore[assignment]
-        return routed
+    def protect(self, model: nn.Module, *, seed: int) -> Protected:
+        variants = [
+            protect_with(model, [spec], seed, stream, self.reading, self.context)
+            for spec, stream in self._variants()
+        ]
+        routed = RandomVariant([v.model for v in variants], seed).eval()
+        fits = [fit for v in variants for fit in v.info["parasite_fit"]]
+        warnings = tuple(w for v in variants for w in v.warnings)
+        return Protected(routed, {"parasite_fit": fits}, warnings)
 
 
 @hookimpl

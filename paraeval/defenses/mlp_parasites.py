@@ -13,23 +13,26 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..api import DefenseBase, Protected
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
+from ..models.parasite import BiasMode
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
 from .parasites import parasite_configs, protect_with
 
 HIDDEN_LAYER = Placement(layer=1, position="after", neurons="whole")
 SIGMAS = (0.1, 0.2, 0.3)
+BIAS_MODES: tuple[BiasMode, ...] = ("none", "small")
 
 
-class MLPParasite:
+class MLPParasite(DefenseBase):
     """One parasite on the MLP's whole hidden layer."""
 
     victims = ("mlp",)
 
-    def __init__(self, batch_norm: bool, bias: str, sigma: float) -> None:
-        self.spec = ParasiteSpec(HIDDEN_LAYER, batch_norm, bias, sigma)  # type: ignore[arg-type]
+    def __init__(self, batch_norm: bool, bias: BiasMode, sigma: float) -> None:
+        self.spec = ParasiteSpec(HIDDEN_LAYER, batch_norm, bias, sigma)
         self.name = f"mlp-{'bn' if batch_norm else 'nobn'}-{bias}-s{sigma}"
         self.description = (
             f"The whole hidden layer of `mlp` (64 neurons as 8x8), after ReLU: "
@@ -40,13 +43,13 @@ class MLPParasite:
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         return parasite_configs(model, [self.spec], seed, "mlp")
 
-    def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
-        return protect_with(model, [self.spec], seed, "mlp")
+    def protect(self, model: nn.Module, *, seed: int) -> Protected:
+        return protect_with(model, [self.spec], seed, "mlp", context=self.context)
 
 
 @hookimpl
 def register_defenses(register: Callable[[object], None]) -> None:
     for batch_norm in (False, True):
-        for bias in ("none", "small"):
+        for bias in BIAS_MODES:
             for sigma in SIGMAS:
                 register(MLPParasite(batch_norm, bias, sigma))

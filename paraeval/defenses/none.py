@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..api import DefenseBase
 from ..hookspecs import hookimpl
 
 
-class NoDefense:
+class NoDefense(DefenseBase):
     name = "none"
     description = "The unprotected victim (baseline: M_adv is 0 by definition)."
     tags = ("baseline",)

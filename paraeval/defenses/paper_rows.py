@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from ..api import DefenseBase, Protected
 from ..hookspecs import hookimpl
 from ..paper import ROWS, PaperRow, ParasiteSpec
 from ..training import ParasiteConfig
@@ -22,45 +23,49 @@ from .reading import ParasiteReading
 ROW12 = "t3-row12"
 
 
-class PaperRowDefense:
+class PaperRowDefense(DefenseBase):
     """The parasites of one paper row, inserted into the victim the paper used for it."""
 
+    options_class = ParasiteReading
+    options: ParasiteReading
+
     def __init__(self, row: PaperRow, reading: ParasiteReading | None = None) -> None:
+        self.row = row
         self.paper = row
-        self.reading = reading or ParasiteReading()
+        self.options = reading or ParasiteReading()
         self.name = row.name
         self.description = row.description + (f" [{row.note}]" if row.note else "")
         self.tags = (f"table{row.table}", "parasite", "paper")
         self.victims = (row.victim,)
 
     @property
-    def options(self) -> dict[str, Any]:
+    def reading(self) -> ParasiteReading:
+        return self.options
+
+    def key_options(self) -> dict[str, Any]:
         """The reading, hashed into the cell key (``row12`` only where it applies)."""
-        options = self.reading.as_options()
+        options = self.reading.as_dict()
         if self.name != ROW12:
             del options["row12"]
         return options
-
-    def configure(self, **options: str) -> PaperRowDefense:
-        return PaperRowDefense(self.paper, self.reading.updated(self.name, options))
 
     @property
     def specs(self) -> tuple[ParasiteSpec, ...]:
         """The row's parasites; row 12 without its dangling 4th line under ``row12=3``."""
         if self.name == ROW12 and self.reading.row12 == 3:
-            return self.paper.parasites[:3]
-        return self.paper.parasites
+            return self.row.parasites[:3]
+        return self.row.parasites
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         """What `protect` will train, so the runner can train it ahead, in parallel."""
         return parasite_configs(model, self.specs, seed, self.stream, self.reading)
 
-    def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
-        return protect_with(model, self.specs, seed, self.stream, self.reading)
+    def protect(self, model: nn.Module, *, seed: int) -> Protected:
+        return protect_with(model, self.specs, seed, self.stream, self.reading, self.context)
 
     @property
     def stream(self) -> str:
-        return f"table{self.paper.table}"
+        return f"table{self.row.table}"
 
 
 @hookimpl

@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..api import Protected, RunContext
 from ..data import MNIST, load_mnist
 from ..models.insertion import Placement, insert_parasites
-from ..models.parasite import ParasiticCNN
+from ..models.parasite import BIAS_BOUND, ParasiticCNN
 from ..paper import ParasiteSpec
-from ..training import ParasiteConfig, TrainedParasite, derive_seed, load_or_train_parasite
+from ..seeding import derive_seed
+from ..training import ParasiteConfig, TrainedParasite, load_or_train_parasite
 from .reading import ParasiteReading
 
 DEFAULT_READING = ParasiteReading()
@@ -113,8 +116,11 @@ def protect_with(
     seed: int,
     stream: str,
     reading: ParasiteReading = DEFAULT_READING,
-) -> nn.Module:
-    """Insert one trained parasite per spec (under `reading`); the result carries their fit."""
+    context: RunContext | None = None,
+) -> Protected:
+    """Insert one trained parasite per spec (under `reading`), with their fit as information
+    and a warning for every parasite whose bias breaks the paper's bound. BN statistics are
+    recalibrated on the run's training images (`context`; the default MNIST folder without)."""
     entries: list[tuple[Placement, nn.Module]] = []
     fits = []
     for slot, spec in enumerate(specs):
@@ -125,13 +131,24 @@ def protect_with(
         fits.append({"parasite": read.label, **trained.fit})
     protected = insert_parasites(victim, entries)
     if reading.bn_stats == "recalibrated":
-        recalibrate_batch_norms(protected, calibration_images())
-    protected.paraeval_info = {"parasite_fit": fits}  # type: ignore[assignment]
-    return protected
+        recalibrate_batch_norms(protected, calibration_images(context))
+    return Protected(protected, {"parasite_fit": fits}, bias_warnings(specs, fits))
 
 
-def calibration_images() -> torch.Tensor:
-    """The first CALIBRATION_IMAGES MNIST training images (data resolved as everywhere)."""
+def bias_warnings(specs: Sequence[ParasiteSpec], fits: list[dict[str, Any]]) -> tuple[str, ...]:
+    """A warning per ``bias small`` parasite whose ||beta||_2 is not below the paper's 0.05
+    (Sec. 5.3); the training projects beta inside, so this flags a broken projection."""
+    return tuple(
+        f"parasite bias bound violated: ||beta|| = {fit['bias_norm']:.4f}"
+        for spec, fit in zip(specs, fits, strict=True)
+        if spec.bias == "small" and fit.get("bias_norm", 0) >= BIAS_BOUND
+    )
+
+
+def calibration_images(context: RunContext | None = None) -> torch.Tensor:
+    """The first CALIBRATION_IMAGES training images of the run (or of the default folder)."""
+    if context is not None:
+        return context.train_images[:CALIBRATION_IMAGES]
     mnist = load_mnist()
     return MNIST.as_float(mnist.train_images[:CALIBRATION_IMAGES])
 

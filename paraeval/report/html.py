@@ -16,15 +16,21 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..choices import choices
 from ..errors import UserError
 from ..models.victims import PAPER_VICTIM_ACCURACY
+from ..notes import reproduction_notes
 from ..paper import PAPER_ATTACK, ROWS, PaperRow
+from ..results import (
+    change_matrix,
+    results_frame,
+    summarise,
+    summary_interval,
+    write_tables,
+)
 from ..store import DB_NAME, Store
 from ..verdict import readings_sentences, summary_sentences
 from .readings import readings_frames, readings_section
 from .svg import Series, chart, heatmap
-from .tables import change_matrix, results_frame, summarise, write_tables
 
 FIT_KEYS = ("mse_to_target", "mse_to_identity", "identity_mse", "bias_norm")
 CLOSE_PP = 1.0
@@ -35,6 +41,14 @@ def latest_run(store: Store) -> dict[str, Any]:
     if not runs:
         raise UserError(f"no run recorded in {store.path}")
     return runs[-1]
+
+
+def write_outputs(directory: Path, keys: list[str]) -> Path:
+    """results.csv, summary.csv, prediction_change.csv, extraction.csv and report.html of the
+    cells `keys` in DIR's store (what `paraeval run` and `reproduce` write after a run)."""
+    with Store(directory) as store:
+        write_tables(store, keys, directory)
+        return render_report(store, directory)
 
 
 def rerender(directory: Path) -> Path:
@@ -67,7 +81,7 @@ def render_report(store: Store, directory: Path) -> Path:
         "plots": _plots(summary, store, cells),
         "fits": _fits(cells),
         "extraction": _extraction_tables(cells),
-        "choices": choices(),
+        "choices": reproduction_notes(),
         "seeds": sorted({int(s) for s in results["seed"]}) if len(results) else [],
     }
     environment = Environment(
@@ -77,6 +91,7 @@ def render_report(store: Store, directory: Path) -> Path:
         lstrip_blocks=True,
     )
     environment.filters["num"] = _number
+    environment.filters["interval"] = summary_interval
     html = environment.get_template("report.html.j2").render(**context)
     path = directory / "report.html"
     tmp = path.with_suffix(".html.tmp")

@@ -1,0 +1,48 @@
+"""What produced the numbers: versions, platform, device and commit, stored with every run."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the numbers (stored with every run)."""
+    import art
+    import numpy
+
+    found = {
+        "paraeval": __version__,
+        "torch": torch.__version__,
+        "art": art.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    try:
+        import torchattacks
+
+        found["torchattacks"] = torchattacks.__version__
+    except ImportError:
+        found["torchattacks"] = "not installed"
+    found["device"] = f"cpu ({torch.get_num_threads()} threads, {platform.processor() or '?'})"
+    found["git_commit"] = _git_commit()
+    return found
+
+
+def _git_commit() -> str:
+    """The commit of the paraeval checkout, when it is one (empty otherwise)."""
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except OSError:
+        return ""
+    return completed.stdout.strip() if completed.returncode == 0 else ""

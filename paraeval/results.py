@@ -1,0 +1,284 @@
+"""The results schema and the files written from the store (docs/outputs.md is generated here).
+
+results.csv has one row per cell: the columns of :data:`RESULTS_SCHEMA` (every cell kind), then
+the metrics an extraction attack reported (any names; the runner keeps them all).
+summary.csv aggregates results.csv per (victim, defense, attack, mode) over seeds: mean,
+standard deviation and a 95 % Student t interval of accuracy and M_adv (the seed is the random
+factor: it changes the parasite's noise, initialisation and training order), the paper's values
+and the difference measured - paper, and whether the paper value lies inside the interval.
+
+``python -m paraeval.results docs/outputs.md`` rewrites the outputs page from this schema.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .metrics import t_interval
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Column:
+    """One results.csv column: its name and what it holds."""
+
+    name: str
+    meaning: str
+
+
+RESULTS_SCHEMA: tuple[Column, ...] = (
+    Column("victim", "the victim model (`paraeval list victims`)"),
+    Column("defense", "the defense, with the options given (`t1-*:init=dirac`)"),
+    Column("attack", "the attack, with the options given"),
+    Column("seed", "the cell seed (parasite noise, initialisation, training order)"),
+    Column("status", "`ok` or `failed`"),
+    Column("accuracy", "protected model's accuracy (%) on the 10,000 test images"),
+    Column("victim_accuracy", "the unprotected victim's accuracy (%) on the same images"),
+    Column("m_adv", "% of the adversarial examples (crafted on the victim) that the protected "
+           "model classifies correctly (paper Sec. 6.2)"),
+    Column("n_attacked", "images among the first `--n-images` the victim classifies correctly "
+           "(they are attacked)"),
+    Column("n_adversarial", "of those, the ones the attack made adversarial on the victim: "
+           "M_adv's denominator"),
+    Column("paper_accuracy", "the published accuracy when the defense is a paper row (FGSM "
+           "transfer cells only), else empty"),
+    Column("paper_m_adv", "the published M_adv, likewise"),
+    Column("seconds", "wall time of the cell (building the protected model + the attack)"),
+    Column("n_misclassified", "images the victim already misclassifies (not counted)"),
+    Column("n_recovered", "M_adv's numerator"),
+    Column("n_changed_label", "examples still adversarial on the protected model but with "
+           "another label (Sec. 6.3)"),
+    Column("accuracy_wilson_low", "Wilson 95 % interval of `accuracy` (10,000 images), low end"),
+    Column("accuracy_wilson_high", "its high end"),
+    Column("m_adv_wilson_low", "Wilson 95 % interval of `m_adv` (`n_adversarial` examples), "
+           "low end"),
+    Column("m_adv_wilson_high", "its high end"),
+    Column("robust_accuracy", "adaptive mode only: % of the attacked images the protected "
+           "model still classifies correctly under the attack"),
+    Column("median_epsilon", "adaptive mode only: median ε (sweeps) or L2 norm (DeepFool) that "
+           "fooled the protected model"),
+    Column("mode", "`transfer` (crafted on the victim, replayed on the protected model), "
+           "`adaptive` (the protected model attacked) or `extraction`"),
+    Column("headline", "extraction only: the metric the attack declares as its headline"),
+    Column("warnings", "sanity warnings of the cell (gradient masking, bias bound, ...)"),
+    Column("error", "traceback of a failed cell"),
+)  # fmt: skip
+RESULT_COLUMNS = [column.name for column in RESULTS_SCHEMA]
+#: Stored with a cell but not a results.csv column (the report reads them from the store).
+STORED_ONLY = ("parasite_fit", "extraction", "info")
+
+CHANGE_COLUMNS = ["victim", "defense", "attack", "seed", "original_pred", "protected_pred", "count"]
+SUMMARY_KEYS = ["victim", "defense", "attack", "mode"]
+
+
+def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """results.csv: the schema's columns, then every attack metric the rows carry."""
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS + metric_columns(rows))
+
+
+def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The columns an extraction attack added (its metrics), in order of first appearance."""
+    known = {*RESULT_COLUMNS, *STORED_ONLY}
+    return list(dict.fromkeys(key for row in rows for key in row if key not in known))
+
+
+def interval_text(mean: float, low: float, high: float, digits: int = 2) -> str:
+    """'mean ± half-width' of an interval ('mean' alone when there is none, e.g. one seed):
+    the one formatter of the CLI, the scripts and the report."""
+    if math.isnan(low) or math.isnan(high):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
+def summary_interval(record: Mapping[str, Any], metric: str, digits: int = 2) -> str:
+    """`metric`'s mean ± half-width of a summary row."""
+    mean, low, high = (float(record[f"{metric}_{k}"]) for k in ("mean", "ci_low", "ci_high"))
+    return interval_text(mean, low, high, digits)
+
+
+def paper_outside(record: Mapping[str, Any], metric: str) -> bool:
+    """Whether the paper value lies outside `metric`'s interval (False when unknown); reads
+    the summary frame's booleans and summary.csv's re-read ones alike."""
+    flag = record.get(f"{metric}_paper_in_ci")
+    return isinstance(flag, bool | np.bool_) and not bool(flag)
+
+
+def extraction_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """DIR/extraction.csv rows of one extraction cell: its attack's detail rows."""
+    cell = {k: row[k] for k in ("victim", "defense", "attack", "seed")}
+    return [{**cell, **detail} for detail in row.get("extraction") or []]
+
+
+def change_matrix(store: Store, key: str) -> np.ndarray:
+    """The 10x10 prediction-change matrix of one cell, from its counted samples."""
+    matrix = np.zeros((10, 10), dtype=np.int64)
+    for sample in store.samples(key):
+        if sample["counted"]:
+            matrix[sample["victim_pred"], sample["protected_pred"]] += 1
+    return matrix
+
+
+def change_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The long-form rows of one ok cell's prediction-change matrix."""
+    matrix = change_matrix(store, key)
+    cell = {k: row[k] for k in ("victim", "defense", "attack", "seed")}
+    return [
+        {**cell, "original_pred": a, "protected_pred": b, "count": int(matrix[a, b])}
+        for a in range(10)
+        for b in range(10)
+    ]
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (victim, defense, attack, mode) over its `ok` seeds.
+
+    Transfer rows carry M_adv (and the paper's values for the paper's attack, FGSM); adaptive
+    rows carry the protected model's robust accuracy instead. The two are never mixed.
+    """
+    records = []
+    ok = results[results["status"] == "ok"]
+    for keys, group in ok.groupby(SUMMARY_KEYS, sort=False):
+        record: dict[str, Any] = dict(zip(SUMMARY_KEYS, keys, strict=True))
+        record["n_seeds"] = len(group)
+        for metric, paper_column in (("accuracy", "paper_accuracy"), ("m_adv", "paper_m_adv")):
+            mean, std, low, high = t_interval(group[metric].astype(float).tolist())
+            paper = group[paper_column].iloc[0]
+            paper = float(paper) if paper is not None and not pd.isna(paper) else math.nan
+            record.update(
+                {
+                    f"{metric}_mean": mean,
+                    f"{metric}_std": std,
+                    f"{metric}_ci_low": low,
+                    f"{metric}_ci_high": high,
+                    paper_column: paper,
+                    f"{metric}_diff": mean - paper,
+                    f"{metric}_paper_in_ci": (low <= paper <= high)
+                    if not (math.isnan(paper) or math.isnan(low))
+                    else None,
+                }
+            )
+        for column in _extraction_columns(group):
+            record[f"{column}_mean"] = float(group[column].astype(float).mean())
+        robust = group["robust_accuracy"].astype(float).tolist()
+        mean, _std, low, high = t_interval(robust)
+        record.update(
+            robust_accuracy_mean=mean, robust_accuracy_ci_low=low, robust_accuracy_ci_high=high
+        )
+        record["victim_accuracy"] = group["victim_accuracy"].iloc[0]
+        records.append(record)
+    return pd.DataFrame(records).round(4)
+
+
+def _extraction_columns(group: pd.DataFrame) -> list[str]:
+    """The numeric attack-metric columns this group has values for (averaged over seeds)."""
+    extra = [c for c in group.columns if c not in RESULT_COLUMNS]
+    return [c for c in extra if _numeric(group[c])]
+
+
+def _numeric(column: pd.Series) -> bool:
+    present = column.dropna().infer_objects()
+    return len(present) > 0 and pd.api.types.is_numeric_dtype(present)
+
+
+def write_tables(store: Store, keys: list[str], out: Path) -> None:
+    """Write the three CSVs for the cells `keys` (in that order) from the store.
+
+    Each file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    rows, changes, extraction = [], [], []
+    for key in keys:
+        cell = store.cell(key)
+        if cell is None:
+            continue
+        rows.append(cell.row)
+        if cell.status == "ok" and cell.row.get("mode", "transfer") == "transfer":
+            changes += change_rows(store, key, cell.row)
+        if cell.status == "ok":
+            extraction += extraction_rows(cell.row)
+    results = results_frame(rows)
+    _write(results, out / "results.csv")
+    _write(pd.DataFrame(changes, columns=CHANGE_COLUMNS), out / "prediction_change.csv")
+    _write(summarise(results), out / "summary.csv")
+    _write(pd.DataFrame(extraction, columns=_extraction_csv_columns(extraction)),
+           out / "extraction.csv")  # fmt: skip
+
+
+def _extraction_csv_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """victim, defense, attack, seed, then every detail column in order of appearance."""
+    columns = ["victim", "defense", "attack", "seed"]
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    return columns
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+OTHER_FILES = """\
+`prediction_change.csv`: long form of the 10x10 matrix per transfer cell: `victim, defense,
+attack, seed, original_pred, protected_pred, count`, over the `n_adversarial` examples: the
+victim's prediction on the example against the protected model's.
+
+`extraction.csv`: one row per extraction cell and detail row the attack returned (for
+`critical-points`, one per kind of line): `victim, defense, attack, seed`, then the attack's
+own detail columns (described in the attack's module docstring).
+
+`summary.csv`: per (victim, defense, attack, mode) over the seeds: `n_seeds`; for accuracy and
+M_adv the mean, standard deviation, 95 % Student-t interval (`*_ci_low`, `*_ci_high`), the
+paper value, `*_diff` (measured mean - paper) and `*_paper_in_ci`; `robust_accuracy_*` for
+adaptive rows; `<metric>_mean` for every numeric attack metric. Two kinds of interval, on
+purpose: the t-interval over seeds (summary) measures how much the result depends on the
+parasite's draw; the Wilson interval (per cell) is the binomial uncertainty of a proportion
+measured on a fixed image set. The paper gives single numbers, so the verdict uses the
+t-interval.
+"""
+
+
+def outputs_page(metric_docs: dict[str, dict[str, str]] | None = None) -> str:
+    """docs/outputs.md, generated from :data:`RESULTS_SCHEMA` and the attacks' metric docs."""
+    lines = [
+        "# Outputs",
+        "",
+        "<!-- generated by `python -m paraeval.results docs/outputs.md`; edit the schema in",
+        "paraeval/results.py or the attack's `metric_docs`, not this file -->",
+        "",
+        "Every run directory holds `results.sqlite` (the store: runs, cells, per-image rows),",
+        "the CSVs below and `report.html`.",
+        "",
+        "`results.csv`: one row per (victim, defense, attack, seed):",
+        "",
+        "| column | meaning |",
+        "|---|---|",
+        *(f"| {c.name} | {c.meaning} |" for c in RESULTS_SCHEMA),
+    ]
+    for attack, docs in (metric_docs or {}).items():
+        lines += ["", f"Metric columns of `{attack}`:", "", "| column | meaning |", "|---|---|"]
+        lines += [f"| {name} | {meaning} |" for name, meaning in docs.items()]
+    return "\n".join([*lines, "", OTHER_FILES])
+
+
+def registered_metric_docs() -> dict[str, dict[str, str]]:
+    """Attack name -> its declared metric columns and their meanings (extraction attacks)."""
+    from . import registry
+    from .api import ExtractionAttackBase
+
+    return {
+        entry.name: dict(entry.obj.metric_docs)
+        for entry in registry.attacks().entries.values()
+        if isinstance(entry.obj, ExtractionAttackBase) and entry.obj.metric_docs
+    }
+
+
+if __name__ == "__main__":
+    Path(sys.argv[1]).write_text(outputs_page(registered_metric_docs()))
