@@ -107,6 +107,9 @@ def run_cell(
     row.update(accuracy_fields(protection.accuracy, len(ctx.test_labels)))
     row.update(measured.fields)
     row["warnings"] = "; ".join([*protection.warnings, *measured.warnings]) or None
+    other_info = {k: v for k, v in protection.info.items() if k != "parasite_fit"}
+    if other_info:  # the parasites' fit has its own field (transfer cells, the report reads it)
+        row["info"] = other_info
     row["seconds"] = round(protection.setup_seconds + time.perf_counter() - started, 3)
     return row, measured.samples
 

@@ -15,8 +15,6 @@ import gzip
 import hashlib
 import os
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -127,26 +125,8 @@ def download(directory: Path) -> None:
             raise DataError(f"could not download {stem}: " + "; ".join(errors))
 
 
-#: The directory a run resolved (see `use_data_dir`): later lookups without an explicit
-#: directory, e.g. the parasites' BatchNorm calibration, read the same files.
-_run_data_dir: Path | None = None
-
-
-@contextmanager
-def use_data_dir(directory: Path) -> Iterator[None]:
-    """Make `directory` the default MNIST folder for the block (a run's --data-dir)."""
-    global _run_data_dir
-    previous, _run_data_dir = _run_data_dir, directory
-    try:
-        yield
-    finally:
-        _run_data_dir = previous
-
-
 def resolve_data_dir(data_dir: Path | str | None = None, *, allow_download: bool = True) -> Path:
     """Return the directory holding all four files, downloading into the cache if needed."""
-    if data_dir is None and _run_data_dir is not None:
-        data_dir = _run_data_dir
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
         if not _has_all(directory):

@@ -86,7 +86,7 @@ def plugin_distribution(plugin: object) -> str:
     """'dist version' for an entry-point plugin, 'paraeval version' for built-ins."""
     if id(plugin) in _distributions:
         return _distributions[id(plugin)]
-    from . import __version__
+    from .version import __version__
 
     return f"paraeval {__version__} (built-in)" if _is_builtin(plugin) else "(registered in code)"
 

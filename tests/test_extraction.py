@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from paraeval.attacks.critical_points import CriticalPointAttack, draw_line
 from paraeval.api import Oracle
+from paraeval.attacks.critical_points import CriticalPointAttack, draw_line
 from paraeval.extraction.oracle import ScalarOracle
 from paraeval.extraction.search import normal_at, search_line
 from paraeval.extraction.truth import MATCH_TOLERANCE, FirstLayer, kink_source

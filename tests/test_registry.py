@@ -77,7 +77,7 @@ def test_attack_options_are_validated() -> None:
     assert fgsm.obj.epsilons()[:2] == [0.1, 0.2] and fgsm.obj.epsilons()[-1] == 1.0
     with pytest.raises(Exception, match="valid: backend"):
         configured_attacks("fgsm:steps=3")
-    with pytest.raises(Exception, match="one of art|torchattacks"):
+    with pytest.raises(Exception, match=r"one of art\|torchattacks"):
         configured_attacks("fgsm:backend=cleverhans")
 
 

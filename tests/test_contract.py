@@ -1,0 +1,177 @@
+"""The plugin contract of api.py at work: Protected, stateful reset, oracle, any metrics."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from paraeval import hookimpl
+from paraeval.api import (
+    DefenseBase,
+    ExtractionAttackBase,
+    ExtractionResult,
+    Oracle,
+    Protected,
+    QueryBudgetExceeded,
+)
+from paraeval.errors import UserError
+from paraeval.plugins import load_plugins, pm
+
+
+class Counting(nn.Module):
+    """Counts the images it answers in a dict shared with its defense."""
+
+    def __init__(self, model: nn.Module, counter: dict[str, int]) -> None:
+        super().__init__()
+        self.model, self.counter = model, counter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.counter["seen"] += len(x)
+        return self.model(x)
+
+
+class StatefulDefense(DefenseBase):
+    name = "test-stateful"
+    description = "counts queries, says so in its warnings, watches the oracle"
+    tags = ("contract",)
+    stateful = True
+
+    def __init__(self) -> None:
+        self.counter = {"seen": 0}
+        self.at_reset: list[int] = []
+        self.monitored: list[int] = []
+
+    def protect(self, model: nn.Module, *, seed: int) -> Protected:
+        return Protected(
+            Counting(copy.deepcopy(model), self.counter),
+            info={"queries_before_protect": self.counter["seen"]},
+            warnings=("self-check: nothing to report",),
+            monitors=(lambda rows: self.monitored.append(len(rows)),),
+        )
+
+    def reset(self) -> None:
+        self.at_reset.append(self.counter["seen"])
+        self.counter["seen"] = 0
+
+
+class LabelCounter(ExtractionAttackBase):
+    name = "test-label-counter"
+    description = "asks for 7 labels, reports metrics no built-in has"
+    granularity = "label"
+    headline = "answers_seen"
+
+    def extract(self, victim, oracle, images, *, seed):
+        answers = oracle(images[:7])
+        metrics = {"answers_seen": len(answers), "one_label_each": int(answers.ndim == 1),
+                   "queries_counted": oracle.queries}  # fmt: skip
+        return ExtractionResult(metrics, [{"labels": answers.tolist()}])
+
+
+class Plain:
+    name = "test-plain"
+    description = "written against name, description and protect alone"
+
+    def protect(self, model: nn.Module, *, seed: int) -> nn.Module:
+        return copy.deepcopy(model).eval()
+
+
+DEFENSE = StatefulDefense()
+
+
+class ContractPlugin:
+    __name__ = "contract"
+
+    @hookimpl
+    def register_defenses(self, register):
+        register(DEFENSE)
+        register(Plain())
+
+    @hookimpl
+    def register_attacks(self, register):
+        register(LabelCounter())
+
+
+@pytest.fixture
+def contract_plugin():
+    load_plugins()
+    plugin = ContractPlugin()
+    pm.register(plugin, name="contract")
+    try:
+        yield DEFENSE
+    finally:
+        pm.unregister(plugin)
+
+
+def test_protected_stateful_reset_oracle_and_any_metrics(victims, tmp_path, contract_plugin):
+    from paraeval.report.html import write_outputs
+    from paraeval.runner import RunConfig, run
+
+    config = RunConfig(victims=["vm"], defenses="test-stateful,test-plain", out=tmp_path,
+                       attacks="fgsm,test-label-counter", n_images=20)  # fmt: skip
+    result = run(config)
+    write_outputs(tmp_path, result.keys)
+    assert result.failed == 0
+    # reset before each of its two cells; the accuracy pass (10,000 images) came before the
+    # first reset, the 20 replayed FGSM examples before the second
+    assert len(DEFENSE.at_reset) == 2
+    assert DEFENSE.at_reset[0] >= 10_000 and DEFENSE.at_reset[1] == 20
+    assert DEFENSE.monitored == [7]  # the oracle's monitors saw the extraction's queries
+    rows = pd.read_csv(tmp_path / "results.csv").set_index(["defense", "attack"])
+    stateful = rows.loc[("test-stateful", "fgsm")]
+    assert "self-check: nothing to report" in stateful["warnings"]
+    from paraeval.store import Store
+
+    with Store(tmp_path) as store:
+        stored = [store.cell(key).row for key in result.keys]
+    assert [r.get("info") for r in stored if r["defense"] == "test-stateful"] == [
+        {"queries_before_protect": 0}
+    ] * 2
+    extraction = rows.loc[("test-plain", "test-label-counter")]
+    assert extraction["answers_seen"] == 7 and extraction["one_label_each"] == 1
+    assert extraction["queries_counted"] == 7 and extraction["headline"] == "answers_seen"
+    summary = result.summary.set_index(["defense", "attack"])
+    assert summary.loc[("test-plain", "test-label-counter"), "answers_seen_mean"] == 7
+
+
+def test_a_plain_plugin_takes_no_options(contract_plugin, tmp_path) -> None:
+    from paraeval.registry import configured_defenses
+
+    (entry,) = configured_defenses("test-plain")
+    assert entry.obj.tags == () and entry.obj.paper is None and not entry.obj.stateful
+    with pytest.raises(UserError, match="takes no options"):
+        configured_defenses("test-plain:strength=2")
+
+
+def test_the_oracle_counts_bounds_and_answers_at_its_granularity() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    rows = torch.rand(6, 784)
+    logits = Oracle(model)(rows)
+    assert logits.dtype == torch.float64 and logits.shape == (6, 10)
+    probabilities = Oracle(model, granularity="probabilities")(rows)
+    assert torch.allclose(probabilities.sum(1), torch.ones(6, dtype=torch.float64))
+    assert torch.equal(Oracle(model, granularity="label")(rows), logits.argmax(1))
+    bounded = Oracle(model, budget=10)
+    bounded(rows)
+    with pytest.raises(QueryBudgetExceeded):
+        bounded(rows)
+    assert bounded.queries == 6 and bounded.fork().queries == 0
+    with pytest.raises(UserError, match="granularity"):
+        Oracle(model, granularity="scores")  # type: ignore[arg-type]
+
+
+def test_typed_options_parse_validate_and_list() -> None:
+    from paraeval.attacks.pgd import PGDSweep
+
+    pgd = PGDSweep().configure(steps="10", random_init="yes")
+    assert pgd.options.steps == 10 and pgd.options.random_init is True
+    assert pgd.key_options()["steps"] == 10 and PGDSweep().options.steps == 40
+    with pytest.raises(UserError, match="max_eps must be >= eps_step"):
+        PGDSweep().configure(eps_step="0.5", max_eps="0.1")
+    rows = {row["option"]: row for row in PGDSweep.options_class.rows()}
+    assert (
+        rows["backend"]["values"] == "one of art|torchattacks" and rows["steps"]["default"] == "40"
+    )
