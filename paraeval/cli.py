@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 when at least one cell failed (its traceback is in resu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from enum import StrEnum
@@ -75,6 +76,10 @@ def run_command(
         int | None,
         typer.Option(min=1, help="Processes training parasites (default: one per core)."),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Check names and options, count the cells; run nothing."),
+    ] = False,
 ) -> None:
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
     config = RunConfig(
@@ -90,13 +95,28 @@ def run_command(
         retry_failed=retry_failed,
         jobs=jobs,
         command=_command(),
+        dry_run=dry_run,
     )
+    if dry_run:
+        _print_plan([run(config, err_console)])
+        return
     _check_writable(out)
     result = run(config, err_console)
     write_outputs(out, result.keys)
     _print_summary(result, out)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _print_plan(results: list[RunResult]) -> None:
+    """What a run would do (`--dry-run`): its cells, and notes about what it would skip."""
+    notes = list(dict.fromkeys(note for result in results for note in result.notes))
+    for note in notes[:10]:
+        err_console.print(f"[yellow]note:[/] {note}")
+    if len(notes) > 10:
+        err_console.print(f"[yellow]note:[/] ... and {len(notes) - 10} more notes")
+    planned = sum(r.planned for r in results)
+    console.print(f"{planned} cell(s) planned (dry run: nothing was loaded, run or stored)")
 
 
 def _command() -> str:
@@ -164,11 +184,18 @@ def reproduce_command(
     parts: Annotated[
         str | None, typer.Option(help="Run only these parts, e.g. '1' or '1,4' (default: all).")
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every part, count the cells; run nothing.")
+    ] = False,
 ) -> None:
     """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
     copied into REPORTS (no weights)."""
-    from .reproduce import parse_parts, reproduce
+    from .reproduce import REPRODUCTION, parse_parts, reproduce
 
+    if dry_run:
+        chosen = [REPRODUCTION[n - 1] for n in parse_parts(parts)]
+        _print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in chosen])
+        return
     _check_writable(work)
     result = reproduce(
         work, reports, parse_parts(parts), data_dir=data_dir, command=_command(),
@@ -206,11 +233,14 @@ def readings_command(
     n_images: Annotated[int, typer.Option(help="First N test images attacked.")] = 200,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
     jobs: Annotated[int | None, typer.Option(min=1, help="Parasite training processes.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the options, count the screen's cells.")
+    ] = False,
 ) -> None:
     """Measure how every reading of the paper's open choices moves its rows (readings.csv)."""
     import shutil
 
-    from .readings import StudyConfig, parse_reading, study
+    from .readings import StudyConfig, parse_reading, screen_configs, study
 
     _check_writable(work)
     base_reading = parse_reading(base)
@@ -230,6 +260,10 @@ def readings_command(
     )
     if base_reading.attack:
         raise UserError("--base takes defense options only; put eps_unit in a reading")
+    if dry_run:
+        configs = screen_configs(config)
+        _print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in configs])
+        return
     scores = study(config, lambda c: run(c, err_console))
     for score in scores:
         line = score.line()

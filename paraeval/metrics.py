@@ -1,7 +1,7 @@
 """Accuracy, M_adv, prediction-change matrices and confidence intervals.
 
 M_adv (paper Sec. 6.2): "the percentage of adversarial examples for the original model which
-are no longer adversarial for the protected model". Counting rules (README, "Which images
+are no longer adversarial for the protected model". Counting rules (docs/usage.md, "Which images
 count"):
 
 * the images are the first `n_images` (200) MNIST test images;

@@ -21,6 +21,7 @@ from .extraction.truth import MATCH_TOLERANCE
 from .models.lenet import LENET_CONV1_PADDING
 from .models.mlp import MLP_HIDDEN
 from .models.parasite import BIAS_RADIUS, PADDING
+from .results import markdown_cell
 from .training import ParasiteConfig, VictimConfig
 
 
@@ -57,7 +58,7 @@ def reading_notes() -> list[Note]:
                 f"{row['help']} (option {row['option']})",
                 f"{row['default']} (values {row['values']})",
                 f"{row['rule']}; paper: {row['paper'] or '(silent)'}",
-                type(plugin).__module__.replace(".", "/") + ".py",
+                options.__module__.replace(".", "/") + ".py",
             )
             for row in options.rows()
             if row["rule"]
@@ -87,7 +88,9 @@ def notes_page() -> str:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {n.question} | {n.reading} | {n.why} | `{n.where}` |".replace("\n", " ")
+        "| "
+        + " | ".join(markdown_cell(text) for text in (n.question, n.reading, n.why))
+        + f" | `{n.where}` |"
         for n in reproduction_notes()
     ]
     return "\n".join(lines) + "\n"

@@ -288,16 +288,28 @@ def combinations(scores: Iterable[Score]) -> list[Reading]:
 def _measure(
     config: StudyConfig, reading: Reading, stage: str, seeds: list[int], runner: Runner
 ) -> Score:
+    result = runner(run_config(config, reading, seeds))
+    return score(reading, stage, seeds, result.rows)
+
+
+def run_config(config: StudyConfig, reading: Reading, seeds: list[int]) -> RunConfig:
+    """The grid that measures `reading` on the study's rows."""
     defenses, attacks = reading.selections(config.base, config.rows)
     victims = sorted({ROWS_BY_NAME[n].victim for n in _row_names(config.rows)})
-    result = runner(
-        RunConfig(
-            victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,
-            data_dir=config.data_dir, n_images=config.n_images, jobs=config.jobs,
-            command=config.command or f"paraeval readings ({reading.name})",
-        )
+    return RunConfig(
+        victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,
+        data_dir=config.data_dir, n_images=config.n_images, jobs=config.jobs,
+        command=config.command or f"paraeval readings ({reading.name})",
     )  # fmt: skip
-    return score(reading, stage, seeds, result.rows)
+
+
+def screen_configs(config: StudyConfig) -> list[RunConfig]:
+    """The screen's grids (what ``--dry-run`` checks; later stages depend on its results)."""
+    ParasiteReading.parse("--base", config.base)
+    screen = config.readings if config.readings is not None else [
+        Reading(), *one_factor_readings(config.base)
+    ]  # fmt: skip
+    return [run_config(config, reading, config.screen_seeds) for reading in screen]
 
 
 def _row_names(rows: str) -> list[str]:

@@ -15,6 +15,7 @@ from .errors import UserError
 from .report.html import write_outputs
 from .runner import RunConfig, RunResult, run
 from .store import Store
+from .verdict import update_reports_readme
 
 #: What `paraeval reproduce` runs, in parts (one report over all of them):
 #: 1. the paper's experiment: Tables 1-3 with FGSM (transfer), 5 seeds, the default reading;
@@ -81,6 +82,8 @@ def reproduce(
     for name in REPORT_FILES:
         shutil.copy2(work / name, reports / name)
     write_reports_readme(work, reports, parts)
+    if (reports / "summary.csv").exists():
+        update_reports_readme(reports)
     return result
 
 

@@ -260,12 +260,17 @@ def outputs_page(metric_docs: dict[str, dict[str, str]] | None = None) -> str:
         "",
         "| column | meaning |",
         "|---|---|",
-        *(f"| {c.name} | {c.meaning} |" for c in RESULTS_SCHEMA),
+        *(f"| {c.name} | {markdown_cell(c.meaning)} |" for c in RESULTS_SCHEMA),
     ]
     for attack, docs in (metric_docs or {}).items():
         lines += ["", f"Metric columns of `{attack}`:", "", "| column | meaning |", "|---|---|"]
-        lines += [f"| {name} | {meaning} |" for name, meaning in docs.items()]
+        lines += [f"| {name} | {markdown_cell(meaning)} |" for name, meaning in docs.items()]
     return "\n".join([*lines, "", OTHER_FILES])
+
+
+def markdown_cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("\n", " ").replace("|", "\\|")
 
 
 def registered_metric_docs() -> dict[str, dict[str, str]]:

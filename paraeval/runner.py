@@ -84,6 +84,8 @@ class RunConfig:
     #: Cells of earlier parts of the same study (`paraeval reproduce`): listed in this run's
     #: record, CSVs and report beside this run's own cells (they are not recomputed).
     earlier_cells: list[str] = field(default_factory=list)
+    #: Validate and plan only: nothing is loaded, trained, run or stored (`--dry-run`).
+    dry_run: bool = False
 
 
 @dataclass
@@ -93,6 +95,8 @@ class RunResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reused: int = 0
+    #: Cells the grid holds (this run's own, earlier parts aside).
+    planned: int = 0
     #: Content keys of every cell this run lists (earlier parts included).
     keys: list[str] = field(default_factory=list)
 
@@ -145,18 +149,27 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
             for attack in attacks
             if not attack.obj.applies_to(victim)
         ]
+        skipped = [d for d in defenses if not d.obj.applies_to(victim)]
+        notes += _skip_notes(skipped, victim)
         for defense in defenses:
-            if not defense.obj.applies_to(victim):
-                notes.append(
-                    f"skipped {defense.name} on {victim}: "
-                    f"it is defined for {', '.join(defense.obj.victims)}"
-                )
+            if defense in skipped:
                 continue
             for seed in config.seeds:
                 for attack in applicable:
                     key = cell_key(victim_config, defense, attack, seed, config.n_images)
                     cells.append(Cell(victim, defense, attack, seed, key))
     return cells, notes
+
+
+def _skip_notes(skipped: Defenses, victim: str) -> list[str]:
+    """One note per skipped defense, or one for all of them when there are many."""
+    if len(skipped) <= 3:
+        return [
+            f"skipped {d.name} on {victim}: it is defined for {', '.join(d.obj.victims)}"
+            for d in skipped
+        ]
+    names = ", ".join(d.name for d in skipped[:3])
+    return [f"skipped {names} and {len(skipped) - 3} more on {victim}: defined for other victims"]
 
 
 def cell_key(
@@ -191,11 +204,13 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     """Run (or resume) the grid into DIR/results.sqlite; return its rows, keys and summary."""
     console = console or Console(stderr=True)
     defenses, attacks = validate(config)
+    cells, notes = plan(config, defenses, attacks)
+    result = RunResult(notes=notes, planned=len(cells), keys=[cell.key for cell in cells])
+    result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
+    if config.dry_run:
+        return result
     mnist = load_mnist(config.data_dir, allow_download=config.allow_download)
     context = RunContext(MNIST.as_float(mnist.train_images), mnist.source)
-    cells, notes = plan(config, defenses, attacks)
-    result = RunResult(notes=notes)
-    result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
     with Store(config.out) as store:
         started = time.perf_counter()
         keys = list(dict.fromkeys([*config.earlier_cells, *(cell.key for cell in cells)]))

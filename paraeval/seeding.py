@@ -52,7 +52,7 @@ def single_threaded() -> Iterator[None]:
     (measured: 2 threads vs 1 differ by 0.04 after 2 epochs), so parasites are always trained
     on one thread: the same seed gives the same parasite on any machine, and several parasites
     train in parallel processes (`pretrain_parasites`), which is faster on small convolutions
-    than splitting one across cores (README "Parasite fit").
+    than splitting one across cores (docs/parasite-fit.md).
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -195,17 +195,79 @@ def sentences(directory: Path) -> list[str]:
     return found
 
 
-def readme_block(directory: Path) -> str:
-    """The README's verdict block, markers included."""
+#: Sentences of the short verdict (README): the default's count, the readings' ceiling, the
+#: no-BN rows under the two initialisations (each picked by how it starts).
+SHORT = ("Default reading,", "No reading measured", "Rows without BN parasites, mean M_adv")
+
+
+def short_sentences(directory: Path) -> list[str]:
+    """The three sentences the project README shows (the rest: reports/README.md)."""
+    found = sentences(directory)
+    return [next(s for s in found if s.startswith(start)) for start in SHORT if any(
+        s.startswith(start) for s in found)]  # fmt: skip
+
+
+def readme_block(directory: Path, short: bool = True) -> str:
+    """A verdict block, markers included: the short one (project README) or every sentence
+    and the measured Tables 1-3 (reports/README.md)."""
+    if short:
+        lines = [f"- {s}" for s in short_sentences(directory)]
+        lines.append(f"- Every finding, Tables 1-3 and the readings: [{directory.name}/README.md]"
+                     f"({directory.name}/README.md), `{directory.name}/report.html`.")  # fmt: skip
+        return "\n".join([BEGIN, *lines, END])
     lines = [f"- {sentence}" for sentence in sentences(directory)]
-    return "\n".join([BEGIN, *lines, END])
+    table = results_table(pd.read_csv(directory / "summary.csv"))
+    return "\n".join([BEGIN, *lines, "", *table, END])
+
+
+def results_table(summary: pd.DataFrame) -> list[str]:
+    """Markdown rows: each paper row (FGSM transfer), paper vs measured mean ± half-width;
+    ✗ where the paper value lies outside the 95 % interval."""
+    from .results import paper_outside, summary_interval
+
+    rows = summary[(summary["attack"] == PAPER_ATTACK) & (summary["mode"] == "transfer")]
+    rows = rows[rows["paper_accuracy"].notna()]
+    lines = [
+        "| row | victim | paper acc | accuracy | paper M_adv | M_adv |",
+        "|---|---|---|---|---|---|",
+    ]
+    for record in rows.to_dict("records"):
+        cells = [
+            f"{m}{' ✗' if paper_outside(record, metric) else ''}"
+            for metric, m in (("accuracy", summary_interval(record, "accuracy")),
+                              ("m_adv", summary_interval(record, "m_adv")))
+        ]  # fmt: skip
+        lines.append(
+            f"| {record['defense']} | {record['victim']} | {record['paper_accuracy']:.2f} | "
+            f"{cells[0]} | {record['paper_m_adv']:.2f} | {cells[1]} |"
+        )
+    return lines
+
+
+def update_block(path: Path, block: str) -> None:
+    """Replace the block between the markers of `path` with `block`."""
+    text = path.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    path.write_text(text[:start] + block + text[end:])
 
 
 def update_readme(readme: Path, directory: Path) -> None:
-    """Replace the block between the markers of `readme` with the generated one."""
-    text = readme.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + readme_block(directory) + text[end:])
+    """The project README's short verdict, and the full one in DIRECTORY/README.md (appended
+    there with its markers when missing)."""
+    update_block(readme, readme_block(directory))
+    update_reports_readme(directory)
+
+
+def update_reports_readme(directory: Path) -> None:
+    """The full verdict and Tables 1-3 in DIRECTORY/README.md (what `reproduce` writes)."""
+    reports_readme = directory / "README.md"
+    if reports_readme.exists() and BEGIN not in reports_readme.read_text():
+        reports_readme.write_text(
+            reports_readme.read_text() + "\n## Verdict and Tables 1-3 (generated)\n\n"
+            f"{BEGIN}\n{END}\n"
+        )
+    if reports_readme.exists():
+        update_block(reports_readme, readme_block(directory, short=False))
 
 
 def readme_block_of(readme: Path) -> str:
@@ -215,4 +277,4 @@ def readme_block_of(readme: Path) -> str:
 
 if __name__ == "__main__":  # python -m paraeval.verdict README.md reports/
     update_readme(Path(sys.argv[1]), Path(sys.argv[2]))
-    print(f"updated {sys.argv[1]} from {sys.argv[2]}")
+    print(f"updated {sys.argv[1]} and {sys.argv[2]}README.md from {sys.argv[2]}")

@@ -1,4 +1,4 @@
-"""Print the README's extraction tables (markdown) from an extraction.csv.
+"""Print extraction tables (markdown) from an extraction.csv.
 
     python scripts/extraction_table.py reports/extraction.csv
 

@@ -3,7 +3,7 @@
     python scripts/parasite_fit_study.py [--seeds 0 1] [--side 16] [--sigma 0.2]
 
 Prints one line per (recipe, parasite kind, seed). The default recipe of ParasiteConfig was
-chosen from this study (README, "Parasite fit"). Nothing is cached: every parasite is trained.
+chosen from this study (docs/parasite-fit.md). Nothing is cached: every parasite is trained.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Print the README's measured-vs-paper table (markdown) from one or more summary.csv files.
+"""Print the measured-vs-paper table (markdown) from one or more summary.csv files.
 
     python scripts/results_table.py reports/summary.csv [runs/training-stats/summary.csv ...]
 

@@ -242,3 +242,6 @@ def test_readme_verdict_is_generated_from_the_committed_reports() -> None:
     from .conftest import ROOT
 
     assert readme_block_of(ROOT / "README.md") == readme_block(ROOT / "reports")
+    full = readme_block(ROOT / "reports", short=False)
+    assert readme_block_of(ROOT / "reports" / "README.md") == full
+    assert full.count("| t") == 36  # every paper row in the generated Tables 1-3

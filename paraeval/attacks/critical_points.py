@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -172,6 +172,18 @@ class CriticalPointAttack(ExtractionAttackBase):
     options_class = CriticalPointOptions
     options: CriticalPointOptions
     headline = "cp_precision"
+    metric_docs: ClassVar[dict[str, str]] = {
+        "cp_points_per_line": "critical points found per line searched (mean over the kinds "
+        "of line, counts pooled)",
+        "cp_precision": "share of the critical points on a victim first-layer hyperplane",
+        "cp_recall": "share of the victim's first-layer crossings on the searched parts of the "
+        "lines that were found",
+        "cp_parasite_fraction": "share of the critical points from a parasite's own ReLUs",
+        "cp_normals_cos99": "share of recovered normals with |cos| > 0.99 to a victim "
+        "first-layer unit",
+        "cp_first_layer_normals_cos99": "the same over the normals at first-layer points",
+        "cp_queries": "oracle queries used",
+    }
 
     def kinds(self) -> tuple[str, ...]:
         lines = self.options.lines

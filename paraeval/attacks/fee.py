@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -75,6 +75,13 @@ class FunctionallyEquivalentExtraction(ExtractionAttackBase):
     options_class = FEEOptions
     options: FEEOptions
     headline = "fee_fidelity"
+    metric_docs: ClassVar[dict[str, str]] = {
+        "fee_extracted": "1 if the extraction returned a model, 0 if it failed",
+        "fee_fidelity": "arg-max agreement of the extracted model with the victim on the "
+        "10,000 test images",
+        "fee_queries": "oracle queries used",
+        "fee_failure": "the error when the extraction failed (a result, not a crashed cell)",
+    }
 
     def extract(
         self, victim: nn.Module, oracle: Oracle, images: torch.Tensor, *, seed: int

@@ -8,7 +8,7 @@ the selection syntax (``--defenses 'table2:init=dirac,pool=after'``, tags take o
 validated once (an unknown option or value is a one-line error listing the valid ones) and
 hashed into every cell key through the defense's ``options``.
 
-The rule for the defaults (README "Reproduction", docs/readings.md): the text's reading where
+The rule for the defaults (docs/readings.md): the text's reading where
 the paper speaks; where it is silent, what an author using a standard framework (PyTorch here)
 gets by default, unless that fails to train (loss not decreasing, NaN, an all-zero output; see
 ``training.training_failure``); never a per-row choice, never tuned toward the paper's numbers.

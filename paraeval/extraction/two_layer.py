@@ -2,7 +2,7 @@
 
 ART's FunctionallyEquivalentExtraction needs exactly h critical points on one line and its
 line search (fixed steps of 0.05, slopes estimated over a tenth of the step) merges kinks
-closer than about 1e-3: on the `mlp` victim it finds 63 of 64 (README "Extraction attacks"
+closer than about 1e-3: on the `mlp` victim it finds 63 of 64 (docs/attacks.md, "Extraction attacks"
 has the measured case). This module does the same extraction (Jagielski et al. 2020, Sec. 5;
 Carlini et al. 2020, Sec. 4) with `paraeval.extraction.search`, which locates kinks to ~1e-12:
 
