@@ -24,9 +24,8 @@ from torch import nn
 from .allocator import keep_freed_memory
 from .cache import cache_dir, config_key, load_weights, save_weights
 from .data import MNIST, random_square_inputs
-from .defenses.reading import ParasiteInit, ParasiteReading
 from .metrics import accuracy
-from .models.parasite import PADDING, BiasMode, BiasScope, ParasiticCNN
+from .models.parasite import PADDING, BiasMode, BiasScope, ParasiteInit, ParasiticCNN
 from .models.victims import VICTIM_ARCHITECTURES
 from .seeding import derive_seed, seeded, single_threaded
 
@@ -146,9 +145,9 @@ class ParasiteConfig:
     the side of a channel map for whole-layer insertion (Table 2: "the same number of layers
     and parameters. The only difference is the model's input and output sizes").
     The training recipe (initialisation, Adam, lr, epochs, batch size) is not in the paper;
-    its defaults are the default :class:`~paraeval.defenses.reading.ParasiteReading`
-    (framework defaults where the paper is silent), and ``paraeval readings`` measures the
-    alternatives.
+    its defaults (framework defaults where the paper is silent) are the defaults of the
+    reading options (:class:`~paraeval.defenses.reading.ParasiteReading` declares them from
+    these fields), and ``paraeval readings`` measures the alternatives.
     """
 
     batch_norm: bool
@@ -159,10 +158,10 @@ class ParasiteConfig:
     bias_scope: BiasScope = "conv"
     n_train: int = 10_000
     n_heldout: int = 2_000
-    init: ParasiteInit = ParasiteReading().init
-    epochs: int | None = ParasiteReading().epochs
+    init: ParasiteInit = "torch"
+    epochs: int | None = None
     batch_size: int = 100
-    lr: float = ParasiteReading().lr
+    lr: float = 1e-3
 
     @property
     def epoch_count(self) -> int:

@@ -30,17 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import AdversarialBatch
 from ..hookspecs import hookimpl
 from ..options import option
 from .backends import (
     Craft,
     art_classifier,
     epsilon_grid,
-    minimal_epsilon_sweep,
     torchattacks_module,
 )
-from .options import BackendAttack, SweepOptions
+from .options import SweepAttack, SweepOptions
 
 #: The standard deviation of MNIST's training pixels, the usual input normalisation.
 MNIST_STD = 0.3081
@@ -57,7 +55,7 @@ class FGSMOptions(SweepOptions):
     )  # fmt: skip
 
 
-class FGSMSweep(BackendAttack):
+class FGSMSweep(SweepAttack):
     """The paper's minimal-epsilon FGSM sweep; see the module docstring."""
 
     name = "fgsm"
@@ -73,14 +71,6 @@ class FGSMSweep(BackendAttack):
         """The sweep on the pixel scale (see ``eps_unit`` in the module docstring)."""
         scale = MNIST_STD if self.options.eps_unit == "normalized" else 1.0
         return epsilon_grid(self.options.eps_step * scale, self.options.max_eps)
-
-    def generate(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
-    ) -> AdversarialBatch:
-        model = model.eval()
-        return minimal_epsilon_sweep(
-            model, images, labels, self.epsilons(), self.implementation(model)
-        )
 
     def _art(self, model: nn.Module) -> Craft:
         from art.attacks.evasion import FastGradientMethod

@@ -2,8 +2,8 @@
 
 FGSM and PGD are ε sweeps (paper Sec. 6.2): :class:`SweepOptions` carries ``backend``,
 ``eps_step`` and ``max_eps`` once, with the check between them. Every built-in evasion attack
-is a :class:`BackendAttack`: ``options.backend`` picks ``_art`` or ``_torchattacks`` in
-:meth:`BackendAttack.implementation`, the one dispatch.
+is a :class:`BackendAttack` (the sweeps a :class:`SweepAttack`): ``options.backend`` picks
+``_art`` or ``_torchattacks`` in :meth:`BackendAttack.implementation`, the one dispatch.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
-from ..api import AttackBase
+from ..api import AdversarialBatch, AttackBase
 from ..options import Options, option
+from .backends import epsilon_grid, minimal_epsilon_sweep
 
 BACKENDS = ("art", "torchattacks")
 
@@ -65,3 +67,21 @@ class BackendAttack(AttackBase):
 
     def _torchattacks(self, model: nn.Module) -> Callable[..., Any]:
         raise NotImplementedError
+
+
+class SweepAttack(BackendAttack):
+    """An ε sweep (FGSM, PGD; paper Sec. 6.2): per image, the example at the first ε of
+    :meth:`epsilons` that fools the model, crafted by the chosen backend."""
+
+    options: SweepOptions
+
+    def epsilons(self) -> list[float]:
+        """eps_step, 2 eps_step, ... up to max_eps (pixel scale)."""
+        return epsilon_grid(self.options.eps_step, self.options.max_eps)
+
+    def generate(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
+    ) -> AdversarialBatch:
+        model = model.eval()
+        craft = self.implementation(model)
+        return minimal_epsilon_sweep(model, images, labels, self.epsilons(), craft)

@@ -23,18 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import AdversarialBatch, AttackBase
+from ..api import AttackBase
 from ..hookspecs import hookimpl
 from ..options import option, parse_bool
 from .backends import (
     Craft,
     art_classifier,
-    epsilon_grid,
-    minimal_epsilon_sweep,
     torchattacks_module,
 )
 from .fgsm import FGSMSweep
-from .options import BackendAttack, SweepOptions, count_option
+from .options import SweepAttack, SweepOptions, count_option
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class PGDOptions(SweepOptions):
                                requirement="true or false")  # fmt: skip
 
 
-class PGDSweep(BackendAttack):
+class PGDSweep(SweepAttack):
     name = "pgd"
     description = (
         "PGD L-inf (Madry et al. 2018), 40 steps of 2.5 eps/40, with the paper's eps sweep "
@@ -57,13 +55,6 @@ class PGDSweep(BackendAttack):
     tags = ("evasion", "iterative")
     options_class = PGDOptions
     options: PGDOptions
-
-    def generate(
-        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
-    ) -> AdversarialBatch:
-        model = model.eval()
-        epsilons = epsilon_grid(self.options.eps_step, self.options.max_eps)
-        return minimal_epsilon_sweep(model, images, labels, epsilons, self.implementation(model))
 
     def reference(self) -> AttackBase:
         """FGSM on the same ε range: an iterative attack fooling fewer images is misconfigured."""

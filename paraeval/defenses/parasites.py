@@ -165,7 +165,7 @@ def recalibrate_batch_norms(protected: nn.Module, images: torch.Tensor) -> None:
     on the victim's activations for MNIST *training* images, and the BNs then run in eval
     mode like any deployed BN; the weights and the learned BN scale/shift are unchanged. The
     victim's own BN layers are not touched. `bn_stats="training"` keeps the statistics of
-    the parasite's training inputs instead (measured side by side by the readings study, docs/readings.md).
+    the parasite's training inputs instead (measured by the readings study, docs/readings.md).
     """
     norms = [
         bn for module in protected.modules() if isinstance(module, ParasiticCNN)

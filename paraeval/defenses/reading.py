@@ -21,10 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..models.parasite import BiasScope, ParasiteInit
 from ..options import Options, OptionSpec, option, shown_value
+from ..training import ParasiteConfig
 
-ParasiteInit = Literal["torch", "dirac", "kaiming", "glorot"]
-BiasScope = Literal["conv", "all"]
+#: The training recipe's defaults, declared once (by the training config).
+_RECIPE = ParasiteConfig(batch_norm=False, bias="none")
+
 BNStats = Literal["recalibrated", "training"]
 PoolSide = Literal["before", "after"]
 NeuronOrder = Literal["chw", "hwc"]
@@ -46,7 +49,7 @@ class ParasiteReading(Options):
     """One reading of every open choice of the parasite defenses (see the module docstring)."""
 
     init: ParasiteInit = option(
-        "torch",
+        _RECIPE.init,
         values=("torch", "dirac", "kaiming", "glorot"),
         help="initialisation of the parasite's convolutions",
         paper="",
@@ -55,7 +58,7 @@ class ParasiteReading(Options):
         "Keras' default (Glorot uniform, zero bias)",
     )
     epochs: int | None = option(
-        None,
+        _RECIPE.epochs,
         values=None,
         parse=_epochs,
         check=lambda v: v is None or 1 <= v <= 200,
@@ -66,7 +69,7 @@ class ParasiteReading(Options):
         "budget at other sizes (4 at 28x28)",
     )
     lr: float = option(
-        1e-3,
+        _RECIPE.lr,
         values=None,
         parse=float,
         check=lambda v: 0 < v <= 1,

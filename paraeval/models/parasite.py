@@ -30,6 +30,8 @@ from torch import nn
 
 BiasMode = Literal["none", "small"]
 BiasScope = Literal["all", "conv"]
+#: How a parasite's convolutions start (a reading: paraeval.defenses.reading).
+ParasiteInit = Literal["torch", "dirac", "kaiming", "glorot"]
 
 CHANNELS = (2, 2, 2, 1)
 KERNEL = 5
