@@ -1,7 +1,10 @@
-"""The hooks a paraeval plugin can implement.
+"""The hooks a paraeval plugin can implement (the contract they register is ``paraeval.api``).
 
-A plugin is any module or object with functions decorated by :data:`hookimpl`. Built-in
-defenses and attacks are registered through these same hooks (see ``plugins.DEFAULT_PLUGINS``).
+A plugin is any module or object with functions decorated by :data:`hookimpl`, found through
+the ``paraeval`` entry-point group (or registered in code with ``pm.register``). Built-in
+defenses and attacks are registered through these same hooks (``plugins.DEFAULT_PLUGINS``).
+Each hook receives a ``register`` callback and calls it once per object it provides; what an
+object must and may have is declared, with defaults, by the base classes of ``paraeval.api``.
 """
 
 from __future__ import annotations
@@ -12,38 +15,45 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .api import Attack, Defense
+    from .api import Attack, Defense, DefenseBase, ExtractionAttackBase
 
 hookspec = pluggy.HookspecMarker("paraeval")
 hookimpl = pluggy.HookimplMarker("paraeval")
 
 
 @hookspec
-def register_defenses(register: Callable[[Defense], None]) -> None:
+def register_defenses(register: Callable[[Defense | DefenseBase], None]) -> None:
     """Register defenses by calling ``register(defense)`` once per defense.
 
-    A defense has ``name: str``, ``description: str`` and
-    ``protect(model: torch.nn.Module, *, seed: int) -> torch.nn.Module``, which returns a module
-    mapping [N, 1, 28, 28] inputs in [0, 1] to logits [N, 10] without modifying ``model``.
-    Optional attributes: ``tags: tuple[str, ...]`` (selectable with ``--defenses TAG``),
-    ``victims: tuple[str, ...]`` (the victims it applies to; default all), ``paper``
-    (a :class:`paraeval.paper.PaperRow` with the published values) and
-    ``parasite_configs(model, *, seed) -> list[ParasiteConfig]`` (what ``protect`` will train,
-    so the runner can train it ahead in parallel processes).
+    Required: ``name: str`` (unique), ``description: str`` and
+    ``protect(model: torch.nn.Module, *, seed: int) -> torch.nn.Module | paraeval.Protected``,
+    which returns a module mapping [N, 1, 28, 28] inputs in [0, 1] to logits [N, 10] without
+    modifying ``model`` (the runner checks, and fails the cell otherwise).
+
+    Optional, with the defaults of :class:`paraeval.api.DefenseBase`: ``tags`` (``()``),
+    ``victims`` (``()`` = all), ``options`` / ``options_class`` (typed options, hashed into the
+    cell key), ``configure(**given)``, ``paper`` (a :class:`paraeval.paper.PaperRow` or None),
+    ``stateful`` (False) with ``reset()``, ``bind(context)`` (receives the run's
+    :class:`paraeval.api.RunContext`) and ``parasite_configs(model, *, seed)`` (what ``protect``
+    will train, so the runner trains it ahead in parallel). A plain object with the three
+    required members is wrapped by :func:`paraeval.api.as_defense` and keeps working.
     """
 
 
 @hookspec
-def register_attacks(register: Callable[[Attack], None]) -> None:
+def register_attacks(register: Callable[[Attack | ExtractionAttackBase], None]) -> None:
     """Register attacks by calling ``register(attack)`` once per attack.
 
-    An evasion attack has ``name: str``, ``description: str`` and
-    ``generate(model, images, labels, *, seed) -> AdversarialBatch``, which crafts adversarial
-    examples on ``model`` (the unprotected victim in the paper's transfer setting). Optional:
-    ``tags: tuple[str, ...]``, ``options: dict`` (its current hyper-parameters, shown in
-    ``paraeval list`` and hashed into each result's key) and ``victims: tuple[str, ...]``.
+    An evasion attack has ``name``, ``description`` and
+    ``generate(model, images, labels, *, seed) -> paraeval.AdversarialBatch``: examples crafted
+    on ``model`` (the unprotected victim in the paper's transfer setting, the protected model
+    with ``mode=adaptive``). Optional, with the defaults of :class:`paraeval.api.AttackBase`:
+    ``tags``, ``victims``, typed ``options``, ``configure(**given)`` and ``reference()`` (an
+    attack it must not be weaker than).
 
-    An extraction attack (:class:`paraeval.api.ExtractionAttack`) has ``kind = "extraction"``
-    and ``extract(victim, protected, images, *, seed) -> ExtractionResult`` instead: it queries
-    ``protected`` as a black box and scores what it recovers against ``victim``.
+    An extraction attack subclasses :class:`paraeval.api.ExtractionAttackBase` (``kind =
+    "extraction"``) and has ``extract(victim, oracle, images, *, seed) ->
+    paraeval.ExtractionResult``: it queries the protected model only through the
+    :class:`paraeval.api.Oracle` (float64, counted, at its declared ``granularity``) and scores
+    against ``victim``; every metric it returns is stored, ``headline`` names the one shown.
     """
