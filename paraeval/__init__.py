@@ -4,34 +4,37 @@ Public API: :data:`hookimpl` to write plugins; the plugin contract of :mod:`para
 (:class:`Defense` / :class:`Attack` protocols, the :class:`DefenseBase` / :class:`AttackBase` /
 :class:`ExtractionAttackBase` bases, :class:`Protected`, :class:`Oracle`,
 :class:`AdversarialBatch`, :class:`ExtractionResult`); typed options (:class:`Options`,
-:func:`option`); and :func:`run` with :class:`RunConfig`.
+:func:`option`); :func:`run` with :class:`RunConfig`; :func:`load_results`.
 """
 
-from .api import (
-    AdversarialBatch,
-    Attack,
-    AttackBase,
-    Defense,
-    DefenseBase,
-    ExtractionAttackBase,
-    ExtractionResult,
-    Oracle,
-    Protected,
-    RunContext,
-)
 from .hookspecs import hookimpl
 from .options import Options, option
 from .version import __version__
 
 __all__ = [
     "AdversarialBatch", "Attack", "AttackBase", "Defense", "DefenseBase", "ExtractionAttackBase",
-    "ExtractionResult", "Options", "Oracle", "Protected", "RunConfig", "RunContext", "__version__",
-    "hookimpl", "option", "run",
+    "ExtractionResult", "Options", "Oracle", "Protected", "Results", "RunConfig", "RunContext",
+    "__version__", "hookimpl", "load_results", "option", "run",
 ]  # fmt: skip
 
 
+#: Names of the plugin contract (paraeval.api, which imports torch), loaded when first used so
+#: that `paraeval --help` and plugin discovery do not pay for torch.
+_API = (
+    "AdversarialBatch", "Attack", "AttackBase", "Defense", "DefenseBase", "ExtractionAttackBase",
+    "ExtractionResult", "Oracle", "Protected", "RunContext",
+)  # fmt: skip
+
+
 def __getattr__(name: str) -> object:
-    # run/RunConfig import torch-heavy modules; load them only when asked for.
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    if name in ("load_results", "Results"):
+        from . import loading
+
+        return getattr(loading, name)
     if name in ("run", "RunConfig"):
         from . import runner
 

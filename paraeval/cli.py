@@ -7,24 +7,23 @@ Exit codes: 0 success; 1 when at least one cell failed (its traceback is in resu
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from . import registry
-from .allocator import keep_freed_memory
 from .errors import UserError
-from .options import Options
-from .plugins import load_failures, load_plugins, plugin_distribution, pm
-from .report.html import write_outputs
-from .results import paper_outside, summary_interval
-from .runner import RunConfig, RunResult, run
+from .output import Format, emit
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .runner import RunResult
+
+# Heavy modules (torch, ART, pandas) are imported inside the commands that need them, so that
+# `paraeval --help`, `--version` and argument errors answer at once (test_cli_output.py).
 
 app = typer.Typer(
     add_completion=False,
@@ -33,6 +32,29 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+FormatOption = Annotated[
+    Format,
+    typer.Option(
+        "--format", help="table (terminal), plain (pipes and files), csv or json; auto picks."
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"paraeval {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Measure defenses against adversarial examples and model extraction."""
 
 
 def _parse_list(value: str, what: str) -> list[str]:
@@ -80,8 +102,13 @@ def run_command(
         bool,
         typer.Option("--dry-run", help="Check names and options, count the cells; run nothing."),
     ] = False,
+    fmt: FormatOption = Format.auto,
+    verbose: Annotated[bool, typer.Option("--verbose", help="List every note.")] = False,
 ) -> None:
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
+    from .outputs import write_outputs
+    from .runner import RunConfig, run
+
     config = RunConfig(
         victims=_parse_list(victims, "--victims"),
         defenses=defenses,
@@ -98,23 +125,33 @@ def run_command(
         dry_run=dry_run,
     )
     if dry_run:
-        _print_plan([run(config, err_console)])
+        _print_plan([run(config, err_console)], verbose)
         return
     _check_writable(out)
     result = run(config, err_console)
     write_outputs(out, result.keys)
-    _print_summary(result, out)
+    _print_summary(result, out, fmt, verbose)
     if result.failed:
         raise typer.Exit(1)
 
 
-def _print_plan(results: list[RunResult]) -> None:
-    """What a run would do (`--dry-run`): its cells, and notes about what it would skip."""
+#: Notes printed before "... and N more" (``--verbose`` prints all).
+NOTES_SHOWN = 10
+
+
+def _print_notes(results: list[RunResult], verbose: bool) -> None:
+    """Every distinct note once; only the first NOTES_SHOWN unless `verbose`."""
     notes = list(dict.fromkeys(note for result in results for note in result.notes))
-    for note in notes[:10]:
-        err_console.print(f"[yellow]note:[/] {note}")
-    if len(notes) > 10:
-        err_console.print(f"[yellow]note:[/] ... and {len(notes) - 10} more notes")
+    shown = notes if verbose else notes[:NOTES_SHOWN]
+    for note in shown:
+        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+    if len(notes) > len(shown):
+        err_console.print(f"[yellow]note:[/] ... and {len(notes) - len(shown)} more (--verbose)")
+
+
+def _print_plan(results: list[RunResult], verbose: bool = False) -> None:
+    """What a run would do (`--dry-run`): its cells, and notes about what it would skip."""
+    _print_notes(results, verbose)
     planned = sum(r.planned for r in results)
     console.print(f"{planned} cell(s) planned (dry run: nothing was loaded, run or stored)")
 
@@ -134,46 +171,19 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
 
 
-def _paper(record: dict[str, Any], metric: str, paper_column: str) -> str:
-    paper = float(record[paper_column])
-    if math.isnan(paper):
-        return ""
-    return f"{paper:.2f}{' ✗' if paper_outside(record, metric) else ''}"
-
-
-def _headline(record: dict[str, Any]) -> str:
-    """M_adv (transfer), robust accuracy (adaptive) or the extraction attack's headline."""
-    if record["mode"] == "adaptive":
-        return f"robust acc {summary_interval(record, 'robust_accuracy')}"
-    if record["mode"] == "extraction":
-        headline = record.get("headline")
-        value = record.get(f"{headline}_mean") if isinstance(headline, str) else None
-        if value is not None and not math.isnan(float(value)):
-            return f"{headline} {float(value):.3f}"
-        return "see extraction.csv"
-    return summary_interval(record, "m_adv")
-
-
-def _print_summary(result: RunResult, out: Path) -> None:
+def _print_summary(result: RunResult, out: Path, fmt: Format, verbose: bool = False) -> None:
     """Per (victim, defense, attack): mean ± 95 % CI half-width beside the paper value."""
-    for note in result.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
-    table = Table(title=f"summary ({out / 'summary.csv'}); ✗ = paper value outside the 95 % CI")
-    for column in ("victim", "defense", "attack", "seeds", "accuracy", "paper", "M_adv", "paper"):
-        table.add_column(column, no_wrap=column in ("defense",))
-    for record in result.summary.to_dict("records"):
-        adaptive = record["mode"] == "adaptive"
-        attack = f"{record['attack']}{' (adaptive)' if adaptive else ''}"
-        table.add_row(
-            str(record["victim"]), str(record["defense"]), attack, str(record["n_seeds"]),
-            summary_interval(record, "accuracy"), _paper(record, "accuracy", "paper_accuracy"),
-            _headline(record), _paper(record, "m_adv", "paper_m_adv"),
-        )  # fmt: skip
-    console.print(table)
-    console.print(
+    from .results import summary_table
+
+    _print_notes([result], verbose)
+    columns, rows = summary_table(result.summary)
+    title = f"summary ({out / 'summary.csv'}); ✗ = paper value outside the 95 % CI"
+    emit(console, columns, rows, fmt, title)
+    err_console.print(
         f"{result.ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "
-        f"Results in {out}/results.csv, report in {out}/report.html"
-    )
+        f"Results in {out}/results.csv, report in {out}/report.html",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 @app.command("reproduce")
@@ -187,10 +197,12 @@ def reproduce_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check every part, count the cells; run nothing.")
     ] = False,
+    fmt: FormatOption = Format.auto,
 ) -> None:
     """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
     copied into REPORTS (no weights)."""
     from .reproduce import REPRODUCTION, parse_parts, reproduce
+    from .runner import run
 
     if dry_run:
         chosen = [REPRODUCTION[n - 1] for n in parse_parts(parts)]
@@ -201,8 +213,8 @@ def reproduce_command(
         work, reports, parse_parts(parts), data_dir=data_dir, command=_command(),
         runner=lambda config: run(config, err_console),
     )  # fmt: skip
-    _print_summary(result, work)
-    console.print(f"copied the report and CSVs into {reports}/")
+    _print_summary(result, work, fmt)
+    err_console.print(f"copied the report and CSVs into {reports}/")
     if result.failed:
         raise typer.Exit(1)
 
@@ -241,6 +253,7 @@ def readings_command(
     import shutil
 
     from .readings import StudyConfig, parse_reading, screen_configs, study
+    from .runner import run
 
     _check_writable(work)
     base_reading = parse_reading(base)
@@ -307,56 +320,38 @@ def list_command(
     options: Annotated[
         bool, typer.Option("--options", help="List the options (readings) with their values.")
     ] = False,
+    fmt: FormatOption = Format.auto,
 ) -> None:
     """List registered defenses, attacks, plugins or victims (--options: their options)."""
-    table = Table(show_lines=False)
     if options and what in (ListWhat.defenses, ListWhat.attacks):
-        _options_table(table, what)
+        from .listing import option_rows
+
+        columns, rows = option_rows(what == ListWhat.defenses)
     elif what in (ListWhat.defenses, ListWhat.attacks):
+        from . import registry
+
         reg = registry.defenses() if what is ListWhat.defenses else registry.attacks()
-        for column in ("name", "plugin", "tags", "description"):
-            table.add_column(column, overflow="fold")
-        for entry in reg.entries.values():
-            table.add_row(entry.name, entry.provider, ",".join(entry.tags), entry.obj.description)
+        columns = ["name", "plugin", "tags", "description"]
+        rows = [
+            [entry.name, entry.provider, ",".join(entry.tags), entry.obj.description]
+            for entry in reg.entries.values()
+        ]
     elif what is ListWhat.plugins:
-        load_plugins()
-        table.add_column("plugin")
-        table.add_column("distribution")
-        table.add_column("status")
-        for name, plugin in pm.list_name_plugin():
-            table.add_row(name, plugin_distribution(plugin), "loaded")
-        for failure in load_failures:
-            last = failure.error.strip().splitlines()[-1]
-            table.add_row(failure.name, "", f"failed to import: {last}")
+        from .listing import plugin_rows
+
+        columns, rows = plugin_rows()
     else:
         from .models.victims import PAPER_VICTIM_ACCURACY, VICTIM_ARCHITECTURES
 
-        table.add_column("victim")
-        table.add_column("paper accuracy (%)")
-        for name in VICTIM_ARCHITECTURES:
-            table.add_row(name, str(PAPER_VICTIM_ACCURACY.get(name, "")))
-    console.print(table)
-
-
-def _options_table(table: Table, what: ListWhat) -> None:
-    """Every plugin's typed options: values, default, what it decides, the paper's sentence."""
-    for column in ("applies to", "option", "values", "default", "what it decides / paper"):
-        table.add_column(column, overflow="fold")
-    reg = registry.defenses() if what is ListWhat.defenses else registry.attacks()
-    by_options: dict[type[Options], list[str]] = {}
-    for entry in reg.entries.values():
-        by_options.setdefault(type(entry.obj.options), []).append(entry.name)
-    for options, names in by_options.items():
-        applies = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
-        for row in options.rows():
-            text = row["help"]
-            if row["rule"]:
-                text += f". Paper: {row['paper'] or '(silent)'}. Default: {row['rule']}"
-            table.add_row(applies, row["option"], row["values"], row["default"], text)
+        columns = ["victim", "paper accuracy (%)"]
+        rows = [[name, PAPER_VICTIM_ACCURACY.get(name, "")] for name in VICTIM_ARCHITECTURES]
+    emit(console, columns, rows, fmt)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    from .allocator import keep_freed_memory
+
     keep_freed_memory()
     try:
         app(args=argv, standalone_mode=True)

@@ -10,12 +10,14 @@ object must and may have is declared, with defaults, by the base classes of ``pa
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from .api import Attack, Defense, DefenseBase, ExtractionAttackBase
+    from .loading import Results
 
 hookspec = pluggy.HookspecMarker("paraeval")
 hookimpl = pluggy.HookimplMarker("paraeval")
@@ -56,4 +58,15 @@ def register_attacks(register: Callable[[Attack | ExtractionAttackBase], None]) 
     paraeval.ExtractionResult``: it queries the protected model only through the
     :class:`paraeval.api.Oracle` (float64, counted, at its declared ``granularity``) and scores
     against ``victim``; every metric it returns is stored, ``headline`` names the one shown.
+    """
+
+
+@hookspec
+def on_run_finished(directory: Path, results: Results) -> None:
+    """Called once a run's outputs are written (by `paraeval run` and `paraeval reproduce`).
+
+    ``directory`` is the run directory; ``results`` the same directory read back by
+    :func:`paraeval.load_results` (results, summary, prediction changes, samples, extraction
+    as DataFrames, and the run record). For experiment trackers (W&B, MLflow) and notifiers;
+    an exception here is the plugin's bug and stops the command.
     """

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UserError
-from .report.html import write_outputs
+from .outputs import write_outputs
 from .runner import RunConfig, RunResult, run
 from .store import Store
 from .verdict import update_reports_readme

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .loading import write_run_json
 from .metrics import t_interval
-from .store import Store
+from .store import SAMPLE_COLUMNS, Store
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ RESULT_COLUMNS = [column.name for column in RESULTS_SCHEMA]
 #: Stored with a cell but not a results.csv column (the report reads them from the store).
 STORED_ONLY = ("parasite_fit", "extraction", "info")
 
+SAMPLES_CSV_COLUMNS = ["victim", "defense", "attack", "seed", "mode", *SAMPLE_COLUMNS]
 CHANGE_COLUMNS = ["victim", "defense", "attack", "seed", "original_pred", "protected_pred", "count"]
 SUMMARY_KEYS = ["victim", "defense", "attack", "mode"]
 
@@ -109,6 +111,43 @@ def paper_outside(record: Mapping[str, Any], metric: str) -> bool:
     the summary frame's booleans and summary.csv's re-read ones alike."""
     flag = record.get(f"{metric}_paper_in_ci")
     return isinstance(flag, bool | np.bool_) and not bool(flag)
+
+
+def summary_table(summary: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
+    """The run summary as printed: per (victim, defense, attack), accuracy and the headline
+    (M_adv, robust accuracy or an extraction attack's declared metric) beside the paper."""
+    columns = ["victim", "defense", "attack", "seeds", "accuracy", "paper acc", "headline",
+               "paper M_adv"]  # fmt: skip
+    rows = []
+    for record in summary.to_dict("records"):
+        adaptive = record["mode"] == "adaptive"
+        rows.append([
+            record["victim"], record["defense"],
+            f"{record['attack']}{' (adaptive)' if adaptive else ''}", record["n_seeds"],
+            summary_interval(record, "accuracy"), _paper(record, "accuracy", "paper_accuracy"),
+            _headline(record), _paper(record, "m_adv", "paper_m_adv"),
+        ])  # fmt: skip
+    return columns, rows
+
+
+def _paper(record: dict[str, Any], metric: str, paper_column: str) -> str:
+    paper = float(record[paper_column])
+    if math.isnan(paper):
+        return ""
+    return f"{paper:.2f}{' ✗' if paper_outside(record, metric) else ''}"
+
+
+def _headline(record: dict[str, Any]) -> str:
+    """M_adv (transfer), robust accuracy (adaptive) or the extraction attack's headline."""
+    if record["mode"] == "adaptive":
+        return f"robust acc {summary_interval(record, 'robust_accuracy')}"
+    if record["mode"] == "extraction":
+        headline = record.get("headline")
+        value = record.get(f"{headline}_mean") if isinstance(headline, str) else None
+        if value is not None and not math.isnan(float(value)):
+            return f"{headline} {float(value):.3f}"
+        return "see extraction.csv"
+    return summary_interval(record, "m_adv")
 
 
 def extraction_rows(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -193,7 +232,7 @@ def write_tables(store: Store, keys: list[str], out: Path) -> None:
 
     Each file is written to a temporary name and renamed, so a reader never sees half a file.
     """
-    rows, changes, extraction = [], [], []
+    rows, changes, extraction, samples = [], [], [], []
     for key in keys:
         cell = store.cell(key)
         if cell is None:
@@ -203,12 +242,22 @@ def write_tables(store: Store, keys: list[str], out: Path) -> None:
             changes += change_rows(store, key, cell.row)
         if cell.status == "ok":
             extraction += extraction_rows(cell.row)
+            samples += sample_rows(store, key, cell.row)
     results = results_frame(rows)
     _write(results, out / "results.csv")
+    runs = store.runs()
+    write_run_json(out, runs[-1] if runs else {}, results.to_dict("records"))
+    _write(pd.DataFrame(samples, columns=SAMPLES_CSV_COLUMNS), out / "samples.csv")
     _write(pd.DataFrame(changes, columns=CHANGE_COLUMNS), out / "prediction_change.csv")
     _write(summarise(results), out / "summary.csv")
     _write(pd.DataFrame(extraction, columns=_extraction_csv_columns(extraction)),
            out / "extraction.csv")  # fmt: skip
+
+
+def sample_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """samples.csv rows of one cell: one per attacked image (none for extraction cells)."""
+    cell = {k: row[k] for k in SAMPLES_CSV_COLUMNS[:5]}
+    return [{**cell, **sample} for sample in store.samples(key)]
 
 
 def _extraction_csv_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -226,6 +275,15 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 OTHER_FILES = """\
+`samples.csv`: one row per attacked image of every ok evasion cell: `victim, defense, attack,
+seed, mode`, then `image_index, label, clean_pred` (the model attacked, on the clean image),
+`victim_pred, protected_pred` (on the example), `epsilon` (reached; empty if never),
+`adversarial` (the example fooled the model it was crafted on) and `counted` (it enters M_adv).
+
+`results.json`: the run record (command, configuration, versions of every package, device,
+git commit, wall time) and the rows of results.csv. `paraeval.load_results(DIR)` reads a run
+directory back as pandas DataFrames.
+
 `prediction_change.csv`: long form of the 10x10 matrix per transfer cell: `victim, defense,
 attack, seed, original_pred, protected_pred, count`, over the `n_adversarial` examples: the
 victim's prediction on the example against the protected model's.

@@ -27,9 +27,12 @@ fi
 uv="$(command -v uv || echo "$python -m uv")"
 
 $uv venv --quiet --allow-existing --python "$python" "$venv"
-$uv pip install --quiet --python "$venv/bin/python" -c "$root/constraints.txt" \
-  "${find_links_args[@]}" -e "$root[dev]"
-$uv pip install --quiet --python "$venv/bin/python" -c "$root/constraints.txt" \
-  "${find_links_args[@]}" --no-deps "torchattacks==3.5.1"
+# --compile-bytecode: where Python may not write bytecode (PYTHONDONTWRITEBYTECODE=1, common in
+# containers) every start would otherwise recompile what it imports (paraeval --help: 11 s).
+$uv pip install --quiet --compile-bytecode --python "$venv/bin/python" \
+  -c "$root/constraints.txt" "${find_links_args[@]}" -e "$root[dev]"
+$uv pip install --quiet --compile-bytecode --python "$venv/bin/python" \
+  -c "$root/constraints.txt" "${find_links_args[@]}" --no-deps "torchattacks==3.5.1"
+"$venv/bin/python" -m compileall -q "$root/paraeval"  # the editable source itself
 "$venv/bin/python" -c "import torch, art, torchattacks, paraeval; print('paraeval', paraeval.__version__, '| torch', torch.__version__, '| ART', art.__version__, '| torchattacks', torchattacks.__version__)"
 echo "Installed into $venv. Activate with: source $venv/bin/activate"

@@ -107,7 +107,7 @@ def contract_plugin():
 
 
 def test_protected_stateful_reset_oracle_and_any_metrics(victims, tmp_path, contract_plugin):
-    from paraeval.report.html import write_outputs
+    from paraeval.outputs import write_outputs
     from paraeval.runner import RunConfig, run
 
     config = RunConfig(victims=["vm"], defenses="test-stateful,test-plain", out=tmp_path,

@@ -70,8 +70,8 @@ def test_every_readme_command_is_valid(args: list[str], victims, tmp_path) -> No
 
 def test_the_readme_plugin_example_runs(victims, tmp_path) -> None:
     """The 15-line plugin of the README, registered as a plugin, protects and is measured."""
+    from paraeval.outputs import write_outputs
     from paraeval.plugins import load_plugins, pm
-    from paraeval.report.html import write_outputs
     from paraeval.runner import RunConfig, run
 
     (source,) = code_blocks("python")

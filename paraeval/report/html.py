@@ -43,14 +43,6 @@ def latest_run(store: Store) -> dict[str, Any]:
     return runs[-1]
 
 
-def write_outputs(directory: Path, keys: list[str]) -> Path:
-    """results.csv, summary.csv, prediction_change.csv, extraction.csv and report.html of the
-    cells `keys` in DIR's store (what `paraeval run` and `reproduce` write after a run)."""
-    with Store(directory) as store:
-        write_tables(store, keys, directory)
-        return render_report(store, directory)
-
-
 def rerender(directory: Path) -> Path:
     """Rewrite the CSVs and report.html of DIR from its store (nothing is recomputed)."""
     if not (directory / DB_NAME).exists():

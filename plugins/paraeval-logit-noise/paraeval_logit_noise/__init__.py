@@ -7,7 +7,10 @@ Installed with ``pip install -e plugins/paraeval-logit-noise``, it is found thro
 from __future__ import annotations
 
 import copy
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -45,3 +48,24 @@ class LogitNoise:
 @hookimpl
 def register_defenses(register: Callable[[object], None]) -> None:
     register(LogitNoise())
+
+
+#: Where the example tracker appends one JSON line per finished run (unset: it does nothing).
+TRACK_ENV = "PARAEVAL_LOGIT_NOISE_TRACK"
+
+
+@hookimpl
+def on_run_finished(directory: Path, results) -> None:  # results: paraeval.Results
+    """An experiment tracker in miniature: what W&B or MLflow logging would do here."""
+    target = os.environ.get(TRACK_ENV)
+    if not target:
+        return
+    summary = results.summary
+    line = {
+        "directory": str(directory),
+        "command": results.run.get("command"),
+        "cells": len(results.results),
+        "mean_m_adv": None if summary.empty else float(summary["m_adv_mean"].mean()),
+    }
+    with open(target, "a", encoding="utf-8") as log:
+        log.write(json.dumps(line) + "\n")

@@ -29,3 +29,24 @@ def test_entry_point_is_discovered_by_paraeval() -> None:
         env={"PATH": ""},
     )  # fmt: skip
     assert result.stdout.strip() == "paraeval-logit-noise 0.1.0"
+
+
+def test_the_tracker_hook_appends_one_line_per_run(tmp_path, monkeypatch) -> None:
+    import json
+    from types import SimpleNamespace
+
+    import pandas as pd
+    from paraeval_logit_noise import TRACK_ENV, on_run_finished
+
+    results = SimpleNamespace(
+        summary=pd.DataFrame({"m_adv_mean": [10.0, 30.0]}),
+        results=pd.DataFrame({"seed": [0, 1, 2]}),
+        run={"command": "paraeval run"},
+    )
+    on_run_finished(directory=tmp_path, results=results)  # no target: nothing written
+    log = tmp_path / "track.jsonl"
+    monkeypatch.setenv(TRACK_ENV, str(log))
+    on_run_finished(directory=tmp_path, results=results)
+    on_run_finished(directory=tmp_path, results=results)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 2 and lines[0]["mean_m_adv"] == 20.0 and lines[0]["cells"] == 3

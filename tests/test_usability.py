@@ -1,0 +1,106 @@
+"""[J]: output that survives a pipe, a CLI that answers at once, machine-readable results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from paraeval import hookimpl
+from paraeval.output import plain
+
+from .conftest import run_cli
+
+
+def test_plain_tables_never_cut_a_cell() -> None:
+    text = plain(["name", "description"], [["a-very-long-defense-name", "x" * 300]], "t")
+    assert "a-very-long-defense-name" in text and "x" * 300 in text
+    assert text.splitlines()[0] == "# t"
+
+
+def test_list_into_a_pipe_keeps_every_name_and_description_whole() -> None:
+    from paraeval import registry
+
+    done = run_cli("list", "defenses", env={"COLUMNS": "80"})  # stdout is a pipe here
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for entry in registry.defenses().entries.values():
+        assert sum(entry.name in line and entry.obj.description in line for line in lines) == 1
+    assert "…" not in done.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_list_as_csv_and_json(fmt: str) -> None:
+    import io
+    import json
+
+    done = run_cli("list", "attacks", "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    if fmt == "csv":
+        names = list(pd.read_csv(io.StringIO(done.stdout))["name"])
+    else:
+        names = [row["name"] for row in json.loads(done.stdout)]
+    assert {"fgsm", "pgd", "deepfool", "critical-points", "fee"} <= set(names)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["run", "--help"]])
+def test_help_and_version_do_not_import_torch(args: list[str]) -> None:
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['paraeval', *{args!r}]\n"
+        "from paraeval.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "NO-TORCH", done.stdout + done.stderr
+    if args == ["--version"]:
+        assert done.stdout.startswith("paraeval 0.")
+
+
+class Tracker:
+    __name__ = "tracker"
+
+    def __init__(self) -> None:
+        self.seen: list[object] = []
+
+    @hookimpl
+    def on_run_finished(self, directory, results):
+        self.seen.append((directory, results))
+
+
+def test_a_run_is_machine_readable_and_tells_its_plugins(victims, tmp_path) -> None:
+    from paraeval import load_results
+    from paraeval.outputs import write_outputs
+    from paraeval.plugins import load_plugins, pm
+    from paraeval.runner import RunConfig, run
+
+    load_plugins()
+    tracker = Tracker()
+    pm.register(tracker, name="tracker")
+    try:
+        config = RunConfig(victims=["vm"], defenses="none", attacks="fgsm,pgd:steps=2",
+                           n_images=12, out=tmp_path, command="paraeval run (test)")  # fmt: skip
+        result = run(config)
+        write_outputs(tmp_path, result.keys)
+    finally:
+        pm.unregister(tracker)
+    loaded = load_results(tmp_path)
+    assert [d for d, _ in tracker.seen] == [tmp_path]
+    assert len(loaded.samples) == 2 * 12  # one row per attacked image of each evasion cell
+    assert set(loaded.samples["attack"]) == {"fgsm", "pgd:steps=2"}
+    counted = loaded.samples.groupby("attack")["counted"].sum()
+    assert list(counted) == list(loaded.results.set_index("attack")["n_adversarial"])
+    assert loaded.run["command"] == "paraeval run (test)" and "torch" in loaded.run["packages"]
+    csv = pd.read_csv(tmp_path / "results.csv")
+    pd.testing.assert_frame_equal(loaded.results, csv)
+
+
+def test_load_results_names_what_is_missing(tmp_path) -> None:
+    from paraeval import load_results
+    from paraeval.errors import UserError
+
+    with pytest.raises(UserError, match=r"results\.csv"):
+        load_results(tmp_path)
