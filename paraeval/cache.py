@@ -2,7 +2,12 @@
 
 Weights are stored only as safetensors (never unpickled, so a cache file cannot execute code),
 written to a temporary file and renamed into place so that a killed training never leaves a
-half-written file that a later run would trust.
+half-written file that a later run would trust. A file that is damaged anyway (a full disk, a
+bad copy) is reported in one line, moved aside as ``*.corrupt`` and retrained
+(:func:`load_or_none`); `paraeval cache list|verify|clear` shows and checks the entries.
+
+Where: ``PARAEVAL_CACHE_DIR``, else the platform's user cache folder (``$XDG_CACHE_HOME/paraeval``
+or ``~/.cache/paraeval`` on Linux, via platformdirs).
 """
 
 from __future__ import annotations
@@ -10,20 +15,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import platformdirs
 import torch
 from safetensors.torch import load_file, safe_open, save_file
+
+T = TypeVar("T")
+#: The kinds of entries, one folder each.
+KINDS = ("victims", "parasites")
 
 CACHE_ENV = "PARAEVAL_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """`PARAEVAL_CACHE_DIR`, else `~/.cache/paraeval`."""
+    """`PARAEVAL_CACHE_DIR`, else the user cache folder (honours `XDG_CACHE_HOME`)."""
     configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "paraeval"
+    if configured:
+        return Path(configured).expanduser()
+    return Path(platformdirs.user_cache_dir("paraeval", appauthor=False))
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -51,3 +66,67 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     with safe_open(str(path), framework="pt") as handle:
         raw = handle.metadata() or {}
     return load_file(str(path)), {key: json.loads(value) for key, value in raw.items()}
+
+
+def load_or_none(
+    path: Path, build: Callable[[dict[str, torch.Tensor], dict[str, Any]], T]
+) -> T | None:
+    """`build(tensors, metadata)` from the entry at `path`; None when there is none, or when it
+    cannot be read or built (then it is reported, moved aside and the caller retrains)."""
+    if not path.exists():
+        return None
+    try:
+        return build(*load_weights(path))
+    except Exception as exc:  # any damage: truncated header, missing tensor, wrong shape
+        aside = set_aside(path)
+        print(
+            f"warning: cached {path.parent.name[:-1]} {path.name} is unreadable "
+            f"({type(exc).__name__}: {str(exc)[:120]}); moved to {aside.name}, retraining",
+            file=sys.stderr,
+        )
+        return None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged entry to ``*.corrupt`` (kept for inspection, never loaded)."""
+    aside = path.with_suffix(".corrupt")
+    os.replace(path, aside)
+    return aside
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached file: its kind, path, size and what it is (from its metadata)."""
+
+    kind: str
+    path: Path
+    size: int
+    what: str
+
+
+def entries(root: Path | None = None) -> Iterator[Entry]:
+    """Every cached weight file, victims first."""
+    root = root or cache_dir()
+    for kind in KINDS:
+        for path in sorted((root / kind).glob("*.safetensors")):
+            yield Entry(kind, path, path.stat().st_size, _describe(path))
+
+
+def _describe(path: Path) -> str:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+    except Exception as exc:
+        return f"unreadable: {type(exc).__name__}"
+    config = json.loads(meta.get("config", "{}"))
+    shown = ("name", "seed", "batch_norm", "bias", "sigma", "side", "init", "lr")
+    return ", ".join(f"{k}={config[k]}" for k in shown if k in config) or "(no config)"
+
+
+def verify(path: Path) -> str | None:
+    """None if the entry loads completely, else why not."""
+    try:
+        load_weights(path)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+    return None

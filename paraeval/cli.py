@@ -348,6 +348,35 @@ def list_command(
     emit(console, columns, rows, fmt)
 
 
+class CacheAction(StrEnum):
+    list = "list"
+    verify = "verify"
+    clear = "clear"
+
+
+@app.command("cache")
+def cache_command(
+    action: Annotated[CacheAction, typer.Argument()] = CacheAction.list,
+    fmt: FormatOption = Format.auto,
+) -> None:
+    """Show (list), check (verify: damaged entries are moved aside) or delete (clear) the
+    cached victims and parasites."""
+    from .cache import cache_dir, entries, set_aside, verify
+
+    found = list(entries())
+    if action is CacheAction.clear:
+        for entry in found:
+            entry.path.unlink()
+        err_console.print(f"removed {len(found)} entries from {cache_dir()}")
+        return
+    problems = {e.path: verify(e.path) for e in found} if action is CacheAction.verify else {}
+    rows = [[e.kind, e.path.name, f"{e.size / 1024:.1f}", problems.get(e.path) or e.what]
+            for e in found]  # fmt: skip
+    emit(console, ["kind", "file", "KiB", "what"], rows, fmt, f"cache: {cache_dir()}")
+    for path in (p for p, problem in problems.items() if problem):
+        err_console.print(f"moved damaged {path.name} to {set_aside(path).name}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     from .allocator import keep_freed_memory

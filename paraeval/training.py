@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch import nn
 
 from .allocator import keep_freed_memory
-from .cache import cache_dir, config_key, load_weights, save_weights
+from .cache import cache_dir, config_key, load_or_none, save_weights
 from .data import MNIST, random_square_inputs
 from .metrics import accuracy
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiteInit, ParasiticCNN
@@ -121,14 +121,18 @@ def _train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[s
     return model, info
 
 
+def _victim_from(config: VictimConfig, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    model = VICTIM_ARCHITECTURES[config.name]()
+    model.load_state_dict(tensors)
+    return model.eval()
+
+
 def load_or_train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[str, Any]]:
     """The cached victim for `config`, training (and caching) it on a miss."""
     path = _victim_path(config)
-    if path.exists():
-        tensors, info = load_weights(path)
-        cached = VICTIM_ARCHITECTURES[config.name]()
-        cached.load_state_dict(tensors)
-        return cached.eval(), info
+    cached = load_or_none(path, lambda tensors, info: (_victim_from(config, tensors), info))
+    if cached is not None:
+        return cached
     model, info = train_victim(config, mnist)
     save_weights(path, model.state_dict(), info)
     return model, info
@@ -311,18 +315,24 @@ def _parasite_path(config: ParasiteConfig) -> Path:
     return cache_dir() / "parasites" / f"{config_key(config.as_dict())}.safetensors"
 
 
+def _parasite_from(
+    config: ParasiteConfig, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> TrainedParasite:
+    model = ParasiticCNN(config.batch_norm, config.bias, config.bias_scope)
+    noise = tensors.pop("__noise__")
+    model.load_state_dict(tensors)
+    return TrainedParasite(model=model.eval(), noise=noise, fit=meta["fit"])
+
+
 def load_or_train_parasite(config: ParasiteConfig) -> TrainedParasite:
     """The cached parasite for `config`, training (and caching) it on a miss."""
     path = _parasite_path(config)
-    if path.exists():
-        tensors, meta = load_weights(path)
-        model = ParasiticCNN(config.batch_norm, config.bias, config.bias_scope)
-        noise = tensors.pop("__noise__")
-        model.load_state_dict(tensors)
-        return TrainedParasite(model=model.eval(), noise=noise, fit=meta["fit"])
+    cached = load_or_none(path, lambda tensors, meta: _parasite_from(config, tensors, meta))
+    if cached is not None:
+        return cached
     started = time.perf_counter()
     trained = train_parasite(config)
-    meta = {"config": config.as_dict(), "fit": trained.fit}
+    meta: dict[str, Any] = {"config": config.as_dict(), "fit": trained.fit}
     meta["train_seconds"] = round(time.perf_counter() - started, 2)
     tensors = {**trained.model.state_dict(), "__noise__": trained.noise}
     save_weights(path, tensors, meta)
@@ -330,7 +340,8 @@ def load_or_train_parasite(config: ParasiteConfig) -> TrainedParasite:
 
 
 def is_cached(config: ParasiteConfig) -> bool:
-    return _parasite_path(config).exists()
+    """Whether a readable entry exists (a damaged one is reported and moved aside)."""
+    return load_or_none(_parasite_path(config), lambda _tensors, _meta: True) is not None
 
 
 def default_workers() -> int:

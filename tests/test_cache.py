@@ -1,0 +1,72 @@
+"""[J] A damaged cache entry is reported, moved aside and retrained; `paraeval cache`."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from paraeval.cache import entries
+from paraeval.training import (
+    ParasiteConfig,
+    VictimConfig,
+    load_or_train_parasite,
+    load_or_train_victim,
+)
+
+from .conftest import MODEL_CACHE, run_cli
+
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def test_truncated_victim_and_parasite_are_retrained(mnist, tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    config = VictimConfig("mlp")
+    first, _ = load_or_train_victim(config, mnist)  # trains once into the empty cache
+    parasite = ParasiteConfig(batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50,
+                              epochs=1)  # fmt: skip
+    trained = load_or_train_parasite(parasite)
+    (victim_file,) = (tmp_path / "victims").glob("*.safetensors")
+    (parasite_file,) = (tmp_path / "parasites").glob("*.safetensors")
+    _truncate(victim_file)
+    _truncate(parasite_file)
+    capfd.readouterr()
+    again, _ = load_or_train_victim(config, mnist)
+    retrained = load_or_train_parasite(parasite)
+    warned = capfd.readouterr().err
+    assert warned.count("unreadable") == 2 and "retraining" in warned
+    assert victim_file.with_suffix(".corrupt").exists() and victim_file.exists()
+    for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # same seed, one thread: the same victim again
+    assert torch.equal(trained.noise, retrained.noise)
+    assert load_or_train_parasite(parasite).fit == retrained.fit  # now read from the cache
+
+
+def test_cache_command_lists_verifies_and_clears(tmp_path) -> None:
+    (tmp_path / "victims").mkdir()
+    for path in (MODEL_CACHE / "victims").glob("vm-*.safetensors"):
+        shutil.copy2(path, tmp_path / "victims" / path.name)
+    names = sorted(p.name for p in (tmp_path / "victims").iterdir())
+    env = {"PARAEVAL_CACHE_DIR": str(tmp_path)}
+    listed = run_cli("cache", "list", env=env)
+    assert listed.returncode == 0 and all(name in listed.stdout for name in names)
+    assert "name=vm" in listed.stdout
+    _truncate(tmp_path / "victims" / names[0])
+    checked = run_cli("cache", "verify", env=env)
+    assert checked.returncode == 0 and f"moved damaged {names[0]}" in checked.stderr
+    assert [e.path.name for e in entries(tmp_path)] == names[1:]
+    cleared = run_cli("cache", "clear", env=env)
+    assert cleared.returncode == 0 and list(entries(tmp_path)) == []
+
+
+def test_the_cache_follows_xdg_cache_home(tmp_path, monkeypatch) -> None:
+    from paraeval.cache import cache_dir
+
+    monkeypatch.delenv("PARAEVAL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "paraeval"
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
