@@ -13,10 +13,20 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 
@@ -78,3 +88,56 @@ def _write(console: Console, text: str) -> None:
     stream = console.file if console.file is not None else sys.stdout
     stream.write(text)
     stream.flush()
+
+
+#: Seconds between two progress lines when stderr is not a terminal.
+PROGRESS_EVERY = 10.0
+
+
+class Tracker:
+    """Progress of one long phase: a live bar on a terminal, a line every PROGRESS_EVERY
+    seconds (done/total, elapsed, ETA) anywhere else, so logs show the run is alive."""
+
+    def __init__(self, console: Console, description: str, total: int) -> None:
+        self.console, self.description, self.total = console, description, total
+        self.done, self.status = 0, ""
+        self.started = self.last = time.monotonic()
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+
+    def advance(self, steps: int = 1, status: str = "") -> None:
+        self.done += steps
+        self.status = status
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, advance=steps, status=status)
+        elif time.monotonic() - self.last >= PROGRESS_EVERY or self.done >= self.total:
+            self._line()
+
+    def _line(self) -> None:
+        self.last = time.monotonic()
+        elapsed = self.last - self.started
+        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        eta_text = "" if eta != eta else f", ETA {eta:.0f} s"  # NaN: nothing done yet
+        status = f", {self.status}" if self.status else ""
+        self.console.print(
+            f"{self.description}: {self.done}/{self.total}, {elapsed:.0f} s{eta_text}{status}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+
+
+@contextmanager
+def progress(description: str, total: int, console: Console | None = None) -> Iterator[Tracker]:
+    """A :class:`Tracker` for `total` steps (see its docstring)."""
+    console = console or Console(stderr=True)
+    tracker = Tracker(console, description, total)
+    if not console.is_terminal:
+        console.print(f"{description}: 0/{total}", highlight=False)
+        yield tracker
+        return
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as bar:
+        tracker.bar, tracker.task = bar, bar.add_task(description, total=total, status="")
+        yield tracker

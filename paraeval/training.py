@@ -2,7 +2,8 @@
 
 A config is a plain dict; its hash (with the training code's version) names the cache file,
 so any change of hyper-parameter trains a new model and a stale file is never reused.
-Training shows a rich progress bar; a cache hit loads in well under a second.
+Training shows its progress (a bar on a terminal, a line every few seconds in a log); a cache
+hit loads in well under a second.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from .allocator import keep_freed_memory
@@ -27,6 +27,7 @@ from .data import MNIST, random_square_inputs
 from .metrics import accuracy
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiteInit, ParasiticCNN
 from .models.victims import VICTIM_ARCHITECTURES
+from .output import progress
 from .seeding import derive_seed, seeded, single_threaded
 
 #: Bump when a change to the training code changes the trained victims' weights
@@ -36,18 +37,6 @@ TRAINING_VERSION = 2
 #: (2: parasites are trained on one thread, so their weights do not depend on the core count;
 #: 3: default reading init=torch, lr=1e-3, Glorot init, training-failure record in the fit).
 PARASITE_TRAINING_VERSION = 3
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    )
 
 
 # --------------------------------------------------------------------------------- victims
@@ -100,8 +89,7 @@ def _train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[s
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
     model.train()
-    with _progress() as progress:
-        task = progress.add_task(f"training {config.name}", total=config.epochs, status="")
+    with progress(f"training victim {config.name}", config.epochs) as bar:
         for _ in range(config.epochs):
             order = torch.randperm(len(images), generator=generator)
             for start in range(0, len(images), config.batch_size):
@@ -111,7 +99,7 @@ def _train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[s
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-            progress.update(task, advance=1, status=f"loss {loss.item():.4f}")
+            bar.advance(status=f"loss {loss.item():.4f}")
     model.eval()
     info = {
         "config": config.as_dict(),
@@ -369,12 +357,11 @@ def pretrain_parasites(configs: Iterable[ParasiteConfig], workers: int | None = 
     workers = min(workers or default_workers(), len(missing))
     if not missing:
         return 0
-    with _progress() as progress:
-        task = progress.add_task("training parasites", total=len(missing), status="")
+    with progress("training parasites", len(missing)) as bar:
         if workers <= 1:
             for config in missing:
                 _train_and_cache(config)
-                progress.advance(task)
+                bar.advance()
             return len(missing)
         context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
         with ProcessPoolExecutor(
@@ -382,5 +369,5 @@ def pretrain_parasites(configs: Iterable[ParasiteConfig], workers: int | None = 
         ) as pool:
             for future in as_completed(pool.submit(_train_and_cache, c) for c in missing):
                 future.result()
-                progress.advance(task)
+                bar.advance()
     return len(missing)

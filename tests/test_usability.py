@@ -104,3 +104,24 @@ def test_load_results_names_what_is_missing(tmp_path) -> None:
 
     with pytest.raises(UserError, match=r"results\.csv"):
         load_results(tmp_path)
+
+
+def test_long_phases_print_progress_lines_into_a_log(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from paraeval import output
+
+    log = io.StringIO()
+    console = Console(file=log, force_terminal=False)
+    monkeypatch.setattr(output, "PROGRESS_EVERY", 0.0)
+    with output.progress("training parasites", 3, console) as bar:
+        for _ in range(3):
+            bar.advance(status="ok")
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "training parasites: 0/3"
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        f"training parasites: {n}/3" for n in (1, 2, 3)
+    ]
+    assert "ETA" in lines[1] and lines[-1].endswith(", ok")
