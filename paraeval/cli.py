@@ -10,7 +10,7 @@ import dataclasses
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -73,8 +73,13 @@ def _parse_seeds(seeds: int | None, seed: list[int] | None) -> list[int]:
     return list(range(count))
 
 
+#: Options of `paraeval run` that a grid file may set (the command line overrides them).
+GRID_OPTIONS = ("victims", "defenses", "attacks", "seeds", "seed", "n_images", "victim_seed")
+
+
 @app.command("run")
 def run_command(
+    ctx: typer.Context,
     victims: Annotated[
         str, typer.Option(help="Comma list of victims: vm, vm-batch.")
     ] = "vm,vm-batch",
@@ -98,6 +103,10 @@ def run_command(
         int | None,
         typer.Option(min=1, help="Processes training parasites (default: one per core)."),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="A grid file (TOML); options given here override it."),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Check names and options, count the cells; run nothing."),
@@ -106,29 +115,31 @@ def run_command(
     verbose: Annotated[bool, typer.Option("--verbose", help="List every note.")] = False,
 ) -> None:
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
+    from .grid import load_grid, override, run_parts
     from .outputs import write_outputs
     from .runner import RunConfig, run
 
-    config = RunConfig(
-        victims=_parse_list(victims, "--victims"),
-        defenses=defenses,
-        attacks=attacks,
-        seeds=_parse_seeds(seeds, seed),
-        out=out,
-        data_dir=data_dir,
-        n_images=n_images,
-        victim_seed=victim_seed,
-        allow_download=not no_download,
-        retry_failed=retry_failed,
-        jobs=jobs,
-        command=_command(),
-        dry_run=dry_run,
-    )
+    grid: dict[str, Any] = {
+        "victims": _parse_list(victims, "--victims"), "defenses": defenses, "attacks": attacks,
+        "seeds": _parse_seeds(seeds, seed), "n_images": n_images, "victim_seed": victim_seed,
+    }  # fmt: skip
+    given = {
+        "seeds" if name == "seed" else name
+        for name in GRID_OPTIONS
+        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    }
+    common = dict(
+        out=out, data_dir=data_dir, allow_download=not no_download, retry_failed=retry_failed,
+        jobs=jobs, command=_command(), dry_run=dry_run,
+    )  # fmt: skip
+    parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
+    parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config})
+    parts = override(parts, **common)
     if dry_run:
-        _print_plan([run(config, err_console)], verbose)
+        _print_plan([run(part, err_console) for part in parts], verbose)
         return
     _check_writable(out)
-    result = run(config, err_console)
+    result = run_parts(parts, lambda part: run(part, err_console))
     write_outputs(out, result.keys)
     _print_summary(result, out, fmt, verbose)
     if result.failed:
@@ -248,6 +259,7 @@ def readings_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check the options, count the screen's cells.")
     ] = False,
+    fmt: FormatOption = Format.auto,
 ) -> None:
     """Measure how every reading of the paper's open choices moves its rows (readings.csv)."""
     import shutil
@@ -278,16 +290,13 @@ def readings_command(
         _print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in configs])
         return
     scores = study(config, lambda c: run(c, err_console))
-    for score in scores:
-        line = score.line()
-        console.print(
-            f"{line['stage']:<12} {line['reading']:<40} seeds {line['seeds']}  "
-            f"|dM_adv| {line['mean_abs_diff_m_adv']:6.2f}  rows in CI (acc/M_adv/both) "
-            f"{line['rows_accuracy_in_ci']}/{line['rows_m_adv_in_ci']}/{line['rows_both_in_ci']}"
-            f" of {line['rows']}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    columns = ["stage", "reading", "seeds", "|dM_adv|", "acc in CI", "M_adv in CI", "both", "rows"]
+    keys = ["stage", "reading", "seeds", "mean_abs_diff_m_adv", "rows_accuracy_in_ci",
+            "rows_m_adv_in_ci", "rows_both_in_ci", "rows"]  # fmt: skip
+    lines = [score.line() for score in scores]
+    printed = [[round(v, 2) if isinstance(v, float) else v for v in (line[k] for k in keys)]
+               for line in lines]  # fmt: skip
+    emit(console, columns, printed, fmt)
     if reports is not None:
         from .reproduce import READINGS_FILES
 

@@ -12,41 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UserError
+from .grid import reproduction, run_parts
 from .outputs import write_outputs
 from .runner import RunConfig, RunResult, run
 from .store import Store
 from .verdict import update_reports_readme
 
-#: What `paraeval reproduce` runs, in parts (one report over all of them):
-#: 1. the paper's experiment: Tables 1-3 with FGSM (transfer), 5 seeds, the default reading;
-#: 2. the same rows and `dynamic-parasite` with every evasion attack, 5 seeds (part 1's cells
-#:    are reused);
-#: 3. critical-point extraction under the Table 1 and Table 2 parasites (the question the
-#:    paper leaves open), at a reduced but equal query budget per defense: 5 seeds for the
-#:    baseline and Table 1, 1 seed for Table 2 (its whole-layer parasites make every float64
-#:    query ~20x dearer: ~1 min per cell on 2 cores);
-#: 4. functionally-equivalent extraction of the `mlp` victim, plain and with its parasites,
-#:    3 seeds, and ART's implementation on the plain MLP (1 seed: it costs ~1 M queries).
-CRITICAL_POINTS = "critical-points:budget=5000,normals=4"
-PAPER_GRID = RunConfig(
-    victims=["vm", "vm-batch"], defenses="none,table1,table2,table3", attacks="fgsm",
-    seeds=list(range(5)),
-)  # fmt: skip
-REPRODUCTION: tuple[RunConfig, ...] = (
-    PAPER_GRID,
-    dataclasses.replace(
-        PAPER_GRID, defenses=f"{PAPER_GRID.defenses},dynamic-parasite", attacks="fgsm,pgd,deepfool"
-    ),
-    RunConfig(
-        victims=["vm", "vm-batch"],
-        defenses="none,table1",
-        attacks=CRITICAL_POINTS,
-        seeds=list(range(5)),
-    ),
-    RunConfig(victims=["vm-batch"], defenses="table2", attacks=CRITICAL_POINTS, seeds=[0]),
-    RunConfig(victims=["mlp"], defenses="none,mlp", attacks="fee", seeds=list(range(3))),
-    RunConfig(victims=["mlp"], defenses="none", attacks="fee:backend=art", seeds=[0]),
-)
+#: What `paraeval reproduce` runs, in parts (one report over all of them): the project's own
+#: grid file, paraeval/reproduce.toml (each part explained there).
+REPRODUCTION: tuple[RunConfig, ...] = reproduction()
 #: What `paraeval readings` writes (and `reproduce` shows in the report's Readings section).
 READINGS_FILES = ("readings.csv", "readings_rows.csv")
 #: The files `reproduce` copies into REPORTS.
@@ -69,15 +43,12 @@ def reproduce(
     for name in READINGS_FILES:  # the committed readings study gives the report its section
         if (reports / name).exists() and not (work / name).exists():
             shutil.copy2(reports / name, work / name)
-    keys: list[str] = []
-    result = RunResult()
-    for part in (REPRODUCTION[number - 1] for number in parts):
-        config = dataclasses.replace(
-            part, out=work, data_dir=data_dir, command=command, earlier_cells=keys
-        )
-        result = runner(config)  # the last result lists every part's cells
-        keys = result.keys
-    write_outputs(work, keys)
+    chosen = [
+        dataclasses.replace(REPRODUCTION[number - 1], out=work, data_dir=data_dir, command=command)
+        for number in parts
+    ]
+    result = run_parts(chosen, runner)
+    write_outputs(work, result.keys)
     reports.mkdir(parents=True, exist_ok=True)
     for name in REPORT_FILES:
         shutil.copy2(work / name, reports / name)

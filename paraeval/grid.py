@@ -1,0 +1,97 @@
+"""Grids as files: `paraeval run --config grid.toml` and the project's own reproduce.toml.
+
+A grid file (TOML, read with the standard library's ``tomllib``) holds the keys of
+:data:`KEYS` at its top level (defaults) and, optionally, ``[[part]]`` tables with the same
+keys: each part is one run into the same directory, later parts reusing earlier cells (as
+`paraeval reproduce` does). A file without parts is one run. ``seeds`` is a count (seeds
+0..N-1) or a list. Unknown keys, wrong types and empty grids are exit-2 errors naming the key
+and the valid ones. On the command line, options given explicitly override the file's values
+in every part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .runner import RunConfig, RunResult
+
+#: Key -> (the types it takes, what it means).
+KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "victims": ((list,), 'victim names, e.g. ["vm", "vm-batch"]'),
+    "defenses": ((str,), "a selection: names, tags, globs, with options"),
+    "attacks": ((str,), "a selection of attacks, with options"),
+    "seeds": ((int, list), "a count (seeds 0..N-1) or a list of seeds"),
+    "n_images": ((int,), "first N test images attacked"),
+    "victim_seed": ((int,), "seed of the victims' training"),
+}
+
+
+def load_grid(path: Path, name: str | None = None) -> tuple[RunConfig, ...]:
+    """The parts of the grid file at `path` (`name` labels it in errors)."""
+    label = name or str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"grid file {label} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"grid file {label}: {exc}") from None
+    parts = data.pop("part", [{}])
+    if not isinstance(parts, list) or not parts:
+        raise UserError(f"grid file {label}: [[part]] must be a list of tables")
+    defaults = _checked(label, data)
+    return tuple(
+        _config(label, {**defaults, **_checked(f"{label} part {i}", p)})
+        for i, p in enumerate(parts, start=1)
+    )
+
+
+def _checked(label: str, table: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        valid = ", ".join([*KEYS, "part"])
+        raise UserError(f"{label}: unknown key(s) {', '.join(unknown)}; valid: {valid}")
+    for key, value in table.items():
+        types, meaning = KEYS[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise UserError(f"{label}: {key} = {value!r} must be {meaning}")
+    return table
+
+
+def _config(label: str, values: dict[str, Any]) -> RunConfig:
+    missing = [key for key in ("victims", "defenses", "attacks") if key not in values]
+    if missing:
+        raise UserError(f"{label}: {', '.join(missing)} missing")
+    seeds = values.get("seeds", 1)
+    values["seeds"] = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    return RunConfig(**values)
+
+
+def override(parts: tuple[RunConfig, ...], **given: Any) -> tuple[RunConfig, ...]:
+    """Every part with the options given on the command line replacing the file's."""
+    return tuple(dataclasses.replace(part, **given) for part in parts)
+
+
+def run_parts(
+    parts: tuple[RunConfig, ...] | list[RunConfig], runner: Callable[[RunConfig], RunResult]
+) -> RunResult:
+    """Run `parts` one after the other into their directory; each part's run lists the
+    earlier parts' cells too, so the last result (returned) lists every cell."""
+    keys: list[str] = []
+    result = RunResult()
+    for part in parts:
+        result = runner(dataclasses.replace(part, earlier_cells=keys))
+        keys = result.keys
+    return result
+
+
+def reproduction() -> tuple[RunConfig, ...]:
+    """The parts of `paraeval reproduce` (paraeval/reproduce.toml, shipped with the package)."""
+    source = resources.files("paraeval").joinpath("reproduce.toml")
+    with resources.as_file(source) as path:
+        return load_grid(path, "paraeval/reproduce.toml")
