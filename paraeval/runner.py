@@ -19,6 +19,8 @@ report (`paraeval.report.html.write_outputs`), as the CLI and `paraeval reproduc
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -223,14 +225,14 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
                 "skipping them"
             )
         with _progress(console) as progress:
-            task = progress.add_task("cells", total=len(pending))
+            bar = (progress, progress.add_task("cells", total=len(pending)))
             for victim in config.victims:
                 todo = [cell for cell in pending if cell.victim == victim]
                 if todo:
                     ctx = _victim_context(config, victim, mnist)
                     groups = _by_defense_and_seed(todo)
                     _pretrain(ctx.model, groups, config.jobs, console)
-                    _run_groups(ctx, groups, context, store, run_id, (progress, task))
+                    result.notes += _run_groups(ctx, groups, context, store, run_id, bar)
         result.rows = [stored.row for key in keys if (stored := store.cell(key))]
         result.keys = keys
         store.finish_run(run_id, time.perf_counter() - started)
@@ -303,22 +305,48 @@ def _run_groups(
     store: Store,
     run_id: int,
     bar: tuple[Progress, TaskID],
-) -> None:
-    """Protect once per (defense, seed), then run and store each of its cells."""
+) -> list[str]:
+    """Protect once per (defense, seed), then run and store each of its cells; returns the
+    notes about cells another run on the same directory is computing (they are skipped)."""
     progress, task = bar
-    for (defense_name, seed), group in groups.items():
-        _announce(progress, task, f"{ctx.name} · {defense_name} · seed {seed}")
-        try:
-            protection = protect(ctx, group[0].defense.obj.bind(context), seed)
-        except Exception as exc:
-            for cell in group:
-                store.put_cell(cell.key, run_id, base_row(ctx, cell) | failed_fields(exc))
-                progress.advance(task)
-            continue
+    owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
+    notes: list[str] = []
+    try:
+        for (defense_name, seed), wanted in groups.items():
+            granted = set(store.claim([cell.key for cell in wanted], owner))
+            group = [cell for cell in wanted if cell.key in granted]
+            progress.advance(task, len(wanted) - len(group))
+            if len(group) < len(wanted):
+                notes.append(f"{len(wanted) - len(group)} cell(s) of {defense_name} seed {seed} "
+                             "are stored or being computed by another run: skipped")  # fmt: skip
+            if group:
+                _announce(progress, task, f"{ctx.name} · {defense_name} · seed {seed}")
+                _run_group(ctx, group, context, store, run_id, bar)
+    finally:
+        store.release(owner)
+    return notes
+
+
+def _run_group(
+    ctx: VictimContext,
+    group: list[Cell],
+    context: RunContext,
+    store: Store,
+    run_id: int,
+    bar: tuple[Progress, TaskID],
+) -> None:
+    progress, task = bar
+    try:
+        protection = protect(ctx, group[0].defense.obj.bind(context), group[0].seed)
+    except Exception as exc:
         for cell in group:
-            row, samples = run_cell(ctx, cell, protection)
-            store.put_cell(cell.key, run_id, row, samples)
+            store.put_cell(cell.key, run_id, base_row(ctx, cell) | failed_fields(exc))
             progress.advance(task)
+        return
+    for cell in group:
+        row, samples = run_cell(ctx, cell, protection)
+        store.put_cell(cell.key, run_id, row, samples)
+        progress.advance(task)
 
 
 def _announce(progress: Progress, task: TaskID, description: str) -> None:

@@ -12,12 +12,17 @@ Tables
            row (JSON: the results.csv row), seconds, error, finished
   samples  cell_key, image_index, label, clean_pred, victim_pred, protected_pred, epsilon,
            adversarial (on the victim), counted (in M_adv)
+  claims   key, owner (run), host, pid, claimed: cells a running run is computing, so that a
+           second run on the same directory skips them instead of computing them twice
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,7 +69,17 @@ CREATE TABLE IF NOT EXISTS samples (
     counted INTEGER NOT NULL,
     PRIMARY KEY (cell_key, image_index)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    claimed REAL NOT NULL
+);
 """
+
+#: A claim older than this is stale even when its process cannot be checked (another host).
+CLAIM_TTL_SECONDS = 6 * 3600
 
 SAMPLE_COLUMNS = (
     "image_index", "label", "clean_pred", "victim_pred", "protected_pred", "epsilon",
@@ -138,6 +153,7 @@ class Store:
         """Insert or replace a cell and its samples, atomically."""
         with self._transaction():
             self.connection.execute("DELETE FROM samples WHERE cell_key = ?", (key,))
+            self.connection.execute("DELETE FROM claims WHERE key = ?", (key,))
             self.connection.execute(
                 "INSERT OR REPLACE INTO cells (key, run_id, victim, defense, attack, seed, mode,"
                 " status, row, seconds, error, finished) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -152,6 +168,40 @@ class Store:
                 f"VALUES (?, {', '.join('?' * len(SAMPLE_COLUMNS))})",
                 ((key, *sample) for sample in samples),
             )
+
+    def claim(self, keys: list[str], owner: str) -> list[str]:
+        """Claim the cells `keys` for `owner` (a run); return those it may compute.
+
+        Two runs on one directory never compute the same cell: a cell already stored, or
+        claimed by another live run, is not returned (the caller skips it). A claim is stale,
+        and taken over, when its process is gone (same host) or it is older than
+        CLAIM_TTL_SECONDS. Storing a cell (:meth:`put_cell`) releases its claim.
+        """
+        host, pid, now = socket.gethostname(), os.getpid(), time.time()
+        with self._transaction():
+            for key, other_host, other_pid, claimed in self.connection.execute(
+                "SELECT key, host, pid, claimed FROM claims WHERE owner != ?", (owner,)
+            ).fetchall():
+                if _stale(other_host, other_pid, claimed, host, now):
+                    self.connection.execute("DELETE FROM claims WHERE key = ?", (key,))
+            granted = []
+            for key in keys:
+                taken = self.connection.execute(
+                    "SELECT 1 FROM cells WHERE key = ? UNION ALL "
+                    "SELECT 1 FROM claims WHERE key = ? AND owner != ?", (key, key, owner)
+                ).fetchone()  # fmt: skip
+                if taken is None:
+                    self.connection.execute(
+                        "INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)",
+                        (key, owner, host, pid, now),
+                    )
+                    granted.append(key)
+        return granted
+
+    def release(self, owner: str) -> None:
+        """Drop every claim `owner` still holds (its run is over)."""
+        with self._transaction():
+            self.connection.execute("DELETE FROM claims WHERE owner = ?", (owner,))
 
     def samples(self, key: str) -> list[dict[str, Any]]:
         cursor = self.connection.execute(
@@ -184,6 +234,20 @@ class Store:
             self.connection.execute("ROLLBACK")
             raise
         self.connection.execute("COMMIT")
+
+
+def _stale(host: str, pid: int, claimed: float, this_host: str, now: float) -> bool:
+    if now - claimed > CLAIM_TTL_SECONDS:
+        return True
+    if host != this_host:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: does the process exist?
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
 
 
 def _now() -> str:

@@ -125,3 +125,57 @@ def test_long_phases_print_progress_lines_into_a_log(monkeypatch) -> None:
         f"training parasites: {n}/3" for n in (1, 2, 3)
     ]
     assert "ETA" in lines[1] and lines[-1].endswith(", ok")
+
+
+def test_claims_keep_two_runs_from_computing_one_cell(tmp_path) -> None:
+    import os
+    import socket
+    import time
+
+    from paraeval.store import Store
+
+    with Store(tmp_path) as store:
+        assert store.claim(["a", "b"], "run-1") == ["a", "b"]
+        assert store.claim(["a", "b", "c"], "run-2") == ["c"]  # run-1 is alive (this process)
+        run_id = store.start_run("test", {}, {}, [])
+        store.put_cell("a", run_id, {"victim": "vm", "defense": "none", "attack": "fgsm", "seed": 0,
+                                "status": "ok"})  # fmt: skip
+        store.release("run-1")
+        assert store.claim(["a", "b"], "run-2") == ["b"]  # a is stored, b was released
+        dead = 2**22 + 4321  # beyond the default pid_max: no such process
+        store.connection.execute(
+            "INSERT INTO claims VALUES ('d', 'run-9', ?, ?, ?)",
+            (socket.gethostname(), dead, time.time()),
+        )
+        assert store.claim(["d"], "run-2") == ["d"]  # a killed run's claim is stale
+        store.connection.execute(
+            "INSERT INTO claims VALUES ('e', 'run-8', 'another-host', ?, ?)",
+            (os.getpid(), time.time()),
+        )
+        assert store.claim(["e"], "run-2") == []  # cannot check another host: wait for TTL
+
+
+def test_a_run_skips_the_cells_another_run_is_computing(victims, tmp_path) -> None:
+    import os
+    import socket
+    import time
+
+    from paraeval.runner import RunConfig, plan, run, validate
+    from paraeval.store import Store
+
+    config = RunConfig(victims=["vm"], defenses="none", attacks="fgsm,pgd:steps=2",
+                       n_images=10, out=tmp_path)  # fmt: skip
+    cells, _ = plan(config, *validate(config))
+    with Store(tmp_path) as store:
+        store.connection.execute(
+            "INSERT INTO claims VALUES (?, 'other-run', ?, ?, ?)",
+            (cells[1].key, socket.gethostname(), os.getpid(), time.time()),
+        )
+    first = run(config)
+    assert [row["attack"] for row in first.rows] == ["fgsm"]
+    assert any("being computed by another run" in note for note in first.notes)
+    with Store(tmp_path) as store:
+        store.release("other-run")
+    second = run(config)
+    assert [row["attack"] for row in second.rows] == ["fgsm", "pgd:steps=2"]
+    assert second.reused == 1
