@@ -82,3 +82,12 @@ def test_reproduce_reads_the_shipped_grid_file() -> None:
     assert load_grid(shipped) == REPRODUCTION
     assert [p.attacks for p in REPRODUCTION][:2] == ["fgsm", "fgsm,pgd,deepfool"]
     assert len(REPRODUCTION) == 6
+
+
+def test_the_grid_example_of_the_docs_loads(tmp_path) -> None:
+    text = (ROOT / "docs" / "usage.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    grid = tmp_path / "grid.toml"
+    grid.write_text(example)
+    fgsm, pgd = load_grid(grid)
+    assert (fgsm.seeds, pgd.seeds, pgd.attacks) == ([0, 1, 2], [0], "pgd:steps=20")
