@@ -17,17 +17,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class Format(StrEnum):
@@ -56,6 +51,8 @@ def emit(
     cells = [["" if value is None else str(value) for value in row] for row in rows]
     chosen = resolve(fmt, console)
     if chosen is Format.table:
+        from rich.table import Table
+
         table = Table(title=title or None)
         for column in columns:
             table.add_column(column, overflow="fold")
@@ -134,7 +131,15 @@ def progress(description: str, total: int, console: Console | None = None) -> It
         console.print(f"{description}: 0/{total}", highlight=False)
         yield tracker
         return
-    columns = (
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: tuple[Any, ...] = (
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
