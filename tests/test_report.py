@@ -59,10 +59,12 @@ def test_html_shows_the_same_numbers_as_the_csvs(small_run: Path) -> None:
     for section in ("Table 1", "Table 2", "Table 3", "Verdict", "Reproduction notes"):
         assert section in html
     assert "not measured" in html  # rows this small run did not cover say so
-    assert html.count("<svg") >= 3 + len(summary)
-    assert "<script" not in html and "http://" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', ""
-    )
+    evasion = summary[summary["mode"] != "extraction"]
+    assert html.count('<table class="matrix">') == len(evasion)  # one compact matrix per pair
+    assert "Table 1: paper (x) and measured mean" in html  # the forest plot, text kept as text
+    assert html.count("<svg") >= 4  # forest plots, trade-off, success curves, table heat maps
+    namespaces = re.sub(r'xmlns(:\w+)?="http://www\.w3\.org/[^"]*"', "", html)  # not fetched
+    assert "<script" not in html and "http://" not in namespaces
 
 
 class _Evil:
@@ -135,6 +137,20 @@ def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
         capture_output=True, timeout=120, check=True,
     )  # fmt: skip
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+    forest = tmp_path / "forest.html"
+    html = (small_run / "report.html").read_text()
+    start = html.index('<figure class="forest">')
+    forest.write_text(f"<html><body>{html[start : html.index('</figure>', start)]}</body></html>")
+    plot = ARTIFACTS / "forest.png"
+    subprocess.run(
+        [browser, *FLAGS, *profile, f"--screenshot={plot}", "--window-size=900,500",
+         forest.as_uri()], capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    from PIL import Image
+
+    colours = Image.open(plot).convert("RGB").getcolors(maxcolors=1 << 16) or []
+    blue = sum(n for n, (r, g, b) in colours if b > 150 and r < 60 and 80 < g < 150)
+    assert len(colours) > 20 and blue > 50  # the measured points and bars (#0072B2) rendered
 
 
 def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, monkeypatch) -> None:
@@ -181,3 +197,11 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
     assert "Only parts 2 of 2 ran (`--parts`); parts 1 are not in these files." in readme
     bad = CliRunner().invoke(cli.app, ["reproduce", "--work", str(only), "--parts", "3"])
     assert isinstance(bad.exception, UserError) and "1..2" in str(bad.exception)
+
+
+def test_the_committed_report_is_small_and_has_its_forest_plots() -> None:
+    report = ROOT / "reports" / "report.html"
+    html = report.read_text()
+    assert report.stat().st_size <= 1_000_000
+    for table in (1, 2, 3):
+        assert f"Table {table}: paper (x) and measured mean" in html

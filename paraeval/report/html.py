@@ -17,9 +17,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..errors import UserError
-from ..models.victims import PAPER_VICTIM_ACCURACY
 from ..notes import reproduction_notes
-from ..paper import PAPER_ATTACK, ROWS, PaperRow
+from ..paper import ROWS
 from ..results import (
     change_matrix,
     results_frame,
@@ -29,8 +28,8 @@ from ..results import (
 )
 from ..store import DB_NAME, Store
 from ..verdict import readings_sentences, summary_sentences
+from .figures import figures, pairs, paper_record
 from .readings import readings_frames, readings_section
-from .svg import Series, chart, heatmap
 
 FIT_KEYS = ("mse_to_target", "mse_to_identity", "identity_mse", "bias_norm")
 CLOSE_PP = 1.0
@@ -67,10 +66,10 @@ def render_report(store: Store, directory: Path) -> Path:
         "verdict": _verdict(summary),
         "verdict_sentences": _verdict_sentences(summary, readings),
         "readings": readings_section(*readings) if readings else None,
-        "pairs": _pairs(summary, matrices),
+        "pairs": pairs(summary, matrices),
         "failed": results[results["status"] == "failed"].to_dict("records"),
         "warnings": results[results["warnings"].notna()].to_dict("records"),
-        "plots": _plots(summary, store, cells),
+        **figures(summary, store, cells, matrices),
         "fits": _fits(cells),
         "extraction": _extraction_tables(cells),
         "choices": reproduction_notes(),
@@ -117,21 +116,10 @@ def _matrices(store: Store, cells: list[Any]) -> dict[tuple[str, str, str], np.n
     return totals
 
 
-def _record(summary: pd.DataFrame, row: PaperRow) -> dict[str, Any] | None:
-    if summary.empty:
-        return None
-    found = summary[
-        (summary["victim"] == row.victim)
-        & (summary["defense"] == row.name)
-        & (summary["attack"] == PAPER_ATTACK)
-    ]
-    return found.iloc[0].to_dict() if len(found) else None
-
-
 def _paper_table(summary: pd.DataFrame, table: int) -> dict[str, Any]:
     rows = []
     for row in (r for r in ROWS if r.table == table):
-        rows.append({"paper": row, "measured": _record(summary, row)})
+        rows.append({"paper": row, "measured": paper_record(summary, row)})
     return {"number": table, "rows": rows}
 
 
@@ -141,7 +129,7 @@ def _verdict(summary: pd.DataFrame) -> dict[str, Any]:
     for metric in ("accuracy", "m_adv"):
         verdict[metric] = {"in_ci": 0, "close": 0}
     for row in ROWS:
-        record = _record(summary, row)
+        record = paper_record(summary, row)
         if record is None:
             continue
         verdict["measured"] += 1
@@ -159,101 +147,6 @@ def _verdict(summary: pd.DataFrame) -> dict[str, Any]:
 
 
 Matrices = dict[tuple[str, str, str], np.ndarray]
-
-
-def _pairs(summary: pd.DataFrame, matrices: Matrices) -> list[dict[str, Any]]:
-    """Evasion (transfer and adaptive) pairs with their heat maps; extraction has its section."""
-    pairs = []
-    for record in summary.to_dict("records"):
-        if record["mode"] == "extraction":
-            continue
-        key = (record["victim"], record["defense"], record["attack"])
-        matrix = matrices.get(key, np.zeros((10, 10), int))
-        title = f"{key[0]} · {key[1]} · {key[2]}"
-        pairs.append({"record": record, "heatmap": heatmap(matrix.tolist(), title)})
-    return pairs
-
-
-def _plots(summary: pd.DataFrame, store: Store, cells: list[Any]) -> list[Any]:
-    if summary.empty:
-        return []
-    plots = [_tradeoff_plot(summary)]
-    table2 = _sigma_plot(summary)
-    if table2 is not None:
-        plots.append(table2)
-    plots.append(_success_plot(store, cells))
-    return plots
-
-
-def _tradeoff_plot(summary: pd.DataFrame) -> Any:
-    series = []
-    for victim, group in summary.groupby("victim", sort=False):
-        drop = group["victim_accuracy"] - group["accuracy_mean"]
-        points = list(zip(drop.tolist(), group["m_adv_mean"].tolist(), strict=True))
-        tips = [f"{d} ({a})" for d, a in zip(group["defense"], group["attack"], strict=True)]
-        series.append(Series(f"{victim} (measured)", points, tooltips=tips))
-    paper = [(r.victim, r) for r in ROWS]
-    victim_accuracy = dict(zip(summary["victim"], summary["victim_accuracy"], strict=False))
-    for victim in dict.fromkeys(v for v, _ in paper):
-        if victim not in victim_accuracy:
-            continue
-        base = PAPER_VICTIM_ACCURACY[victim]
-        points = [(base - r.accuracy, r.m_adv) for v, r in paper if v == victim]
-        tips = [f"paper {r.name}" for v, r in paper if v == victim]
-        series.append(Series(f"{victim} (paper)", points, tooltips=tips))
-    return chart(series, "accuracy drop (pp)", "M_adv (%)", "M_adv vs accuracy drop", lines=False)
-
-
-def _sigma_plot(summary: pd.DataFrame) -> Any | None:
-    series = []
-    for kind in ("bn-none", "bn-small", "nobn-none", "nobn-small"):
-        rows = [r for r in ROWS if r.table == 2 and r.name.startswith(f"t2-{kind}-")]
-        measured = [
-            (r.parasites[0].sigma, rec["m_adv_mean"]) for r in rows if (rec := _record(summary, r))
-        ]
-        if measured:
-            series.append(Series(f"{kind} measured", measured))
-            series.append(
-                Series(
-                    f"{kind} paper", [(r.parasites[0].sigma, r.m_adv) for r in rows], dashed=True
-                )
-            )
-    if not series:
-        return None
-    return chart(series, "noise sigma", "M_adv (%)", "Table 2: M_adv vs sigma")
-
-
-def _success_plot(store: Store, cells: list[Any]) -> Any:
-    """Fraction of attacked images adversarial at eps <= e: on the victim, and after replay."""
-    grid = [round(0.05 * k, 2) for k in range(1, 21)]
-    victim_eps: dict[str, list[float]] = {}
-    protected: dict[str, list[tuple[float, bool]]] = defaultdict(list)
-    for cell in cells:
-        if cell.status != "ok" or cell.row["attack"] != PAPER_ATTACK:
-            continue
-        samples = [s for s in store.samples(cell.key) if s["clean_pred"] == s["label"]]
-        victim = cell.row["victim"]
-        victim_eps.setdefault(victim, [s["epsilon"] if s["counted"] else math.inf for s in samples])
-        if cell.row["defense"] != "none":
-            group = _group(cell.row["defense"])
-            protected[group] += [
-                (s["epsilon"] if s["counted"] else math.inf, s["protected_pred"] != s["label"])
-                for s in samples
-            ]
-    series = [
-        Series(f"victim {victim}", [(e, 100 * float(np.mean([x <= e for x in eps]))) for e in grid])
-        for victim, eps in victim_eps.items()
-    ]
-    for group, values in protected.items():
-        points = [
-            (e, 100 * float(np.mean([x <= e and fooled for x, fooled in values]))) for e in grid
-        ]
-        series.append(Series(f"replayed on {group}", points, dashed=True))
-    return chart(series, "FGSM epsilon", "adversarial (%)", "FGSM success vs epsilon")
-
-
-def _group(defense: str) -> str:
-    return {"t1": "Table 1", "t2": "Table 2", "t3": "Table 3"}.get(defense[:2], defense)
 
 
 def _fits(cells: list[Any]) -> list[dict[str, Any]]:

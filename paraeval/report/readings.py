@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from .svg import Series, chart
+from .plots import bars
 
 STAGES = ("screen", "combination", "confirm")
 
@@ -31,19 +31,13 @@ def readings_section(lines: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any]:
 
 
 def _distance_plot(lines: pd.DataFrame) -> Any:
-    series = []
-    for stage in STAGES:
-        found = lines[lines["stage"] == stage]
-        if found.empty:
-            continue
-        points = list(
-            zip(found["mean_abs_diff_m_adv"], found["mean_abs_diff_accuracy"], strict=True)
-        )
-        tips = [f"{r} ({s} seed(s))" for r, s in zip(found["reading"], found["seeds"], strict=True)]
-        series.append(Series(f"{stage}", points, tooltips=tips))
-    title = "Each reading's distance to the paper (lower left is closer)"
-    x_label, y_label = "mean |measured - paper| M_adv (pp)", "mean |measured - paper| accuracy (pp)"
-    return chart(series, x_label, y_label, title, lines=False)
+    """Each reading's mean |measured - paper| M_adv, closest first (seeds in the label)."""
+    ordered = lines.sort_values("mean_abs_diff_m_adv")
+    labels = [f"{r} ({st}, {s} seed(s))" for r, st, s in
+              zip(ordered["reading"], ordered["stage"], ordered["seeds"], strict=True)]  # fmt: skip
+    x_label = "mean |measured - paper| M_adv (pp)"
+    values = list(ordered["mean_abs_diff_m_adv"])
+    return bars(labels, values, x_label, "Each reading's distance to the paper")
 
 
 def _per_row(rows: pd.DataFrame) -> list[dict[str, Any]]:
