@@ -60,9 +60,13 @@ def test_html_shows_the_same_numbers_as_the_csvs(small_run: Path) -> None:
         assert section in html
     assert "not measured" in html  # rows this small run did not cover say so
     evasion = summary[summary["mode"] != "extraction"]
-    assert html.count('<table class="matrix">') == len(evasion)  # one compact matrix per pair
+    groups = {
+        ("Table 1" if d.startswith("t1") else "Table 2") for d in evasion["defense"] if d != "none"
+    }
+    # one shaded matrix per pair, and one per (table, attack) summed over its rows
+    assert html.count('<table class="matrix">') == len(evasion) + len(groups)
     assert "Table 1: paper (x) and measured mean" in html  # the forest plot, text kept as text
-    assert html.count("<svg") >= 4  # forest plots, trade-off, success curves, table heat maps
+    assert html.count("<svg") >= 4  # forest plots, trade-off, sigma and success curves
     namespaces = re.sub(r'xmlns(:\w+)?="http://www\.w3\.org/[^"]*"', "", html)  # not fetched
     assert "<script" not in html and "http://" not in namespaces
 

@@ -4,8 +4,8 @@
 * M_adv against the accuracy drop, measured and published;
 * Table 2's M_adv against σ;
 * FGSM success against ε, on the victim and replayed on each table's parasites;
-* prediction-change heat maps: one per (table, attack) summed over its rows and seeds, and per
-  pair a compact table shown on demand (``<details>``), so the report stays small.
+* prediction-change heat maps (shaded count tables): one per (table, attack) summed over its
+  rows and seeds, and per pair one shown on demand (``<details>``), so the report stays small.
 """
 
 from __future__ import annotations
@@ -136,13 +136,17 @@ def _group(defense: str) -> str:
     return {"t1": "Table 1", "t2": "Table 2", "t3": "Table 3"}.get(defense[:2], defense)
 
 
-def _table_heatmaps(matrices: Matrices) -> list[Markup]:
-    """One heat map per (group of defenses, attack), summed over its rows, victims and seeds."""
+def _table_heatmaps(matrices: Matrices) -> list[dict[str, Any]]:
+    """One heat map per (group of defenses, attack), summed over its rows, victims and seeds
+    (shaded HTML tables: a few KB each, where an SVG image of the same matrix takes ~40 KB)."""
     grouped: dict[tuple[str, str], np.ndarray] = defaultdict(lambda: np.zeros((10, 10), int))
     for (_victim, defense, attack), matrix in matrices.items():
         if defense != "none":
             grouped[(_group(defense), attack)] += matrix
-    return [plots.heatmap(m.tolist(), f"{g} · {a}") for (g, a), m in sorted(grouped.items())]
+    return [
+        {"title": f"{g} · {a}", "matrix": matrix_table(m.tolist())}
+        for (g, a), m in sorted(grouped.items())
+    ]
 
 
 def pairs(summary: pd.DataFrame, matrices: Matrices) -> list[dict[str, Any]]:

@@ -130,20 +130,3 @@ def bars(labels: Sequence[str], values: Sequence[float], x_label: str, title: st
         axis.set_xlabel(x_label)
         axis.set_title(title, loc="left", fontweight="bold")
         return svg(figure)
-
-
-def heatmap(matrix: Sequence[Sequence[int]], title: str) -> Markup:
-    """A 10x10 count matrix: rows = victim prediction, columns = protected prediction."""
-    with plt.rc_context({**STYLE, "axes.grid": False}):
-        figure, axis = plt.subplots(figsize=(3.0, 2.9))
-        axis.imshow([[math.log1p(v) for v in row] for row in matrix], cmap="Blues")
-        for r, row in enumerate(matrix):
-            for c, value in enumerate(row):
-                if value:
-                    axis.text(c, r, str(value), ha="center", va="center", fontsize=6)
-        axis.set_xticks(range(10))
-        axis.set_yticks(range(10))
-        axis.set_xlabel("protected model's prediction")
-        axis.set_ylabel("victim's prediction")
-        axis.set_title(title, loc="left", fontsize=8, fontweight="bold")
-        return svg(figure)
