@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from .errors import UserError
-from .output import Format, emit
+from .output import Format, configure, emit, status
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ app = typer.Typer(
     help="Measure defenses against adversarial examples and model extraction.",
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = status  # notes, progress and status lines (stderr; --quiet, --log)
 
 FormatOption = Annotated[
     Format,
@@ -53,8 +53,15 @@ def main_options(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No notes or progress; results and errors only.")
+    ] = False,
+    log: Annotated[
+        Path | None, typer.Option("--log", help="Also append everything printed to this file.")
+    ] = None,
 ) -> None:
     """Measure defenses against adversarial examples and model extraction."""
+    configure(console, quiet=quiet, log=log.open("a", encoding="utf-8") if log else None)
 
 
 def _parse_list(value: str, what: str) -> list[str]:
@@ -370,20 +377,13 @@ def cache_command(
 ) -> None:
     """Show (list), check (verify: damaged entries are moved aside) or delete (clear) the
     cached victims and parasites."""
-    from .cache import cache_dir, entries, set_aside, verify
+    from .listing import cache_table
 
-    found = list(entries())
-    if action is CacheAction.clear:
-        for entry in found:
-            entry.path.unlink()
-        err_console.print(f"removed {len(found)} entries from {cache_dir()}")
-        return
-    problems = {e.path: verify(e.path) for e in found} if action is CacheAction.verify else {}
-    rows = [[e.kind, e.path.name, f"{e.size / 1024:.1f}", problems.get(e.path) or e.what]
-            for e in found]  # fmt: skip
-    emit(console, ["kind", "file", "KiB", "what"], rows, fmt, f"cache: {cache_dir()}")
-    for path in (p for p, problem in problems.items() if problem):
-        err_console.print(f"moved damaged {path.name} to {set_aside(path).name}")
+    columns, rows, title, messages = cache_table(action.value)
+    if rows:
+        emit(console, columns, rows, fmt, title)
+    for message in messages:
+        err_console.print(message, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -394,5 +394,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:
+        err_console.quiet = False  # errors print even with --quiet
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)

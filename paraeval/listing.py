@@ -1,4 +1,4 @@
-"""What `paraeval list plugins` and `paraeval list defenses|attacks --options` show."""
+"""What `paraeval list plugins`, `list defenses|attacks --options` and `paraeval cache` show."""
 
 from __future__ import annotations
 
@@ -36,3 +36,24 @@ def option_rows(defenses: bool) -> tuple[list[str], list[list[Any]]]:
                 text += f". Paper: {row['paper'] or '(silent)'}. Default: {row['rule']}"
             rows.append([applies, row["option"], row["values"], row["default"], text])
     return ["applies to", "option", "values", "default", "what it decides / paper"], rows
+
+
+def cache_table(action: str) -> tuple[list[str], list[list[Any]], str, list[str]]:
+    """`paraeval cache list|verify|clear`: the entries (verify: damaged ones are moved aside;
+    clear: all are deleted), a title and messages for stderr."""
+    from .cache import cache_dir, entries, set_aside, verify
+
+    found = list(entries())
+    if action == "clear":
+        for entry in found:
+            entry.path.unlink()
+        return [], [], "", [f"removed {len(found)} entries from {cache_dir()}"]
+    problems = {e.path: verify(e.path) for e in found} if action == "verify" else {}
+    rows = [[e.kind, e.path.name, f"{e.size / 1024:.1f}", problems.get(e.path) or e.what]
+            for e in found]  # fmt: skip
+    messages = [
+        f"moved damaged {path.name} to {set_aside(path).name}"
+        for path, problem in problems.items()
+        if problem
+    ]
+    return ["kind", "file", "KiB", "what"], rows, f"cache: {cache_dir()}", messages

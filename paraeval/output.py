@@ -17,12 +17,43 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
+
+
+#: Where notes, progress and status lines go (stderr); `--quiet` and `--log` configure it.
+status = Console(stderr=True)
+
+
+class Tee(io.TextIOBase):
+    """Writes to a stream and to a log file (`--log FILE`); a terminal if the stream is one."""
+
+    def __init__(self, stream: Any, log: Any) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(self.stream.isatty())
+
+
+def configure(console: Console, *, quiet: bool = False, log: Any = None) -> None:
+    """`--quiet`: no notes or progress on `status` (errors still print); `--log`: everything
+    both consoles print is also appended to the log file."""
+    status.quiet = quiet
+    if log is not None:
+        for target in (console, status):
+            target.file = cast(IO[str], Tee(target.file, log))
 
 
 class Format(StrEnum):
@@ -125,7 +156,7 @@ class Tracker:
 @contextmanager
 def progress(description: str, total: int, console: Console | None = None) -> Iterator[Tracker]:
     """A :class:`Tracker` for `total` steps (see its docstring)."""
-    console = console or Console(stderr=True)
+    console = console or status
     tracker = Tracker(console, description, total)
     if not console.is_terminal:
         console.print(f"{description}: 0/{total}", highlight=False)

@@ -179,3 +179,17 @@ def test_a_run_skips_the_cells_another_run_is_computing(victims, tmp_path) -> No
     second = run(config)
     assert [row["attack"] for row in second.rows] == ["fgsm", "pgd:steps=2"]
     assert second.reused == 1
+
+
+def test_quiet_hides_notes_and_log_keeps_everything(tmp_path) -> None:
+    log = tmp_path / "paraeval.log"
+    args = ["run", "--victims", "vm", "--defenses", "table2", "--dry-run"]
+    loud = run_cli("--log", str(log), *args)
+    quiet = run_cli("--quiet", *args)
+    assert loud.returncode == quiet.returncode == 0, loud.stderr
+    assert "note:" in loud.stderr and "note:" not in quiet.stderr
+    assert "cell(s) planned" in quiet.stdout  # results still print
+    logged = log.read_text()
+    assert "note:" in logged and "cell(s) planned" in logged
+    bad = run_cli("--quiet", "run", "--defenses", "nonsense", "--dry-run")
+    assert bad.returncode == 2 and "unknown defense" in bad.stderr  # errors print when quiet
