@@ -31,7 +31,7 @@ def versions() -> dict[str, str]:
         found["torchattacks"] = torchattacks.__version__
     except ImportError:
         found["torchattacks"] = "not installed"
-    found["device"] = f"cpu ({torch.get_num_threads()} threads, {platform.processor() or '?'})"
+    found["device"] = f"cpu ({torch.get_num_threads()} threads, {cpu_model()})"
     found["git_commit"] = _git_commit()
     return found
 
@@ -46,3 +46,15 @@ def _git_commit() -> str:
     except OSError:
         return ""
     return completed.stdout.strip() if completed.returncode == 0 else ""
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo's "model name"; platform.processor() is
+    empty there), or the architecture when neither says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "?"

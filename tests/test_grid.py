@@ -63,6 +63,8 @@ def test_a_two_part_grid_equals_the_same_command_line(victims, tmp_path) -> None
     by_hand = run_cli("run", "--victims", "vm", "--defenses", "none", "--n-images", "12",
                       "--attacks", "fgsm,pgd:steps=2", "--out", str(tmp_path / "hand"))  # fmt: skip
     assert from_file.returncode == 0 and by_hand.returncode == 0, from_file.stderr
+    # the summary printed into a pipe keeps every name whole
+    assert "pgd:steps=2" in from_file.stdout and "…" not in from_file.stdout
     a, b = (
         pd.read_csv(tmp_path / d / "results.csv").drop(columns="seconds") for d in ("file", "hand")
     )

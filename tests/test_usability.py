@@ -193,3 +193,9 @@ def test_quiet_hides_notes_and_log_keeps_everything(tmp_path) -> None:
     assert "note:" in logged and "cell(s) planned" in logged
     bad = run_cli("--quiet", "run", "--defenses", "nonsense", "--dry-run")
     assert bad.returncode == 2 and "unknown defense" in bad.stderr  # errors print when quiet
+
+
+def test_the_run_record_names_the_processor() -> None:
+    from paraeval.provenance import cpu_model, versions
+
+    assert cpu_model() in versions()["device"] and cpu_model() not in ("", "?")
