@@ -199,3 +199,21 @@ def test_the_run_record_names_the_processor() -> None:
     from paraeval.provenance import cpu_model, versions
 
     assert cpu_model() in versions()["device"] and cpu_model() not in ("", "?")
+
+
+def test_one_pretraining_pool_serves_every_victim(victims, tmp_path, monkeypatch) -> None:
+    """[G] item 2: every parasite of the grid is trained in one pool, not one per victim."""
+    from paraeval import runner, training
+
+    calls: list[list[object]] = []
+
+    def recording(configs, workers=None):
+        calls.append(list(configs))
+        return training.pretrain_parasites(calls[-1], workers)
+
+    monkeypatch.setattr(runner, "pretrain_parasites", recording)
+    config = runner.RunConfig(victims=["vm", "vm-batch"], n_images=10, out=tmp_path,
+                              defenses="t1-vm-after-nobn-small,t2-nobn-small-sigma0.1")  # fmt: skip
+    result = runner.run(config)
+    assert result.failed == 0 and len(result.rows) == 2
+    assert len(calls) == 1 and {c.side for c in calls[0]} == {16, 28}  # both victims' parasites
