@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from .errors import UserError
-from .output import Format, configure, emit, status
+from .output import Format, configure, emit, status, stdout
+from .printing import print_plan, print_summary
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .runner import RunResult
+    pass
 
 # Heavy modules (torch, ART, pandas) are imported inside the commands that need them, so that
 # `paraeval --help`, `--version` and argument errors answer at once (test_cli_output.py).
@@ -30,7 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Measure defenses against adversarial examples and model extraction.",
 )
-console = Console()
+console = stdout  # results
 err_console = status  # notes, progress and status lines (stderr; --quiet, --log)
 
 FormatOption = Annotated[
@@ -143,35 +143,14 @@ def run_command(
     parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config})
     parts = override(parts, **common)
     if dry_run:
-        _print_plan([run(part, err_console) for part in parts], verbose)
+        print_plan([run(part, err_console) for part in parts], verbose)
         return
     _check_writable(out)
     result = run_parts(parts, lambda part: run(part, err_console))
     write_outputs(out, result.keys)
-    _print_summary(result, out, fmt, verbose)
+    print_summary(result, out, fmt, verbose)
     if result.failed:
         raise typer.Exit(1)
-
-
-#: Notes printed before "... and N more" (``--verbose`` prints all).
-NOTES_SHOWN = 10
-
-
-def _print_notes(results: list[RunResult], verbose: bool) -> None:
-    """Every distinct note once; only the first NOTES_SHOWN unless `verbose`."""
-    notes = list(dict.fromkeys(note for result in results for note in result.notes))
-    shown = notes if verbose else notes[:NOTES_SHOWN]
-    for note in shown:
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-    if len(notes) > len(shown):
-        err_console.print(f"[yellow]note:[/] ... and {len(notes) - len(shown)} more (--verbose)")
-
-
-def _print_plan(results: list[RunResult], verbose: bool = False) -> None:
-    """What a run would do (`--dry-run`): its cells, and notes about what it would skip."""
-    _print_notes(results, verbose)
-    planned = sum(r.planned for r in results)
-    console.print(f"{planned} cell(s) planned (dry run: nothing was loaded, run or stored)")
 
 
 def _command() -> str:
@@ -187,21 +166,6 @@ def _check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None
-
-
-def _print_summary(result: RunResult, out: Path, fmt: Format, verbose: bool = False) -> None:
-    """Per (victim, defense, attack): mean ± 95 % CI half-width beside the paper value."""
-    from .results import summary_table
-
-    _print_notes([result], verbose)
-    columns, rows = summary_table(result.summary)
-    title = f"summary ({out / 'summary.csv'}); ✗ = paper value outside the 95 % CI"
-    emit(console, columns, rows, fmt, title)
-    err_console.print(
-        f"{result.ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "
-        f"Results in {out}/results.csv, report in {out}/report.html",
-        highlight=False, soft_wrap=True,
-    )  # fmt: skip
 
 
 @app.command("reproduce")
@@ -224,14 +188,14 @@ def reproduce_command(
 
     if dry_run:
         chosen = [REPRODUCTION[n - 1] for n in parse_parts(parts)]
-        _print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in chosen])
+        print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in chosen])
         return
     _check_writable(work)
     result = reproduce(
         work, reports, parse_parts(parts), data_dir=data_dir, command=_command(),
         runner=lambda config: run(config, err_console),
     )  # fmt: skip
-    _print_summary(result, work, fmt)
+    print_summary(result, work, fmt)
     err_console.print(f"copied the report and CSVs into {reports}/")
     if result.failed:
         raise typer.Exit(1)
@@ -294,7 +258,7 @@ def readings_command(
         raise UserError("--base takes defense options only; put eps_unit in a reading")
     if dry_run:
         configs = screen_configs(config)
-        _print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in configs])
+        print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in configs])
         return
     scores = study(config, lambda c: run(c, err_console))
     columns = ["stage", "reading", "seeds", "|dM_adv|", "acc in CI", "M_adv in CI", "both", "rows"]
@@ -362,6 +326,22 @@ def list_command(
         columns = ["victim", "paper accuracy (%)"]
         rows = [[name, PAPER_VICTIM_ACCURACY.get(name, "")] for name in VICTIM_ARCHITECTURES]
     emit(console, columns, rows, fmt)
+
+
+@app.command("bench")
+def bench_command(
+    out: Annotated[Path, typer.Option(help="Where bench.csv is written.")] = Path("bench.csv"),
+    images: Annotated[int, typer.Option(min=1, help="Test images attacked.")] = 200,
+    repetitions: Annotated[int, typer.Option(min=1, help="Timed repetitions per row.")] = 5,
+    quick: Annotated[bool, typer.Option("--quick", help="A small configuration (CI).")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
+    fmt: FormatOption = Format.auto,
+) -> None:
+    """Time the hot paths as ratios against baselines run in the same process (bench.csv)."""
+    from .bench import BenchConfig, bench
+
+    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out))
+    emit(console, list(frame.columns), frame.values.tolist(), fmt, f"wrote {out}")
 
 
 class CacheAction(StrEnum):

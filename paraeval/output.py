@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
-#: Where notes, progress and status lines go (stderr); `--quiet` and `--log` configure it.
+#: Where results go (stdout), and where notes, progress and status lines go (stderr; `--quiet`
+#: and `--log` configure both).
+stdout = Console()
 status = Console(stderr=True)
 
 

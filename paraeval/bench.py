@@ -1,0 +1,198 @@
+"""`paraeval bench`: how fast the pipeline's hot paths are, as ratios against baselines.
+
+Every figure is the median wall time of a candidate over ``repetitions`` runs, divided by the
+median of a baseline run in the same process on the same inputs (interleaved, after one
+warm-up each), with the spread (the ratio's range over the repetitions). No timings appear in
+the unit tests; CI runs this in a small configuration and checks the rows, not the numbers.
+
+Rows (issue [G] item 4):
+
+* ``fgsm-sweep`` vs ``art-per-eps``: paraeval's sweep (only images not yet fooled are attacked
+  at the next ε) against ART's FastGradientMethod on every image at every ε of the grid;
+* ``fgsm-sweep`` vs ``per-image``: the same sweep against one image at a time;
+* ``pgd`` vs ``torchattacks-pgd``: paraeval's PGD (torchattacks backend) at one ε against
+  torchattacks.PGD called directly, same batch, ε, steps and step size;
+* ``protected-<row>`` vs ``victim``: inference latency of a protected model against its victim,
+  batch 256 (Table 1, 2, 3 configurations);
+* ``parasite-training``: seconds to train one parasite (one thread; the default recipe, or
+  200 inputs with ``--quick``); no baseline, so no ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .data import MNIST, load_mnist
+from .provenance import versions
+
+BENCH_COLUMNS = [
+    "name", "baseline", "ratio", "ratio_low", "ratio_high", "candidate_s", "baseline_s",
+    "repetitions", "size", "device",
+]  # fmt: skip
+#: Paper rows timed for inference (one per table); ``quick`` keeps the first.
+LATENCY_ROWS = ("t1-vm-after-bn-small", "t2-bn-small-sigma0.2", "t3-row01")
+
+
+@dataclass
+class BenchConfig:
+    images: int = 200
+    repetitions: int = 5
+    quick: bool = False  # CI: few images, one latency row, tiny parasites
+    data_dir: Path | None = None
+    out: Path = Path("bench.csv")
+
+
+@dataclass
+class Row:
+    name: str
+    baseline: str
+    candidate_times: list[float]
+    baseline_times: list[float] = field(default_factory=list)
+    size: str = ""
+
+    def record(self, device: str) -> dict[str, Any]:
+        ratios = [c / b for c, b in zip(self.candidate_times, self.baseline_times, strict=False)]
+        candidate = statistics.median(self.candidate_times)
+        base = statistics.median(self.baseline_times) if self.baseline_times else None
+        return {
+            "name": self.name, "baseline": self.baseline,
+            "ratio": round(candidate / base, 3) if base else None,
+            "ratio_low": round(min(ratios), 3) if ratios else None,
+            "ratio_high": round(max(ratios), 3) if ratios else None,
+            "candidate_s": round(candidate, 5), "baseline_s": round(base, 5) if base else None,
+            "repetitions": len(self.candidate_times), "size": self.size, "device": device,
+        }  # fmt: skip
+
+
+def paired(
+    candidate: Callable[[], object], baseline: Callable[[], object], repetitions: int
+) -> tuple[list[float], list[float]]:
+    """Interleaved timings of two callables after one warm-up each."""
+    candidate()
+    baseline()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repetitions):
+        for fn, sink in ((candidate, times[0]), (baseline, times[1])):
+            started = time.perf_counter()
+            fn()
+            sink.append(time.perf_counter() - started)
+    return times
+
+
+def bench(config: BenchConfig) -> pd.DataFrame:
+    """Every row (see the module docstring) as bench.csv's frame; also written to config.out."""
+    from .training import VictimConfig, load_or_train_victim
+
+    mnist = load_mnist(config.data_dir)
+    n = 20 if config.quick else config.images
+    images = MNIST.as_float(mnist.test_images[:n])
+    labels = mnist.test_labels[:n]
+    victim, _ = load_or_train_victim(VictimConfig("vm"), mnist)
+    rows = [
+        *_fgsm_rows(victim, images, labels, config.repetitions),
+        _pgd_row(victim, images, labels, config.repetitions),
+        *_latency_rows(mnist, config),
+        _parasite_row(config),
+    ]
+    device = versions()["device"]
+    frame = pd.DataFrame([row.record(device) for row in rows], columns=BENCH_COLUMNS)
+    frame.to_csv(config.out, index=False)
+    return frame
+
+
+def _fgsm_rows(
+    victim: nn.Module, images: torch.Tensor, labels: torch.Tensor, repetitions: int
+) -> list[Row]:
+    from .attacks.backends import art_classifier, epsilon_grid
+    from .attacks.fgsm import FGSMSweep
+
+    sweep = FGSMSweep()
+
+    def art_every_eps() -> None:
+        from art.attacks.evasion import FastGradientMethod
+
+        classifier = art_classifier(victim, (1, 28, 28))
+        for eps in epsilon_grid(0.05, 1.0):
+            FastGradientMethod(classifier, eps=eps, batch_size=len(images)).generate(
+                x=images.numpy(), y=labels.numpy()
+            )
+
+    def per_image() -> None:
+        for i in range(len(images)):
+            sweep.generate(victim, images[i : i + 1], labels[i : i + 1], seed=0)
+
+    def run_sweep() -> None:
+        sweep.generate(victim, images, labels, seed=0)
+
+    size = f"{len(images)} images x 20 eps"
+    art = Row("fgsm-sweep", "art-per-eps", *paired(run_sweep, art_every_eps, repetitions), size)
+    few = max(1, repetitions // 2)  # the per-image loop is slow; fewer repetitions
+    loop = Row("fgsm-sweep", "per-image", *paired(run_sweep, per_image, few), size)
+    return [art, loop]
+
+
+def _pgd_row(victim: nn.Module, images: torch.Tensor, labels: torch.Tensor, reps: int) -> Row:
+    from .attacks.backends import torchattacks_module
+    from .attacks.pgd import PGDSweep
+
+    eps, steps = 0.1, 10
+    ours = PGDSweep(backend="torchattacks", eps_step=eps, max_eps=eps, steps=steps)
+    torchattacks = torchattacks_module()
+    direct = torchattacks.PGD(victim, eps=eps, alpha=2.5 * eps / steps, steps=steps,
+                              random_start=False)  # fmt: skip
+    times = paired(
+        lambda: ours.generate(victim, images, labels, seed=0),
+        lambda: direct(images, labels),
+        reps,
+    )
+    return Row("pgd", "torchattacks-pgd", *times, f"{len(images)} images, eps {eps}, {steps} steps")
+
+
+def _latency_rows(mnist: MNIST, config: BenchConfig) -> list[Row]:
+    from . import registry
+    from .api import Protected, RunContext
+    from .training import VictimConfig, load_or_train_victim
+
+    context = RunContext(MNIST.as_float(mnist.train_images), mnist.source)
+    batch = MNIST.as_float(mnist.test_images[:256])
+    found = []
+    for name in LATENCY_ROWS[:1] if config.quick else LATENCY_ROWS:
+        (entry,) = registry.configured_defenses(name)
+        victim, _ = load_or_train_victim(VictimConfig(entry.obj.victims[0]), mnist)
+        protected = Protected.of(entry.obj.bind(context).protect(victim, seed=0)).model
+
+        def infer(model: nn.Module = protected) -> None:
+            with torch.no_grad():
+                model(batch)
+
+        def infer_victim(model: nn.Module = victim) -> None:
+            with torch.no_grad():
+                model(batch)
+
+        times = paired(infer, infer_victim, config.repetitions * 4)
+        found.append(Row(f"protected-{name}", "victim", *times, "batch 256"))
+    return found
+
+
+def _parasite_row(config: BenchConfig) -> Row:
+    from .training import ParasiteConfig, train_parasite
+
+    n_train = 200 if config.quick else 10_000
+    parasite = ParasiteConfig(batch_norm=True, bias="small", n_train=n_train)
+    times = []
+    for seed in range(max(1, config.repetitions // 2)):
+        started = time.perf_counter()
+        train_parasite(dataclasses.replace(parasite, seed=seed))
+        times.append(time.perf_counter() - started)
+    size = f"seconds per 16x16 BN parasite, {n_train} training inputs, one thread"
+    return Row("parasite-training", "", times, [], size)

@@ -1,0 +1,27 @@
+"""`paraeval bench` in its small configuration: every row, with a ratio where it has a baseline
+(the numbers themselves are not checked: no timings in unit tests)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .conftest import run_cli
+
+
+def test_bench_writes_every_row(victims, tmp_path) -> None:
+    out = tmp_path / "bench.csv"
+    done = run_cli("bench", "--quick", "--repetitions", "2", "--out", str(out), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    frame = pd.read_csv(out)
+    assert list(zip(frame["name"], frame["baseline"].fillna(""), strict=True)) == [
+        ("fgsm-sweep", "art-per-eps"),
+        ("fgsm-sweep", "per-image"),
+        ("pgd", "torchattacks-pgd"),
+        ("protected-t1-vm-after-bn-small", "victim"),
+        ("parasite-training", ""),
+    ]
+    with_baseline = frame[frame["baseline"].notna()]
+    assert (with_baseline["ratio"] > 0).all()
+    assert (with_baseline["ratio_low"] <= with_baseline["ratio_high"]).all()
+    assert frame[frame["name"] == "parasite-training"]["ratio"].isna().all()
+    assert (frame["repetitions"] >= 1).all() and frame["device"].str.startswith("cpu").all()
