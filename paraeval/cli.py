@@ -137,7 +137,7 @@ def run_command(
     }
     common = dict(
         out=out, data_dir=data_dir, allow_download=not no_download, retry_failed=retry_failed,
-        jobs=jobs, command=_command(), dry_run=dry_run,
+        jobs=jobs, command=_command(), dry_run=dry_run, verbose=verbose,
     )  # fmt: skip
     parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
     parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config})

@@ -88,6 +88,8 @@ class RunConfig:
     earlier_cells: list[str] = field(default_factory=list)
     #: Validate and plan only: nothing is loaded, trained, run or stored (`--dry-run`).
     dry_run: bool = False
+    #: One note per skipped (defense, victim) pair instead of one per victim (`--verbose`).
+    verbose: bool = False
 
 
 @dataclass
@@ -152,7 +154,7 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
             if not attack.obj.applies_to(victim)
         ]
         skipped = [d for d in defenses if not d.obj.applies_to(victim)]
-        notes += _skip_notes(skipped, victim)
+        notes += _skip_notes(skipped, victim, config.verbose)
         for defense in defenses:
             if defense in skipped:
                 continue
@@ -163,15 +165,16 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
     return cells, notes
 
 
-def _skip_notes(skipped: Defenses, victim: str) -> list[str]:
+def _skip_notes(skipped: Defenses, victim: str, verbose: bool = False) -> list[str]:
     """One note per skipped defense, or one for all of them when there are many."""
-    if len(skipped) <= 3:
+    if len(skipped) <= 3 or verbose:
         return [
             f"skipped {d.name} on {victim}: it is defined for {', '.join(d.obj.victims)}"
             for d in skipped
         ]
     names = ", ".join(d.name for d in skipped[:3])
-    return [f"skipped {names} and {len(skipped) - 3} more on {victim}: defined for other victims"]
+    more = len(skipped) - 3
+    return [f"skipped {names} and {more} more on {victim}: defined for other victims (--verbose)"]
 
 
 def cell_key(

@@ -217,3 +217,11 @@ def test_one_pretraining_pool_serves_every_victim(victims, tmp_path, monkeypatch
     result = runner.run(config)
     assert result.failed == 0 and len(result.rows) == 2
     assert len(calls) == 1 and {c.side for c in calls[0]} == {16, 28}  # both victims' parasites
+
+
+def test_verbose_lists_every_skipped_pair() -> None:
+    args = ["run", "--victims", "vm", "--defenses", "table2", "--dry-run"]
+    short, every = run_cli(*args), run_cli(*args, "--verbose")
+    assert short.stderr.count("skipped") == 1 and "12 defense" not in short.stderr
+    assert "and 9 more on vm" in short.stderr
+    assert every.stderr.count("skipped t2-") == 12
