@@ -172,8 +172,9 @@ class Store:
     def claim(self, keys: list[str], owner: str) -> list[str]:
         """Claim the cells `keys` for `owner` (a run); return those it may compute.
 
-        Two runs on one directory never compute the same cell: a cell already stored, or
-        claimed by another live run, is not returned (the caller skips it). A claim is stale,
+        Two runs on one directory never compute the same cell: a cell already stored as ok, or
+        claimed by another live run, is not returned (the caller skips it; a failed cell the
+        caller retries is granted). A claim is stale,
         and taken over, when its process is gone (same host) or it is older than
         CLAIM_TTL_SECONDS. Storing a cell (:meth:`put_cell`) releases its claim.
         """
@@ -187,7 +188,7 @@ class Store:
             granted = []
             for key in keys:
                 taken = self.connection.execute(
-                    "SELECT 1 FROM cells WHERE key = ? UNION ALL "
+                    "SELECT 1 FROM cells WHERE key = ? AND status = 'ok' UNION ALL "
                     "SELECT 1 FROM claims WHERE key = ? AND owner != ?", (key, key, owner)
                 ).fetchone()  # fmt: skip
                 if taken is None:

@@ -225,3 +225,14 @@ def test_verbose_lists_every_skipped_pair() -> None:
     assert short.stderr.count("skipped") == 1 and "12 defense" not in short.stderr
     assert "and 9 more on vm" in short.stderr
     assert every.stderr.count("skipped t2-") == 12
+
+
+def test_a_failed_cell_can_be_claimed_again_for_a_retry(tmp_path) -> None:
+    from paraeval.store import Store
+
+    with Store(tmp_path) as store:
+        run_id = store.start_run("test", {}, {}, [])
+        row = {"victim": "vm", "defense": "x", "attack": "fgsm", "seed": 0}
+        store.put_cell("failed-cell", run_id, {**row, "status": "failed"})
+        store.put_cell("ok-cell", run_id, {**row, "status": "ok"})
+        assert store.claim(["failed-cell", "ok-cell"], "retry-run") == ["failed-cell"]
