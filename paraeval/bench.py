@@ -225,7 +225,7 @@ def performance_page(frame: pd.DataFrame, source: str) -> str:
             f"| {row['name']} | {baseline} | {ratio} | {spread} | {row['candidate_s']:.4f} | "
             f"{base} | {row['repetitions']} | {row['size']} |"
         )
-    lines += ["", "Reproduce: `paraeval bench --out reports/bench.csv` (about 3 min on 2 cores)."]
+    lines += ["", "Reproduce: `paraeval bench --out reports/bench.csv`."]
     return "\n".join(lines) + "\n"
 
 

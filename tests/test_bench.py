@@ -25,3 +25,14 @@ def test_bench_writes_every_row(victims, tmp_path) -> None:
     assert (with_baseline["ratio_low"] <= with_baseline["ratio_high"]).all()
     assert frame[frame["name"] == "parasite-training"]["ratio"].isna().all()
     assert (frame["repetitions"] >= 1).all() and frame["device"].str.startswith("cpu").all()
+
+
+def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
+    from paraeval.bench import performance_page
+
+    from .conftest import ROOT
+
+    committed = ROOT / "reports" / "bench.csv"
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert page == performance_page(pd.read_csv(committed), "reports/bench.csv")
+    assert "| fgsm-sweep | art-per-eps |" in page
