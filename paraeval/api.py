@@ -236,6 +236,11 @@ class ExtractionAttackBase(Plugin):
         raise NotImplementedError
 
 
+def float64_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of `model` in float64 and eval mode (the original is untouched)."""
+    return copy.deepcopy(model).double().eval()
+
+
 class QueryBudgetExceeded(UserError):
     """An extraction attack asked for more queries than its oracle's budget."""
 
@@ -264,7 +269,7 @@ class Oracle:
     ) -> None:
         if granularity not in GRANULARITIES:
             raise UserError(f"oracle granularity {granularity!r}; valid: {GRANULARITIES}")
-        self.scoring_model = copy.deepcopy(model).double().eval()
+        self.scoring_model = float64_copy(model)
         self.granularity = granularity
         self.budget = budget
         self.monitors = tuple(monitors)

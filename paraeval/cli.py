@@ -140,8 +140,7 @@ def run_command(
         jobs=jobs, command=_command(), dry_run=dry_run, verbose=verbose,
     )  # fmt: skip
     parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
-    parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config})
-    parts = override(parts, **common)
+    parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config}, **common)
     if dry_run:
         print_plan([run(part, err_console) for part in parts], verbose)
         return

@@ -235,11 +235,7 @@ Runner = Callable[[RunConfig], RunResult]
 
 def study(config: StudyConfig, runner: Runner = run) -> list[Score]:
     """Screen, combine, confirm (see the module docstring); write the two CSVs into work."""
-    ParasiteReading.parse("--base", config.base)
-    screen = config.readings if config.readings is not None else [
-        Reading(), *one_factor_readings(config.base)
-    ]  # fmt: skip
-    scores = [_measure(config, r, "screen", config.screen_seeds, runner) for r in screen]
+    scores = [_measure(config, r, "screen", config.screen_seeds, runner) for r in screen(config)]
     if config.combine:
         scores += [
             _measure(config, r, "combination", config.screen_seeds, runner)
@@ -305,11 +301,16 @@ def run_config(config: StudyConfig, reading: Reading, seeds: list[int]) -> RunCo
 
 def screen_configs(config: StudyConfig) -> list[RunConfig]:
     """The screen's grids (what ``--dry-run`` checks; later stages depend on its results)."""
+    return [run_config(config, reading, config.screen_seeds) for reading in screen(config)]
+
+
+def screen(config: StudyConfig) -> list[Reading]:
+    """The readings the screen measures: the given ones, else the base and every one-factor
+    departure from it (the base is validated first)."""
     ParasiteReading.parse("--base", config.base)
-    screen = config.readings if config.readings is not None else [
-        Reading(), *one_factor_readings(config.base)
-    ]  # fmt: skip
-    return [run_config(config, reading, config.screen_seeds) for reading in screen]
+    if config.readings is not None:
+        return config.readings
+    return [Reading(), *one_factor_readings(config.base)]
 
 
 def _row_names(rows: str) -> list[str]:

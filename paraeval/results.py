@@ -100,10 +100,18 @@ def interval_text(mean: float, low: float, high: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
 
 
+def summary_bounds(record: Mapping[str, Any], metric: str) -> tuple[float, float, float]:
+    """`metric`'s (mean, 95 % interval low, high) of a summary row."""
+    return (
+        float(record[f"{metric}_mean"]),
+        float(record[f"{metric}_ci_low"]),
+        float(record[f"{metric}_ci_high"]),
+    )
+
+
 def summary_interval(record: Mapping[str, Any], metric: str, digits: int = 2) -> str:
     """`metric`'s mean ± half-width of a summary row."""
-    mean, low, high = (float(record[f"{metric}_{k}"]) for k in ("mean", "ci_low", "ci_high"))
-    return interval_text(mean, low, high, digits)
+    return interval_text(*summary_bounds(record, metric), digits)
 
 
 def paper_outside(record: Mapping[str, Any], metric: str) -> bool:

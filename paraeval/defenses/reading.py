@@ -132,10 +132,4 @@ def reading_options() -> dict[str, OptionSpec]:
     return ParasiteReading.specs()
 
 
-def option_rows() -> list[dict[str, str]]:
-    """One row per reading option (``paraeval list defenses --options``, the reproduction
-    notes); the paper column says "(silent)" where the paper says nothing."""
-    return [{**row, "paper": row["paper"] or "(silent)"} for row in ParasiteReading.rows()]
-
-
-__all__ = ["ParasiteReading", "option_rows", "reading_options", "shown_value"]
+__all__ = ["ParasiteReading", "reading_options", "shown_value"]

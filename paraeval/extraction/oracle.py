@@ -8,17 +8,10 @@ floating point"; their second differences need it) and counts every input row as
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from ..api import Oracle
-
-
-def float64_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of `model` in float64 and eval mode (the original is untouched)."""
-    return copy.deepcopy(model).double().eval()
 
 
 class ScalarOracle:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..api import float64_copy
 from ..models.parasite import ParasiticCNN
-from .oracle import float64_copy
 
 #: A critical point lies on a first-layer hyperplane when some unit's crossing along the line
 #: is within this fraction of the line's length of it. The search locates kinks to ~1e-12 of

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from ..models.victims import PAPER_VICTIM_ACCURACY
 from ..paper import PAPER_ATTACK, ROWS, PaperRow
+from ..results import summary_bounds
 from ..store import Store
 from . import plots
 
@@ -52,10 +53,6 @@ def figures(
     }
 
 
-def _interval(record: dict[str, Any], metric: str) -> tuple[float, float, float]:
-    return tuple(float(record[f"{metric}_{k}"]) for k in ("mean", "ci_low", "ci_high"))  # type: ignore[return-value]
-
-
 def _forest(summary: pd.DataFrame, table: int) -> Markup | None:
     rows = []
     for row in (r for r in ROWS if r.table == table):
@@ -63,7 +60,7 @@ def _forest(summary: pd.DataFrame, table: int) -> Markup | None:
         if record is not None:
             rows.append(plots.ForestRow(
                 row.name, (row.accuracy, row.m_adv),
-                _interval(record, "accuracy"), _interval(record, "m_adv"),
+                summary_bounds(record, "accuracy"), summary_bounds(record, "m_adv"),
             ))  # fmt: skip
     if not rows:
         return None
