@@ -35,3 +35,15 @@ def keep_freed_memory() -> bool:
         return False
     applied = mallopt(M_MMAP_THRESHOLD, HEAP_LIMIT) == 1
     return applied and mallopt(M_TRIM_THRESHOLD, HEAP_LIMIT) == 1
+
+
+_applied: bool | None = None
+
+
+def keep_freed_memory_once() -> bool:
+    """:func:`keep_freed_memory`, applied at most once per process: an executor's workers call
+    it at the start of every task, as local worker processes do at start-up."""
+    global _applied
+    if _applied is None:
+        _applied = keep_freed_memory()
+    return _applied

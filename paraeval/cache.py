@@ -61,6 +61,22 @@ def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
             os.unlink(tmp)
 
 
+def install_entry(path: Path, data: bytes) -> None:
+    """Put a cache file that another machine trained (an executor's worker) at `path`,
+    atomically; an entry already there is kept (same key, same content)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and metadata written by :func:`save_weights`."""
     with safe_open(str(path), framework="pt") as handle:

@@ -35,10 +35,11 @@ from .api import (
 )
 from .cache import config_key
 from .errors import UserError
-from .metrics import predict, transfer_outcome, wilson_interval
+from .metrics import METRIC_VERSION, predict, transfer_outcome, wilson_interval
 from .paper import PAPER_ATTACK
 from .registry import EXTRACTION, AnyAttack, Entry
 from .seeding import derive_seed, seeded
+from .training import PARASITE_TRAINING_VERSION, TRAINING_VERSION
 
 #: The per-image rows of a cell, in the store's SAMPLE_COLUMNS order.
 Samples = list[tuple[Any, ...]]
@@ -53,6 +54,27 @@ class Cell:
     attack: Entry[AnyAttack]
     seed: int
     key: str
+
+
+def cell_key(
+    victim_config: dict[str, Any],
+    defense: Entry[DefenseBase],
+    attack: Entry[AnyAttack],
+    seed: int,
+    n_images: int,
+) -> str:
+    """The content key of a cell: everything its numbers depend on."""
+    return config_key(
+        {
+            "victim": victim_config,
+            "defense": [defense.name, defense.obj.key_options(), repr(defense.obj.paper)],
+            "attack": [attack.name, attack.obj.key_options(), attack.mode],
+            "seed": seed,
+            "n_images": n_images,
+            "metric_version": METRIC_VERSION,
+            "training_version": [TRAINING_VERSION, PARASITE_TRAINING_VERSION],
+        }
+    )
 
 
 @dataclass
@@ -149,9 +171,14 @@ def accuracy_fields(protected_accuracy: float, n_test: int) -> dict[str, Any]:
     }
 
 
+def adversarial_key(attack: AttackBase, seed: int) -> str:
+    """Which examples these are: the attack, its options and the seed."""
+    return config_key({"attack": attack.name, "options": attack.key_options(), "seed": seed})
+
+
 def adversarial(ctx: VictimContext, attack: AttackBase, seed: int) -> AdversarialBatch:
     """The attack's examples on the unprotected victim, crafted once per (attack, seed)."""
-    key = config_key({"attack": attack.name, "options": attack.key_options(), "seed": seed})
+    key = adversarial_key(attack, seed)
     if key not in ctx.adversarial:
         try:
             with seeded(derive_seed("attack", attack.name, seed)):

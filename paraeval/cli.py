@@ -80,6 +80,16 @@ def _parse_seeds(seeds: int | None, seed: list[int] | None) -> list[int]:
     return list(range(count))
 
 
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where groups of cells run: local, local:N (processes), dask, dask:N, "
+        "dask:ADDRESS (needs paraeval[dask]).",
+    ),
+]
+
+
 #: Options of `paraeval run` that a grid file may set (the command line overrides them).
 GRID_OPTIONS = ("victims", "defenses", "attacks", "seeds", "seed", "n_images", "victim_seed")
 
@@ -118,6 +128,7 @@ def run_command(
         bool,
         typer.Option("--dry-run", help="Check names and options, count the cells; run nothing."),
     ] = False,
+    executor: ExecutorOption = "local",
     fmt: FormatOption = Format.auto,
     verbose: Annotated[bool, typer.Option("--verbose", help="List every note.")] = False,
 ) -> None:
@@ -137,7 +148,7 @@ def run_command(
     }
     common = dict(
         out=out, data_dir=data_dir, allow_download=not no_download, retry_failed=retry_failed,
-        jobs=jobs, command=_command(), dry_run=dry_run, verbose=verbose,
+        jobs=jobs, command=_command(), dry_run=dry_run, verbose=verbose, executor=executor,
     )  # fmt: skip
     parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
     parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config}, **common)
@@ -178,6 +189,7 @@ def reproduce_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check every part, count the cells; run nothing.")
     ] = False,
+    executor: ExecutorOption = "local",
     fmt: FormatOption = Format.auto,
 ) -> None:
     """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
@@ -192,7 +204,7 @@ def reproduce_command(
     _check_writable(work)
     result = reproduce(
         work, reports, parse_parts(parts), data_dir=data_dir, command=_command(),
-        runner=lambda config: run(config, err_console),
+        executor=executor, runner=lambda config: run(config, err_console),
     )  # fmt: skip
     print_summary(result, work, fmt)
     err_console.print(f"copied the report and CSVs into {reports}/")
@@ -229,6 +241,7 @@ def readings_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check the options, count the screen's cells.")
     ] = False,
+    executor: ExecutorOption = "local",
     fmt: FormatOption = Format.auto,
 ) -> None:
     """Measure how every reading of the paper's open choices moves its rows (readings.csv)."""
@@ -251,6 +264,7 @@ def readings_command(
         n_images=n_images,
         data_dir=data_dir,
         jobs=jobs,
+        executor=executor,
         command=_command(),
     )
     if base_reading.attack:

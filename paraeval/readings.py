@@ -227,6 +227,8 @@ class StudyConfig:
     n_images: int = 200
     data_dir: Path | None = None
     jobs: int | None = None
+    #: Where the groups of cells run (`--executor`).
+    executor: str = "local"
     command: str = ""
 
 
@@ -295,6 +297,7 @@ def run_config(config: StudyConfig, reading: Reading, seeds: list[int]) -> RunCo
     return RunConfig(
         victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,
         data_dir=config.data_dir, n_images=config.n_images, jobs=config.jobs,
+        executor=config.executor,
         command=config.command or f"paraeval readings ({reading.name})",
     )  # fmt: skip
 

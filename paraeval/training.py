@@ -13,7 +13,8 @@ import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .allocator import keep_freed_memory
-from .cache import cache_dir, config_key, load_or_none, save_weights
+from .allocator import keep_freed_memory, keep_freed_memory_once
+from .cache import cache_dir, config_key, install_entry, load_or_none, save_weights
 from .data import MNIST, random_square_inputs
 from .metrics import accuracy
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiteInit, ParasiticCNN
@@ -56,7 +57,8 @@ class VictimConfig:
         return {"kind": "victim", "version": TRAINING_VERSION, **self.__dict__}
 
 
-def _victim_path(config: VictimConfig) -> Path:
+def victim_path(config: VictimConfig) -> Path:
+    """The victim's cache entry (shipped to remote workers with the cells that need it)."""
     return cache_dir() / "victims" / f"{config.name}-{config_key(config.as_dict())}.safetensors"
 
 
@@ -117,7 +119,7 @@ def _victim_from(config: VictimConfig, tensors: dict[str, torch.Tensor]) -> nn.M
 
 def load_or_train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[str, Any]]:
     """The cached victim for `config`, training (and caching) it on a miss."""
-    path = _victim_path(config)
+    path = victim_path(config)
     cached = load_or_none(path, lambda tensors, info: (_victim_from(config, tensors), info))
     if cached is not None:
         return cached
@@ -299,7 +301,8 @@ def _train_parasite(config: ParasiteConfig) -> TrainedParasite:
     return TrainedParasite(model=model, noise=noise, fit=fit)
 
 
-def _parasite_path(config: ParasiteConfig) -> Path:
+def parasite_path(config: ParasiteConfig) -> Path:
+    """The parasite's cache entry (shipped to remote workers with the cells that need it)."""
     return cache_dir() / "parasites" / f"{config_key(config.as_dict())}.safetensors"
 
 
@@ -314,7 +317,7 @@ def _parasite_from(
 
 def load_or_train_parasite(config: ParasiteConfig) -> TrainedParasite:
     """The cached parasite for `config`, training (and caching) it on a miss."""
-    path = _parasite_path(config)
+    path = parasite_path(config)
     cached = load_or_none(path, lambda tensors, meta: _parasite_from(config, tensors, meta))
     if cached is not None:
         return cached
@@ -329,7 +332,7 @@ def load_or_train_parasite(config: ParasiteConfig) -> TrainedParasite:
 
 def is_cached(config: ParasiteConfig) -> bool:
     """Whether a readable entry exists (a damaged one is reported and moved aside)."""
-    return load_or_none(_parasite_path(config), lambda _tensors, _meta: True) is not None
+    return load_or_none(parasite_path(config), lambda _tensors, _meta: True) is not None
 
 
 def default_workers() -> int:
@@ -340,34 +343,44 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _train_and_cache(config: ParasiteConfig) -> None:
+def parasite_entry(config: ParasiteConfig) -> bytes:
+    """The parasite's cache file, trained first if this machine lacks it: what an executor's
+    worker (possibly on another machine) sends back to the run's own cache."""
+    keep_freed_memory_once()
     load_or_train_parasite(config)
+    return parasite_path(config).read_bytes()
 
 
-def pretrain_parasites(configs: Iterable[ParasiteConfig], workers: int | None = None) -> int:
+def pretrain_parasites(
+    configs: Iterable[ParasiteConfig], workers: int | None = None, pool: Executor | None = None
+) -> int:
     """Train (and cache) every parasite of `configs` not cached yet, `workers` at a time.
 
     Each worker is a separate process training one parasite on one thread; the convolutions
     have 1-2 channels, too small to split well across threads, so on 2 cores two workers train
     ~2x as many 28x28 parasites (~1.2x as many 16x16 ones) as one process with both threads.
-    The weights are the same as those `load_or_train_parasite` would train inline. Returns how
-    many were trained.
+    The weights are the same as those `load_or_train_parasite` would train inline. With `pool`
+    (a run's executor, e.g. a Dask cluster) the parasites train there and their files come
+    back into this machine's cache. Returns how many were trained.
     """
     missing = [c for c in dict.fromkeys(configs) if not is_cached(c)]
     workers = min(workers or default_workers(), len(missing))
     if not missing:
         return 0
-    with progress("training parasites", len(missing)) as bar:
-        if workers <= 1:
+    with ExitStack() as stack:
+        if pool is None and workers > 1:
+            context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
+            pool = stack.enter_context(
+                ProcessPoolExecutor(workers, mp_context=context, initializer=keep_freed_memory)
+            )
+        bar = stack.enter_context(progress("training parasites", len(missing)))
+        if pool is None:
             for config in missing:
-                _train_and_cache(config)
+                load_or_train_parasite(config)
                 bar.advance()
             return len(missing)
-        context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=keep_freed_memory
-        ) as pool:
-            for future in as_completed(pool.submit(_train_and_cache, c) for c in missing):
-                future.result()
-                bar.advance()
+        futures = {pool.submit(parasite_entry, config): config for config in missing}
+        for future in as_completed(futures):
+            install_entry(parasite_path(futures[future]), future.result())
+            bar.advance()
     return len(missing)

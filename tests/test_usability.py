@@ -203,15 +203,15 @@ def test_the_run_record_names_the_processor() -> None:
 
 def test_one_pretraining_pool_serves_every_victim(victims, tmp_path, monkeypatch) -> None:
     """[G] item 2: every parasite of the grid is trained in one pool, not one per victim."""
-    from paraeval import runner, training
+    from paraeval import dispatch, runner, training
 
     calls: list[list[object]] = []
 
-    def recording(configs, workers=None):
+    def recording(configs, workers=None, pool=None):
         calls.append(list(configs))
-        return training.pretrain_parasites(calls[-1], workers)
+        return training.pretrain_parasites(calls[-1], workers, pool)
 
-    monkeypatch.setattr(runner, "pretrain_parasites", recording)
+    monkeypatch.setattr(dispatch, "pretrain_parasites", recording)
     config = runner.RunConfig(victims=["vm", "vm-batch"], n_images=10, out=tmp_path,
                               defenses="t1-vm-after-nobn-small,t2-nobn-small-sigma0.1")  # fmt: skip
     result = runner.run(config)

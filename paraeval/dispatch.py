@@ -1,0 +1,217 @@
+"""The run's side of an executor: shared work once, then the groups, each cell stored.
+
+For the pending cells of a run (:mod:`paraeval.runner`): the victims are trained (or loaded)
+here; every parasite the grid needs is trained in one pool (the executor's workers, else
+``--jobs`` processes); with workers, each transfer attack's examples are crafted once per
+victim and seed, by the workers; then the groups are handed out, each claimed in the store
+just before, and every returned cell is stored in its own transaction, here, the store's
+only writer. A run killed mid-way loses only the cells in flight; the next run computes them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from concurrent.futures import as_completed
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from torch import nn
+
+from .api import DefenseBase
+from .cache import cache_dir
+from .cells import Cell
+from .data import MNIST
+from .executors import RunExecutor
+from .groups import (
+    Artifacts,
+    Examples,
+    ExamplesTask,
+    GroupTask,
+    Worker,
+    WorkerSetup,
+    examples_task,
+)
+from .output import Tracker, progress
+from .registry import AnyAttack, Entry
+from .store import Store
+from .training import (
+    ParasiteConfig,
+    VictimConfig,
+    load_or_train_victim,
+    parasite_path,
+    pretrain_parasites,
+    victim_path,
+)
+
+#: The pending cells per (victim, defense label, seed): one protected model each.
+Groups = dict[tuple[str, str, int], list[Cell]]
+
+
+@dataclass
+class Chosen:
+    """What the run validated and loaded: the data, the configured plugins, --jobs."""
+
+    mnist: MNIST
+    defenses: list[Entry[DefenseBase]]
+    attacks: list[Entry[AnyAttack]]
+    jobs: int | None = None
+
+
+@dataclass
+class Dispatch:
+    """Hands a run's groups to its executor (see the module docstring)."""
+
+    setup: WorkerSetup
+    executor: RunExecutor
+    victims: dict[str, nn.Module]
+    examples: dict[tuple[str, int], Examples] = field(default_factory=dict)
+
+    def pretrain(self, groups: Groups, jobs: int | None, console: Console) -> None:
+        """Train every parasite the whole grid will need, in one pool, before any cell runs.
+
+        One pool for every victim keeps all workers busy (per victim, a first small group
+        left most of them waiting: [G] measured 4 then 21 parasites on 16 cores). A defense
+        declares its training work with ``parasite_configs(model, *, seed)``
+        (:class:`~paraeval.api.DefenseBase`); its `protect` then finds the parasites cached.
+        A defense whose declaration raises is skipped here: its cells train inline and fail,
+        if they fail, where they are stored.
+        """
+        configs: list[ParasiteConfig] = []
+        for (victim, _, seed), group in groups.items():
+            defense = group[0].defense
+            try:
+                configs.extend(defense.obj.parasite_configs(self.victims[victim], seed=seed))
+            except Exception as exc:  # reported by the cell that needs it
+                console.print(f"[yellow]note:[/] {defense.name}: parasite_configs raised {exc!r}")
+        trained = pretrain_parasites(configs, jobs, self.executor.pool)
+        if trained:
+            console.print(f"trained {trained} parasite(s)")
+
+    def craft_examples(self, groups: Groups) -> None:
+        """With workers, each transfer attack's examples on each victim and seed, crafted once
+        by the workers (in this process, cells craft them when the first one needs them)."""
+        pool = self.executor.pool
+        needed = {
+            (cell.victim, cell.attack.label or cell.attack.name, cell.seed): None
+            for group in groups.values()
+            for cell in group
+            if cell.attack.mode == "transfer"
+        }
+        if pool is None or not needed:
+            return
+        futures = {
+            pool.submit(examples_task, ExamplesTask(self.setup, victim, attack, seed,
+                                                    self._read([self._victim_path(victim)]))):
+            (victim, seed)
+            for victim, attack, seed in needed
+        }  # fmt: skip
+        with progress("adversarial examples", len(futures)) as tracker:
+            for future in as_completed(futures):
+                where = futures[future]
+                self.examples[where] = (*self.examples.get(where, ()), *future.result())
+                tracker.advance()
+
+    def tasks(self, groups: Groups, store: Store, owner: str) -> Iterator[GroupTask | Skipped]:
+        """The groups' tasks, each claimed just before it is handed out; for cells another
+        run on the same directory stores or computes, how many and a note."""
+        for (victim, label, seed), wanted in groups.items():
+            granted = set(store.claim([cell.key for cell in wanted], owner))
+            keys = tuple(cell.key for cell in wanted if cell.key in granted)
+            if len(keys) < len(wanted):
+                yield Skipped(len(wanted) - len(keys), label, seed)
+            if keys:
+                artifacts = self._artifacts(wanted[0])
+                examples = self.examples.get((victim, seed), ())
+                yield GroupTask(self.setup, victim, label, seed, keys, artifacts, examples)
+
+    def _artifacts(self, cell: Cell) -> Artifacts:
+        """The cache files a worker on another machine needs for the group (the victim's
+        weights, its parasites)."""
+        paths = [self._victim_path(cell.victim)]
+        with suppress(Exception):  # the worker's cell reports the defense's failure
+            model = self.victims[cell.victim]
+            configs = cell.defense.obj.parasite_configs(model, seed=cell.seed)
+            paths += [parasite_path(config) for config in configs]
+        return self._read(paths)
+
+    def _victim_path(self, victim: str) -> Path:
+        return victim_path(VictimConfig(victim, seed=self.setup.victim_seed))
+
+    def _read(self, paths: list[Path]) -> Artifacts:
+        """The files as (path in the cache, bytes); none where the workers share our cache."""
+        if self.executor.shares_cache:
+            return ()
+        root = cache_dir()
+        return tuple(
+            (path.relative_to(root).as_posix(), path.read_bytes())
+            for path in paths
+            if path.exists()
+        )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Cells of a group that another run stores or computes."""
+
+    count: int
+    defense: str
+    seed: int
+
+    def note(self) -> str:
+        return (f"{self.count} cell(s) of {self.defense} seed {self.seed} are stored or being "
+                "computed by another run: skipped")  # fmt: skip
+
+
+def compute(
+    pending: list[Cell],
+    setup: WorkerSetup,
+    executor: RunExecutor,
+    store: Store,
+    run_id: int,
+    chosen: Chosen,
+    notes: list[str],
+    console: Console,
+) -> None:
+    """Compute and store the pending cells (see the module docstring)."""
+    groups: Groups = {}
+    for cell in pending:
+        label = cell.defense.label or cell.defense.name
+        groups.setdefault((cell.victim, label, cell.seed), []).append(cell)
+    victims = {
+        victim: load_or_train_victim(VictimConfig(victim, seed=setup.victim_seed), chosen.mnist)[0]
+        for victim in dict.fromkeys(cell.victim for cell in pending)
+    }
+    dispatch = Dispatch(setup, executor, victims)
+    dispatch.pretrain(groups, chosen.jobs, console)
+    dispatch.craft_examples(groups)
+    worker = Worker(setup, chosen.mnist, chosen.defenses, chosen.attacks)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
+    try:
+        with progress("cells", len(pending), console) as tracker:
+            tasks = _skipping(dispatch.tasks(groups, store, owner), tracker, notes)
+            for key, row, samples in executor.outcomes(tasks, worker.run):
+                store.put_cell(key, run_id, row, samples)
+                tracker.advance(status=_where(row))
+    finally:
+        store.release(owner)
+
+
+def _skipping(
+    tasks: Iterator[GroupTask | Skipped], tracker: Tracker, notes: list[str]
+) -> Iterator[GroupTask]:
+    """The tasks; skipped cells advance the progress and leave a note."""
+    for item in tasks:
+        if isinstance(item, Skipped):
+            notes.append(item.note())
+            tracker.advance(item.count)
+        else:
+            yield item
+
+
+def _where(row: dict[str, Any]) -> str:
+    return f"{row['victim']} · {row['defense']} · seed {row['seed']}"

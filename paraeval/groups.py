@@ -1,0 +1,275 @@
+"""A group of cells - one (victim, defense, seed) - computed wherever an executor puts it.
+
+The group is every executor's unit of work ([G]): its cells share one protected model, built,
+checked and measured once (:func:`protect`). A :class:`GroupTask` is small and picklable: the
+run's settings as text (the same selection strings the command line took), the group's
+identity and cell keys, and - for workers on other machines - the cache files it needs (the
+victim's weights, its parasites), so that no worker ever retrains a shared artifact. A
+process keeps what its groups share (the data, the configured plugins, each victim's clean
+predictions and adversarial examples) in one :class:`Worker`. Rows go back to the run, the
+store's only writer (:mod:`paraeval.runner`).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import registry
+from .allocator import keep_freed_memory_once
+from .api import AdversarialBatch, AttackBase, DefenseBase, Protected, RunContext
+from .cache import cache_dir, install_entry
+from .cells import (
+    Cell,
+    Protection,
+    Samples,
+    VictimContext,
+    adversarial,
+    adversarial_key,
+    base_row,
+    cell_key,
+    failed_fields,
+    run_cell,
+)
+from .checks import check_protected, sanity_warnings, snapshot
+from .data import MNIST, load_mnist
+from .errors import UserError
+from .metrics import accuracy, predict
+from .registry import AnyAttack, Entry
+from .seeding import derive_seed, seeded
+from .training import VictimConfig, load_or_train_victim
+
+#: Images used to probe a protected model for contract violations and sanity warnings.
+PROBE_IMAGES = 16
+
+#: What a group returns per cell: its key, its results row and its per-image rows.
+Outcome = tuple[str, dict[str, Any], Samples]
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """The run's settings a worker needs, as plain values (the same for every group)."""
+
+    defenses: str
+    attacks: str
+    n_images: int
+    victim_seed: int
+    data_dir: str | None
+    allow_download: bool
+    #: Intra-op threads of a worker process (None: leave the process's setting alone).
+    threads: int | None = None
+
+
+#: Cache files shipped to a worker: (path relative to the cache folder, bytes).
+Artifacts = tuple[tuple[str, bytes], ...]
+
+#: Adversarial examples crafted on a victim, by their key (:func:`~paraeval.cells.adversarial`).
+Examples = tuple[tuple[str, AdversarialBatch | Exception], ...]
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """One (victim, defense, seed) group: which cells to compute, the cache files they use as
+    (path relative to the cache folder, bytes) pairs (empty where the cache is shared), and
+    the victim's adversarial examples for the seed, crafted once for every group
+    (:func:`examples_task`; empty: the worker crafts them)."""
+
+    setup: WorkerSetup
+    victim: str
+    defense: str
+    seed: int
+    keys: tuple[str, ...]
+    artifacts: Artifacts = ()
+    examples: Examples = ()
+
+
+@dataclass(frozen=True)
+class ExamplesTask:
+    """One transfer attack's examples on one victim for one seed (with its reference's)."""
+
+    setup: WorkerSetup
+    victim: str
+    attack: str
+    seed: int
+    artifacts: Artifacts = ()
+
+
+class Worker:
+    """A process's state for computing groups: built once, reused by every group it runs."""
+
+    def __init__(
+        self,
+        setup: WorkerSetup,
+        mnist: MNIST | None = None,
+        defenses: list[Entry[DefenseBase]] | None = None,
+        attacks: list[Entry[AnyAttack]] | None = None,
+    ) -> None:
+        self.setup = setup
+        self._mnist = mnist
+        self._context: RunContext | None = None
+        self.victims: dict[str, VictimContext] = {}
+        chosen = defenses if defenses is not None else registry.configured_defenses(setup.defenses)
+        self.defenses = {entry.label or entry.name: entry for entry in chosen}
+        self.attacks = (
+            attacks if attacks is not None else registry.configured_attacks(setup.attacks)
+        )
+
+    @property
+    def mnist(self) -> MNIST:
+        if self._mnist is None:
+            self._mnist = load_mnist(self.setup.data_dir, allow_download=self.setup.allow_download)
+        return self._mnist
+
+    @property
+    def context(self) -> RunContext:
+        """What defenses are bound to: the training images and where they came from."""
+        if self._context is None:
+            self._context = RunContext(MNIST.as_float(self.mnist.train_images), self.mnist.source)
+        return self._context
+
+    def victim(self, name: str) -> VictimContext:
+        """The victim's shared work (loaded from the cache; computed once per process)."""
+        if name not in self.victims:
+            self.victims[name] = victim_context(
+                VictimConfig(name, seed=self.setup.victim_seed), self.mnist, self.setup.n_images
+            )
+        return self.victims[name]
+
+    def cells(self, task: GroupTask) -> list[Cell]:
+        """The task's cells, rebuilt from the run's selections and checked against its keys."""
+        defense = self.defenses.get(task.defense)
+        victim_config = asdict(VictimConfig(task.victim, seed=self.setup.victim_seed))  # as plan()
+        cells = [
+            Cell(task.victim, defense, attack, task.seed,
+                 cell_key(victim_config, defense, attack, task.seed, self.setup.n_images))
+            for attack in self.attacks
+            if defense is not None and attack.obj.applies_to(task.victim)
+        ]  # fmt: skip
+        wanted = [cell for cell in cells if cell.key in task.keys]
+        if len(wanted) != len(task.keys):
+            raise UserError(
+                f"a worker planned other cells for {task.victim} · {task.defense} · seed "
+                f"{task.seed} than the run: are the same paraeval version and plugins installed "
+                "where the workers run?"
+            )
+        return wanted
+
+    def examples(self, task: ExamplesTask) -> Examples:
+        """Craft the attack's examples (and its reference's) on the victim, once."""
+        ctx = self.victim(task.victim)
+        attack = next(a for a in self.attacks if (a.label or a.name) == task.attack).obj
+        crafted = []
+        for needed in (attack, attack.reference() if isinstance(attack, AttackBase) else None):
+            if isinstance(needed, AttackBase):
+                with suppress(Exception):  # kept in ctx.adversarial, raised by every cell
+                    adversarial(ctx, needed, task.seed)
+                key = adversarial_key(needed, task.seed)
+                crafted.append((key, _portable(ctx.adversarial[key])))
+        return tuple(crafted)
+
+    def run(self, task: GroupTask) -> Iterator[Outcome]:
+        """Protect once, then compute each cell; a defense that fails fails all its cells."""
+        ctx = self.victim(task.victim)
+        for key, batch in task.examples:
+            ctx.adversarial.setdefault(key, batch)
+        group = self.cells(task)
+        try:
+            protection = protect(ctx, group[0].defense.obj.bind(self.context), task.seed)
+        except Exception as exc:
+            failed = failed_fields(exc)
+            for cell in group:
+                yield cell.key, base_row(ctx, cell) | failed, []
+            return
+        for cell in group:
+            row, samples = run_cell(ctx, cell, protection)
+            yield cell.key, row, samples
+
+
+def victim_context(config: VictimConfig, mnist: MNIST, n_images: int) -> VictimContext:
+    """A victim's shared work: its model, test accuracy, attacked images, clean predictions."""
+    model, _info = load_or_train_victim(config, mnist)
+    test_images = MNIST.as_float(mnist.test_images)
+    images, labels = test_images[:n_images], mnist.test_labels[:n_images]
+    return VictimContext(
+        name=config.name,
+        model=model,
+        accuracy=accuracy(model, test_images, mnist.test_labels),
+        test_images=test_images,
+        test_labels=mnist.test_labels,
+        images=images,
+        labels=labels,
+        clean_pred=predict(model, images),
+    )
+
+
+def protect(ctx: VictimContext, defense: DefenseBase, seed: int) -> Protection:
+    """Build and check the protected model; measure its accuracy (seeded per defense x seed)."""
+    started = time.perf_counter()
+    probe, probe_labels = ctx.test_images[:PROBE_IMAGES], ctx.test_labels[:PROBE_IMAGES]
+    before = snapshot(ctx.model)
+    with seeded(derive_seed("cell", defense.name, seed)):
+        returned = Protected.of(defense.protect(ctx.model, seed=seed))
+        check_protected(defense.name, ctx.model, before, returned.model, probe.clone())
+        warnings = sanity_warnings(returned.model, defense.tags, probe, probe_labels)
+        protected_accuracy = accuracy(returned.model, ctx.test_images, ctx.test_labels)
+    return Protection(
+        defense=defense,
+        model=returned.model,
+        accuracy=protected_accuracy,
+        warnings=[*warnings, *returned.warnings],
+        info=returned.info,
+        monitors=returned.monitors,
+        setup_seconds=time.perf_counter() - started,
+    )
+
+
+def _portable(crafted: AdversarialBatch | Exception) -> AdversarialBatch | Exception:
+    """An attack's failure as an exception any process can unpickle (with its traceback)."""
+    if isinstance(crafted, Exception):
+        text = "".join(traceback.format_exception(crafted, limit=8))
+        return RuntimeError(f"crafting the adversarial examples failed:\n{text}")
+    return crafted
+
+
+#: This process's worker (a process serves one run's setup at a time; a new setup replaces it).
+_worker: Worker | None = None
+
+
+def _process_worker(setup: WorkerSetup, artifacts: Artifacts) -> Worker:
+    """This process's worker for `setup`, with the local workers' thread and allocator
+    settings and the shipped cache files installed."""
+    global _worker
+    keep_freed_memory_once()
+    if setup.threads is not None:
+        torch.set_num_threads(setup.threads)
+    install_artifacts(artifacts)
+    if _worker is None or _worker.setup != setup:
+        _worker = Worker(setup)
+    return _worker
+
+
+def run_task(task: GroupTask) -> list[Outcome]:
+    """An executor's entry point in a worker process: the group's outcomes, every cell."""
+    return list(_process_worker(task.setup, task.artifacts).run(task))
+
+
+def examples_task(task: ExamplesTask) -> Examples:
+    """An executor's entry point: one attack's adversarial examples on one victim."""
+    return _process_worker(task.setup, task.artifacts).examples(task)
+
+
+def install_artifacts(artifacts: Artifacts) -> None:
+    """Put the shipped cache files into this machine's cache (kept where already present)."""
+    root = cache_dir()
+    for relative, data in artifacts:
+        path = root / Path(relative)
+        if root.resolve() not in path.resolve().parents:  # never write outside the cache
+            raise UserError(f"refusing to install cache file outside the cache: {relative}")
+        install_entry(path, data)
