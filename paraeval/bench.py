@@ -15,7 +15,13 @@ Rows (issue [G] item 4):
 * ``protected-<row>`` vs ``victim``: inference latency of a protected model against its victim,
   batch 256 (Table 1, 2, 3 configurations);
 * ``parasite-training``: seconds to train one parasite (one thread; the default recipe, or
-  200 inputs with ``--quick``); no baseline, so no ratio.
+  200 inputs with ``--quick``); no baseline, so no ratio;
+* ``executor-dask:2`` and ``executor-local:2`` vs ``local``: a whole `paraeval run` of
+  :data:`EXECUTOR_GRID` (>= 20 groups; warm model cache, a fresh results store each time, the
+  cluster's start-up included) against the default in-process executor; and ``dask:2``
+  against ``local`` restricted to one intra-op thread (``local-1-thread``), the fair baseline
+  for two one-thread workers: on a 2-core machine the in-process run already uses both cores
+  through PyTorch's threads. Dask rows only where Dask is installed.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ BENCH_COLUMNS = [
     "name", "baseline", "ratio", "ratio_low", "ratio_high", "candidate_s", "baseline_s",
     "repetitions", "size", "device",
 ]  # fmt: skip
+#: The grid the executors are timed on: 24 (victim, defense, seed) groups; quick: 4.
+EXECUTOR_GRID: dict[str, Any] = {
+    "victims": ["vm", "vm-batch"], "defenses": "table1,table3", "attacks": "fgsm", "seeds": [0],
+}  # fmt: skip
+QUICK_EXECUTOR_GRID: dict[str, Any] = {
+    "victims": ["vm"], "defenses": "none,t1-vm-after-nobn-small", "attacks": "fgsm",
+    "seeds": [0, 1], "n_images": 20,
+}  # fmt: skip
 #: Paper rows timed for inference (one per table); ``quick`` keeps the first.
 LATENCY_ROWS = ("t1-vm-after-bn-small", "t2-bn-small-sigma0.2", "t3-row01")
 
@@ -103,6 +117,7 @@ def bench(config: BenchConfig) -> pd.DataFrame:
         _pgd_row(victim, images, labels, config.repetitions),
         *_latency_rows(mnist, config),
         _parasite_row(config),
+        *_executor_rows(config),
     ]
     device = versions()["device"]
     frame = pd.DataFrame([row.record(device) for row in rows], columns=BENCH_COLUMNS)
@@ -196,6 +211,54 @@ def _parasite_row(config: BenchConfig) -> Row:
         times.append(time.perf_counter() - started)
     size = f"seconds per 16x16 BN parasite, {n_train} training inputs, one thread"
     return Row("parasite-training", "", times, [], size)
+
+
+def _executor_rows(config: BenchConfig) -> list[Row]:
+    import importlib.util
+
+    variants = {"local": "local", "local-1-thread": "local", "local:2": "local:2"}
+    if importlib.util.find_spec("distributed") is not None:
+        variants["dask:2"] = "dask:2"
+    grid = QUICK_EXECUTOR_GRID if config.quick else EXECUTOR_GRID
+    _run_grid(grid, "local", config)  # warm-up: trains and caches what the grid needs
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(1 if config.quick else max(1, config.repetitions // 3)):
+        for name, executor in variants.items():
+            threads = 1 if name == "local-1-thread" else None
+            times[name].append(_run_grid(grid, executor, config, threads))
+    size = f"{'quick grid' if config.quick else 'Tables 1 and 3'}, fgsm, seed 0, whole run"
+    rows = [Row("executor-local:2", "local", times["local:2"], times["local"], size)]
+    if "dask:2" in times:
+        rows += [Row("executor-dask:2", "local", times["dask:2"], times["local"], size),
+                 Row("executor-dask:2", "local-1-thread", times["dask:2"],
+                     times["local-1-thread"], size)]  # fmt: skip
+    return rows
+
+
+def _run_grid(
+    grid: dict[str, Any], executor: str, config: BenchConfig, threads: int | None = None
+) -> float:
+    """Seconds for one whole run of `grid` into a fresh results store."""
+    import io
+    import tempfile
+
+    from rich.console import Console
+
+    from . import output
+    from .runner import RunConfig, run
+
+    previous_threads, previous_quiet = torch.get_num_threads(), output.status.quiet
+    output.status.quiet = True
+    try:
+        torch.set_num_threads(threads or previous_threads)
+        with tempfile.TemporaryDirectory() as out:
+            started = time.perf_counter()
+            run(RunConfig(**grid, out=Path(out), data_dir=config.data_dir, executor=executor),
+                Console(file=io.StringIO()))  # fmt: skip
+            return time.perf_counter() - started
+    finally:
+        torch.set_num_threads(previous_threads)
+        output.status.quiet = previous_quiet
 
 
 def performance_page(frame: pd.DataFrame, source: str) -> str:

@@ -19,6 +19,9 @@ def test_bench_writes_every_row(victims, tmp_path) -> None:
         ("pgd", "torchattacks-pgd"),
         ("protected-t1-vm-after-bn-small", "victim"),
         ("parasite-training", ""),
+        ("executor-local:2", "local"),
+        ("executor-dask:2", "local"),
+        ("executor-dask:2", "local-1-thread"),
     ]
     with_baseline = frame[frame["baseline"].notna()]
     assert (with_baseline["ratio"] > 0).all()
