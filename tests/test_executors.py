@@ -188,3 +188,15 @@ def test_a_worker_with_other_plugins_says_so(victims) -> None:
     setup = WorkerSetup("none", "fgsm", 20, 0, str(SHARED_MNIST), False)
     with pytest.raises(UserError, match="same paraeval version and plugins"):
         list(Worker(setup).run(GroupTask(setup, "vm", "none", 0, ("not-a-key",))))
+
+
+def test_dask_missing_is_one_line_with_the_install_hint(monkeypatch) -> None:
+    from paraeval.executors import open_executor
+
+    monkeypatch.setitem(sys.modules, "dask", None)  # import dask -> ImportError
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)
+    with (
+        pytest.raises(UserError, match=r"pip install 'paraeval\[dask\]'"),
+        open_executor(parse_executor("dask")),
+    ):
+        pass

@@ -32,7 +32,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from art.estimators.classification.blackbox import BlackBoxClassifierNeuralNetwork
 from torch import nn
 
 from ..api import ExtractionAttackBase, ExtractionResult, Oracle
@@ -46,12 +45,19 @@ from ..seeding import derive_seed
 LAST_LAYER_SAMPLE = 1_000
 
 
-class Float64BlackBox(BlackBoxClassifierNeuralNetwork):
+def float64_black_box(predict: Callable[[np.ndarray], np.ndarray]) -> Any:
     """ART's black-box (neural-network) classifier without the float32 rounding of its
-    predictions; FunctionallyEquivalentExtraction requires the neural-network variant."""
+    predictions; FunctionallyEquivalentExtraction requires the neural-network variant. ART
+    is imported here, not with the plugin: its package import takes ~7 s on 2 cores, paid by
+    every process (CLI, executor workers) that loads the built-in plugins otherwise."""
+    from art.estimators.classification.blackbox import BlackBoxClassifierNeuralNetwork
 
-    def predict(self, x: np.ndarray, batch_size: int = 128, **kwargs: Any) -> np.ndarray:
-        return np.asarray(self._predict_fn(np.asarray(x, dtype=np.float64)), dtype=np.float64)
+    class Float64BlackBox(BlackBoxClassifierNeuralNetwork):
+        def predict(self, x: np.ndarray, batch_size: int = 128, **kwargs: Any) -> np.ndarray:
+            as_float64 = np.asarray(x, dtype=np.float64)
+            return np.asarray(self._predict_fn(as_float64), dtype=np.float64)
+
+    return Float64BlackBox(predict, input_shape=(784,), nb_classes=10)
 
 
 @dataclass(frozen=True)
@@ -111,10 +117,8 @@ class FunctionallyEquivalentExtraction(ExtractionAttackBase):
     ) -> tuple[torch.Tensor | None, dict[str, Any]]:
         from art.attacks.extraction import FunctionallyEquivalentExtraction as ArtFEE
 
-        classifier = Float64BlackBox(
-            lambda x: oracle(torch.from_numpy(np.ascontiguousarray(x))).numpy(),
-            input_shape=(784,),
-            nb_classes=10,
+        classifier = float64_black_box(
+            lambda x: oracle(torch.from_numpy(np.ascontiguousarray(x))).numpy()
         )
         try:
             extracted = ArtFEE(classifier, num_neurons=hidden).extract(
