@@ -290,8 +290,41 @@ def performance_page(frame: pd.DataFrame, source: str) -> str:
             f"| {row['name']} | {baseline} | {ratio} | {spread} | {row['candidate_s']:.4f} | "
             f"{base} | {row['repetitions']} | {row['size']} |"
         )
+    lines += _executor_lines(frame)
     lines += ["", "Reproduce: `paraeval bench --out reports/bench.csv`."]
     return "\n".join(lines) + "\n"
+
+
+#: [G]'s target: Dask with 2 one-thread workers at least this much faster than `local`.
+DASK_TARGET_SPEEDUP = 1.7
+
+
+def _executor_lines(frame: pd.DataFrame) -> list[str]:
+    """What the executor rows say, in words generated from them."""
+    ratios = {(r["name"], r["baseline"]): r["ratio"] for r in frame.to_dict("records")}
+    dask = ratios.get(("executor-dask:2", "local"))
+    if dask is None or pd.isna(dask):
+        return []
+    speedup = 1 / dask
+    one_thread = 1 / ratios[("executor-dask:2", "local-1-thread")]
+    local_two = 1 / ratios[("executor-local:2", "local")]
+    met = speedup >= DASK_TARGET_SPEEDUP
+    lines = [
+        "",
+        f"Executors: a whole run with `--executor dask:2` ran {speedup:.2f}x as fast as the "
+        f"in-process default (`local`) and {one_thread:.2f}x as fast as `local` on one intra-op "
+        f"thread; `local:2` ran {local_two:.2f}x as fast as `local`. [G]'s target (dask with two "
+        f"one-thread workers >= {DASK_TARGET_SPEEDUP}x as fast as `local`) is "
+        f"{'met' if met else 'not met'} on this machine.",
+    ]
+    if not met:
+        lines[-1] += (
+            " Each worker process pays its own start-up (Python and torch imports, the data, "
+            "the victims' shared work), and with one thread a group takes longer than in the "
+            "in-process run, whose PyTorch uses every core; the executors are for machines "
+            "with more cores than one group's convolutions can use, and for clusters."
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -146,8 +146,8 @@ def _dask(spec: ExecutorSpec, stack: ExitStack) -> RunExecutor:
             raise UserError(f"cannot reach the Dask scheduler at {spec.address}: {exc}") from None
     else:
         # A Dask task runs in a worker thread, whose glibc arena ignores the heap settings
-        # of paraeval.allocator for large tensors: measured 3x slower convolutions than in
-        # the main thread of a local worker process. One arena restores them (set before
+        # of paraeval.allocator for large tensors: convolutions measured several times
+        # slower than in a local worker's main thread. One arena restores them (set before
         # the worker process starts, so glibc reads it).
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 1}):
             cluster = stack.enter_context(

@@ -39,3 +39,22 @@ def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
     page = (ROOT / "docs" / "performance.md").read_text()
     assert page == performance_page(pd.read_csv(committed), "reports/bench.csv")
     assert "| fgsm-sweep | art-per-eps |" in page
+
+
+def test_the_executor_verdict_follows_the_measured_ratios() -> None:
+    from paraeval.bench import BENCH_COLUMNS, performance_page
+
+    def page(dask_ratio: float) -> str:
+        rows = [("executor-local:2", "local", 0.6), ("executor-dask:2", "local", dask_ratio),
+                ("executor-dask:2", "local-1-thread", dask_ratio / 2)]  # fmt: skip
+        frame = pd.DataFrame(
+            [{c: None for c in BENCH_COLUMNS} | {"name": n, "baseline": b, "ratio": r,
+              "ratio_low": r, "ratio_high": r, "candidate_s": 1.0, "baseline_s": 1.0,
+              "repetitions": 1, "size": "grid", "device": "cpu"} for n, b, r in rows]
+        )  # fmt: skip
+        return performance_page(frame, "bench.csv")
+
+    fast, slow = page(0.5), page(2.0)
+    assert "ran 2.00x as fast as the in-process default" in fast and "is met" in fast
+    assert "ran 0.50x as fast" in slow and "is not met" in slow and "pays its own start-up" in slow
+    assert "pays its own start-up" not in fast  # the explanation of a slow executor only when it is slow
