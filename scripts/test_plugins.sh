@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install every example plugin package under plugins/ into the given environment and run its tests.
+# Install every plugin package under plugins/ into the given environment, run its tests, then
+# uninstall it and check that paraeval no longer lists anything from it.
 set -euo pipefail
 python="${1:-python}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,7 +12,19 @@ if [ ${#packages[@]} -eq 0 ]; then
 fi
 for pyproject in "${packages[@]}"; do
   package="$(dirname "$pyproject")"
-  echo "== $(basename "$package")"
+  name="$("$python" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["name"])' "$pyproject")"
+  echo "== $name"
   "$python" -m uv pip install --quiet --python "$python" -e "$package"
   (cd "$package" && "$python" -m pytest -q -p no:cacheprovider tests)
+  listed() { "$python" -m paraeval list defenses --format csv; "$python" -m paraeval list attacks --format csv; }
+  if [[ "$(listed)" != *"$name"* ]]; then
+    echo "error: $name is installed but paraeval lists nothing from it" >&2
+    exit 1
+  fi
+  "$python" -m uv pip uninstall --quiet --python "$python" "$name"
+  if [[ "$(listed)" == *"$name"* ]]; then
+    echo "error: $name was uninstalled but paraeval still lists it" >&2
+    exit 1
+  fi
+  echo "$name: listed while installed, gone once uninstalled"
 done

@@ -57,4 +57,4 @@ def test_the_executor_verdict_follows_the_measured_ratios() -> None:
     fast, slow = page(0.5), page(2.0)
     assert "ran 2.00x as fast as the in-process default" in fast and "is met" in fast
     assert "ran 0.50x as fast" in slow and "is not met" in slow and "pays its own start-up" in slow
-    assert "pays its own start-up" not in fast  # the explanation of a slow executor only when it is slow
+    assert "pays its own start-up" not in fast  # explained only when slow
