@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = (
     "paraeval.defenses.paper_rows",
     "paraeval.defenses.dynamic",
     "paraeval.defenses.mlp_parasites",
+    "paraeval.defenses.postprocessors",
     "paraeval.attacks.fgsm",
     "paraeval.attacks.pgd",
     "paraeval.attacks.deepfool",
