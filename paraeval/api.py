@@ -220,12 +220,16 @@ class ExtractionAttackBase(Plugin):
 
     granularity  what the oracle answers: logits, probabilities or the label
     headline     the metric the summary shows for this attack (a key of its metrics)
+    needs_labels ``extract`` also gets ``labels=`` (true test labels, for scoring only)
     metric_docs  metric name -> meaning, for docs/outputs.md (optional)
     """
 
     kind: ClassVar[str] = "extraction"
     granularity: Granularity = "logits"
     headline: str | None = None
+    #: True: ``extract`` also receives ``labels=`` (the test images' true labels, for scoring
+    #: only, e.g. a stolen model's test accuracy).
+    needs_labels: ClassVar[bool] = False
     metric_docs: ClassVar[dict[str, str]] = {}
 
     def extract(

@@ -275,7 +275,8 @@ def _extraction(ctx: VictimContext, cell: Cell, protection: Protection) -> Measu
         raise UserError(f"{cell.attack.name} is not an extraction attack")
     oracle = Oracle(protection.model, granularity=attack.granularity, monitors=protection.monitors)
     with seeded(derive_seed("extraction", cell.defense.name, cell.attack.name, cell.seed)):
-        result = attack.extract(ctx.model, oracle, ctx.test_images, seed=cell.seed)
+        scoring = {"labels": ctx.test_labels} if attack.needs_labels else {}
+        result = attack.extract(ctx.model, oracle, ctx.test_images, seed=cell.seed, **scoring)
     fields = {**result.metrics, "headline": attack.headline, "extraction": result.details}
     return Measured(fields)
 

@@ -33,6 +33,7 @@ DEFAULT_PLUGINS = (
     "paraeval.attacks.deepfool",
     "paraeval.attacks.critical_points",
     "paraeval.attacks.fee",
+    "paraeval.attacks.knockoff",
 )
 
 

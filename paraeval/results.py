@@ -220,6 +220,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
             robust_accuracy_mean=mean, robust_accuracy_ci_low=low, robust_accuracy_ci_high=high
         )
         record["victim_accuracy"] = group["victim_accuracy"].iloc[0]
+        if "headline" in group and group["headline"].notna().any():  # extraction attacks
+            record["headline"] = group["headline"].dropna().iloc[0]
         records.append(record)
     return pd.DataFrame(records).round(4)
 
