@@ -13,7 +13,8 @@ Rows (issue [G] item 4):
 * ``pgd`` vs ``torchattacks-pgd``: paraeval's PGD (torchattacks backend) at one ε against
   torchattacks.PGD called directly, same batch, ε, steps and step size;
 * ``protected-<row>`` vs ``victim``: inference latency of a protected model against its victim,
-  batch 256 (Table 1, 2, 3 configurations);
+  batch 256 (Table 1, 2, 3 configurations; then ART's ReverseSigmoid and, where its plugin is
+  installed, DCP, on ``vm``);
 * ``parasite-training``: seconds to train one parasite (one thread; the default recipe, or
   200 inputs with ``--quick``); no baseline, so no ratio;
 * ``executor-dask:2`` and ``executor-local:2`` vs ``local``: a whole `paraeval run` of
@@ -55,6 +56,9 @@ QUICK_EXECUTOR_GRID: dict[str, Any] = {
 }  # fmt: skip
 #: Paper rows timed for inference (one per table); ``quick`` keeps the first.
 LATENCY_ROWS = ("t1-vm-after-bn-small", "t2-bn-small-sigma0.2", "t3-row01")
+#: The companion output defenses timed beside them ([F]): ART's ReverseSigmoid (built in) and
+#: DCP where its plugin (plugins/paraeval-dcp) is installed.
+COMPANION_LATENCY_ROWS = ("reverse-sigmoid", "dcp")
 
 
 @dataclass
@@ -181,9 +185,12 @@ def _latency_rows(mnist: MNIST, config: BenchConfig) -> list[Row]:
     context = RunContext(MNIST.as_float(mnist.train_images), mnist.source)
     batch = MNIST.as_float(mnist.test_images[:256])
     found = []
-    for name in LATENCY_ROWS[:1] if config.quick else LATENCY_ROWS:
+    installed = set(registry.defenses().names())
+    companions = [name for name in COMPANION_LATENCY_ROWS if name in installed]
+    for name in LATENCY_ROWS[:1] if config.quick else (*LATENCY_ROWS, *companions):
         (entry,) = registry.configured_defenses(name)
-        victim, _ = load_or_train_victim(VictimConfig(entry.obj.victims[0]), mnist)
+        victim_name = entry.obj.victims[0] if entry.obj.victims else "vm"
+        victim, _ = load_or_train_victim(VictimConfig(victim_name), mnist)
         protected = Protected.of(entry.obj.bind(context).protect(victim, seed=0)).model
 
         def infer(model: nn.Module = protected) -> None:
