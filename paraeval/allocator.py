@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 #: mallopt parameters (glibc malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -47,3 +49,10 @@ def keep_freed_memory_once() -> bool:
     if _applied is None:
         _applied = keep_freed_memory()
     return _applied
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes with this module's setting applied at start-up. Spawned, not forked:
+    forking after torch has started its threads can hang the child."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=keep_freed_memory)

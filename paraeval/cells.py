@@ -19,7 +19,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -39,7 +39,7 @@ from .metrics import METRIC_VERSION, predict, transfer_outcome, wilson_interval
 from .paper import PAPER_ATTACK
 from .registry import EXTRACTION, AnyAttack, Entry
 from .seeding import derive_seed, seeded
-from .training import PARASITE_TRAINING_VERSION, TRAINING_VERSION
+from .training import PARASITE_TRAINING_VERSION, TRAINING_VERSION, VictimConfig
 
 #: The per-image rows of a cell, in the store's SAMPLE_COLUMNS order.
 Samples = list[tuple[Any, ...]]
@@ -75,6 +75,23 @@ def cell_key(
             "training_version": [TRAINING_VERSION, PARASITE_TRAINING_VERSION],
         }
     )
+
+
+def group_cells(
+    victim: VictimConfig,
+    defense: Entry[DefenseBase],
+    attacks: list[Entry[AnyAttack]],
+    seed: int,
+    n_images: int,
+) -> list[Cell]:
+    """The cells of one (victim, defense, seed) group, keyed: the run plans them and a worker
+    rebuilds them with this one function, so both always agree on the keys."""
+    config = asdict(victim)
+    return [
+        Cell(victim.name, defense, attack, seed, cell_key(config, defense, attack, seed, n_images))
+        for attack in attacks
+        if attack.obj.applies_to(victim.name)
+    ]
 
 
 @dataclass

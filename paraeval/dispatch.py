@@ -41,7 +41,6 @@ from .registry import AnyAttack, Entry
 from .store import Store
 from .training import (
     ParasiteConfig,
-    VictimConfig,
     load_or_train_victim,
     parasite_path,
     pretrain_parasites,
@@ -140,7 +139,7 @@ class Dispatch:
         return self._read(paths)
 
     def _victim_path(self, victim: str) -> Path:
-        return victim_path(VictimConfig(victim, seed=self.setup.victim_seed))
+        return victim_path(self.setup.victim_config(victim))
 
     def _read(self, paths: list[Path]) -> Artifacts:
         """The files as (path in the cache, bytes); none where the workers share our cache."""
@@ -183,13 +182,13 @@ def compute(
         label = cell.defense.label or cell.defense.name
         groups.setdefault((cell.victim, label, cell.seed), []).append(cell)
     victims = {
-        victim: load_or_train_victim(VictimConfig(victim, seed=setup.victim_seed), chosen.mnist)[0]
+        victim: load_or_train_victim(setup.victim_config(victim), chosen.mnist)[0]
         for victim in dict.fromkeys(cell.victim for cell in pending)
     }
     dispatch = Dispatch(setup, executor, victims)
     dispatch.pretrain(groups, chosen.jobs, console)
     dispatch.craft_examples(groups)
-    worker = Worker(setup, chosen.mnist, chosen.defenses, chosen.attacks)
+    worker = Worker(setup, chosen.mnist, chosen.defenses, chosen.attacks, victims)
     owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
     try:
         with progress("cells", len(pending), console) as tracker:

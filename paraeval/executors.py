@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -118,15 +118,10 @@ def open_executor(spec: ExecutorSpec) -> Iterator[RunExecutor]:
 
 
 def _processes(spec: ExecutorSpec, stack: ExitStack) -> RunExecutor:
-    import multiprocessing
-
-    from .allocator import keep_freed_memory
+    from .allocator import process_pool
 
     workers = spec.workers or default_workers()
-    context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
-    pool = stack.enter_context(
-        ProcessPoolExecutor(workers, mp_context=context, initializer=keep_freed_memory)
-    )
+    pool = stack.enter_context(process_pool(workers))
     threads = max(1, default_workers() // workers)
     return RunExecutor(spec, pool, slots=2 * workers, threads=threads)
 

@@ -16,11 +16,12 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from . import registry
 from .allocator import keep_freed_memory_once
@@ -34,8 +35,8 @@ from .cells import (
     adversarial,
     adversarial_key,
     base_row,
-    cell_key,
     failed_fields,
+    group_cells,
     run_cell,
 )
 from .checks import check_protected, sanity_warnings, snapshot
@@ -65,6 +66,10 @@ class WorkerSetup:
     allow_download: bool
     #: Intra-op threads of a worker process (None: leave the process's setting alone).
     threads: int | None = None
+
+    def victim_config(self, name: str) -> VictimConfig:
+        """The victim as this run trains and keys it (the run's plan uses the same seed)."""
+        return VictimConfig(name, seed=self.victim_seed)
 
 
 #: Cache files shipped to a worker: (path relative to the cache folder, bytes).
@@ -110,9 +115,11 @@ class Worker:
         mnist: MNIST | None = None,
         defenses: list[Entry[DefenseBase]] | None = None,
         attacks: list[Entry[AnyAttack]] | None = None,
+        models: dict[str, nn.Module] | None = None,
     ) -> None:
         self.setup = setup
         self._mnist = mnist
+        self._models = dict(models or {})
         self._context: RunContext | None = None
         self.victims: dict[str, VictimContext] = {}
         chosen = defenses if defenses is not None else registry.configured_defenses(setup.defenses)
@@ -135,23 +142,24 @@ class Worker:
         return self._context
 
     def victim(self, name: str) -> VictimContext:
-        """The victim's shared work (loaded from the cache; computed once per process)."""
+        """The victim's shared work (its model as the run passed it, else loaded from the
+        cache; computed once per process)."""
         if name not in self.victims:
-            self.victims[name] = victim_context(
-                VictimConfig(name, seed=self.setup.victim_seed), self.mnist, self.setup.n_images
-            )
+            model = self._models.get(name)
+            if model is None:
+                model, _info = load_or_train_victim(self.setup.victim_config(name), self.mnist)
+            self.victims[name] = victim_context(name, model, self.mnist, self.setup.n_images)
         return self.victims[name]
 
     def cells(self, task: GroupTask) -> list[Cell]:
         """The task's cells, rebuilt from the run's selections and checked against its keys."""
         defense = self.defenses.get(task.defense)
-        victim_config = asdict(VictimConfig(task.victim, seed=self.setup.victim_seed))  # as plan()
-        cells = [
-            Cell(task.victim, defense, attack, task.seed,
-                 cell_key(victim_config, defense, attack, task.seed, self.setup.n_images))
-            for attack in self.attacks
-            if defense is not None and attack.obj.applies_to(task.victim)
-        ]  # fmt: skip
+        victim = self.setup.victim_config(task.victim)
+        cells = (
+            group_cells(victim, defense, self.attacks, task.seed, self.setup.n_images)
+            if defense is not None
+            else []
+        )
         wanted = [cell for cell in cells if cell.key in task.keys]
         if len(wanted) != len(task.keys):
             raise UserError(
@@ -192,13 +200,12 @@ class Worker:
             yield cell.key, row, samples
 
 
-def victim_context(config: VictimConfig, mnist: MNIST, n_images: int) -> VictimContext:
+def victim_context(name: str, model: nn.Module, mnist: MNIST, n_images: int) -> VictimContext:
     """A victim's shared work: its model, test accuracy, attacked images, clean predictions."""
-    model, _info = load_or_train_victim(config, mnist)
     test_images = MNIST.as_float(mnist.test_images)
     images, labels = test_images[:n_images], mnist.test_labels[:n_images]
     return VictimContext(
-        name=config.name,
+        name=name,
         model=model,
         accuracy=accuracy(model, test_images, mnist.test_labels),
         test_images=test_images,

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from . import registry
 from .api import DefenseBase
-from .cells import Cell, cell_key
+from .cells import Cell, group_cells
 from .data import MNIST, load_mnist
 from .dispatch import Chosen, compute
 from .errors import UserError
@@ -127,7 +127,7 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
     cells: list[Cell] = []
     notes: list[str] = []
     for victim in config.victims:
-        victim_config = asdict(_victim_config(config, victim))
+        victim_config = _victim_config(config, victim)
         applicable = [attack for attack in attacks if attack.obj.applies_to(victim)]
         notes += [
             f"skipped {attack.name} on {victim}: it is defined for {', '.join(attack.obj.victims)}"
@@ -140,9 +140,7 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
             if defense in skipped:
                 continue
             for seed in config.seeds:
-                for attack in applicable:
-                    key = cell_key(victim_config, defense, attack, seed, config.n_images)
-                    cells.append(Cell(victim, defense, attack, seed, key))
+                cells += group_cells(victim_config, defense, applicable, seed, config.n_images)
     return cells, notes
 
 

@@ -9,11 +9,10 @@ hit loads in well under a second.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .allocator import keep_freed_memory, keep_freed_memory_once
+from .allocator import keep_freed_memory_once, process_pool
 from .cache import cache_dir, config_key, install_entry, load_or_none, save_weights
 from .data import MNIST, random_square_inputs
 from .metrics import accuracy
@@ -369,10 +368,7 @@ def pretrain_parasites(
         return 0
     with ExitStack() as stack:
         if pool is None and workers > 1:
-            context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
-            pool = stack.enter_context(
-                ProcessPoolExecutor(workers, mp_context=context, initializer=keep_freed_memory)
-            )
+            pool = stack.enter_context(process_pool(workers))
         bar = stack.enter_context(progress("training parasites", len(missing)))
         if pool is None:
             for config in missing:

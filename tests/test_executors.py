@@ -200,3 +200,19 @@ def test_dask_missing_is_one_line_with_the_install_hint(monkeypatch) -> None:
         open_executor(parse_executor("dask")),
     ):
         pass
+
+
+def test_a_worker_uses_the_victim_the_run_loaded(monkeypatch, mnist, victims) -> None:
+    """In this process the run's victims are passed in: the worker must not load them again."""
+    import paraeval.groups as groups
+
+    def no_second_load(*_args, **_kwargs):
+        raise AssertionError("the worker loaded the victim a second time")
+
+    monkeypatch.setattr(groups, "load_or_train_victim", no_second_load)
+    setup = groups.WorkerSetup("none", "fgsm", 20, 0, str(SHARED_MNIST), False)
+    model = victims["vm"][0]
+    worker = groups.Worker(setup, mnist, models={"vm": model})
+    assert worker.victim("vm").model is model
+    with pytest.raises(AssertionError, match="second time"):
+        groups.Worker(setup, mnist).victim("vm")

@@ -10,10 +10,10 @@ import torch
 
 from paraeval import registry
 from paraeval.attacks.fgsm import MNIST_STD, FGSMSweep
+from paraeval.cells import cell_key
 from paraeval.defenses.reading import ParasiteReading, reading_options
 from paraeval.errors import UserError
 from paraeval.readings import Reading, combinations, one_factor_readings, parse_reading
-from paraeval.runner import cell_key
 
 from .conftest import kill_after_first_cell, run_cli, stored_cells
 

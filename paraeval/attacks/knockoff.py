@@ -34,6 +34,7 @@ from torch import nn
 from ..api import ExtractionAttackBase, ExtractionResult, Oracle, float64_copy
 from ..errors import UserError
 from ..hookspecs import hookimpl
+from ..metrics import predict
 from ..models.victims import VICTIM_ARCHITECTURES
 from ..options import Options, option
 from ..seeding import derive_seed, seeded
@@ -196,9 +197,8 @@ def attacker_pool(
 
 
 def _argmax(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        dtype = next(model.parameters()).dtype
-        return torch.cat([model(chunk.to(dtype)).argmax(1) for chunk in images.split(1000)])
+    """Predictions in the model's own precision (a float64 oracle or a float32 thief)."""
+    return predict(model, images.to(next(model.parameters()).dtype))
 
 
 def _percent(mask: torch.Tensor) -> float:
