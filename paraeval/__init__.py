@@ -2,7 +2,7 @@
 
 Public API: :data:`hookimpl` to write plugins; the plugin contract of :mod:`paraeval.api`
 (:class:`Defense` / :class:`Attack` protocols, the :class:`DefenseBase` / :class:`AttackBase` /
-:class:`ExtractionAttackBase` bases, :class:`Protected`, :class:`Oracle`,
+:class:`ExtractionAttackBase` bases, :class:`Protected`, :class:`Oracle`, :class:`StreamDetector`,
 :class:`AdversarialBatch`, :class:`ExtractionResult`); typed options (:class:`Options`,
 :func:`option`); :func:`run` with :class:`RunConfig`; :func:`load_results`.
 """
@@ -14,7 +14,7 @@ from .version import __version__
 __all__ = [
     "AdversarialBatch", "Attack", "AttackBase", "Defense", "DefenseBase", "ExtractionAttackBase",
     "ExtractionResult", "Options", "Oracle", "Protected", "Results", "RunConfig", "RunContext",
-    "__version__", "hookimpl", "load_results", "option", "run",
+    "StreamDetector", "__version__", "hookimpl", "load_results", "option", "run",
 ]  # fmt: skip
 
 
@@ -22,7 +22,7 @@ __all__ = [
 #: that `paraeval --help` and plugin discovery do not pay for torch.
 _API = (
     "AdversarialBatch", "Attack", "AttackBase", "Defense", "DefenseBase", "ExtractionAttackBase",
-    "ExtractionResult", "Oracle", "Protected", "RunContext",
+    "ExtractionResult", "Oracle", "Protected", "RunContext", "StreamDetector",
 )  # fmt: skip
 
 

@@ -18,23 +18,26 @@ one the summary shows.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import torch
 from torch import nn
 
 from .errors import UserError
 from .options import NoOptions, Options
+from .oracle import GRANULARITIES as GRANULARITIES
+from .oracle import Granularity as Granularity
+from .oracle import Monitor as Monitor
+from .oracle import Oracle as Oracle
+from .oracle import QueryBudgetExceeded as QueryBudgetExceeded
+from .oracle import StreamDetector as StreamDetector
+from .oracle import float64_copy as float64_copy
 
 if TYPE_CHECKING:
     from .paper import PaperRow
     from .training import ParasiteConfig
-
-#: A query monitor: sees every batch of queries an extraction attack sends (rows [n, 784]).
-Monitor = Callable[[torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -211,10 +214,6 @@ class AttackBase(Plugin):
         return None
 
 
-Granularity = Literal["logits", "probabilities", "label"]
-GRANULARITIES: tuple[Granularity, ...] = ("logits", "probabilities", "label")
-
-
 class ExtractionAttackBase(Plugin):
     """A model-extraction attack: queries an :class:`Oracle`, scores against the victim.
 
@@ -238,74 +237,6 @@ class ExtractionAttackBase(Plugin):
         """Query `oracle` (the protected model as a black box); `victim` is white-box ground
         truth for scoring only; `images` are test images for in-domain queries."""
         raise NotImplementedError
-
-
-def float64_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of `model` in float64 and eval mode (the original is untouched)."""
-    return copy.deepcopy(model).double().eval()
-
-
-class QueryBudgetExceeded(UserError):
-    """An extraction attack asked for more queries than its oracle's budget."""
-
-
-class Oracle:
-    """The protected model as an extraction attacker sees it: float64, counted, bounded.
-
-    Every input row is one query (rows [n, 784] or images [n, 1, 28, 28]); the answer is the
-    logits, the softmax probabilities or the label, as `granularity` says. Monitors see every
-    batch before it is answered. ``fork()`` gives a fresh counter on the same model.
-    ``scoring_model`` is the model itself, for *scoring* what was found (never for attacking).
-    Everything runs in float64 (Carlini et al. 2020, Sec. 6: second differences need it).
-    """
-
-    #: Rows per forward call; queries are independent, batching only saves Python overhead.
-    BATCH = 4096
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        granularity: Granularity = "logits",
-        budget: int | None = None,
-        monitors: Sequence[Monitor] = (),
-        image_shape: tuple[int, ...] = (1, 28, 28),
-    ) -> None:
-        if granularity not in GRANULARITIES:
-            raise UserError(f"oracle granularity {granularity!r}; valid: {GRANULARITIES}")
-        self.scoring_model = float64_copy(model)
-        self.granularity = granularity
-        self.budget = budget
-        self.monitors = tuple(monitors)
-        self.image_shape = image_shape
-        self.queries = 0
-
-    def fork(self) -> Oracle:
-        """The same model (a copy: a randomised model restarts from the same state), granularity,
-        budget and monitors, with a fresh query counter."""
-        forked = copy.copy(self)
-        forked.scoring_model = copy.deepcopy(self.scoring_model)
-        forked.queries = 0
-        return forked
-
-    @torch.no_grad()
-    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
-        rows = rows.to(torch.float64).reshape(len(rows), -1)
-        if self.budget is not None and self.queries + len(rows) > self.budget:
-            raise QueryBudgetExceeded(f"{self.queries + len(rows)} queries > budget {self.budget}")
-        self.queries += len(rows)
-        for monitor in self.monitors:
-            monitor(rows)
-        outputs = [
-            self.scoring_model(chunk.reshape(-1, *self.image_shape))
-            for chunk in rows.split(self.BATCH)
-        ]
-        logits = torch.cat(outputs) if outputs else rows.new_empty(0, 10)
-        if self.granularity == "probabilities":
-            return logits.softmax(dim=1)
-        if self.granularity == "label":
-            return logits.argmax(dim=1)
-        return logits
 
 
 class PluginDefense(DefenseBase):

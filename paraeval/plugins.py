@@ -28,12 +28,14 @@ DEFAULT_PLUGINS = (
     "paraeval.defenses.dynamic",
     "paraeval.defenses.mlp_parasites",
     "paraeval.defenses.postprocessors",
+    "paraeval.defenses.detectors",
     "paraeval.attacks.fgsm",
     "paraeval.attacks.pgd",
     "paraeval.attacks.deepfool",
     "paraeval.attacks.critical_points",
     "paraeval.attacks.fee",
     "paraeval.attacks.knockoff",
+    "paraeval.attacks.query_streams",
 )
 
 

@@ -22,11 +22,12 @@ def names(spec: str) -> list[str]:
 def test_all_selects_every_defense() -> None:
     selected = names("all")
     assert "none" in selected and "dynamic-parasite" in selected
-    # none, paper rows, dynamic, mlp parasites, ART's five output defenses
-    assert len(selected) == 1 + 12 * 3 + 1 + 12 + 5
+    # none, paper rows, dynamic, mlp parasites, ART's five output defenses, two detectors
+    assert len(selected) == 1 + 12 * 3 + 1 + 12 + 5 + 2
     assert len(names("mlp")) == 12
     assert set(names("art")) == {"reverse-sigmoid", "high-confidence", "rounded",
                                  "gaussian-noise", "class-labels"}  # fmt: skip
+    assert set(names("detector")) == {"prada", "atli-ood"}
 
 
 def test_tags_select_the_tables() -> None:

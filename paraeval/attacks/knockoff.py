@@ -86,6 +86,10 @@ class Knockoff(ExtractionAttackBase):
         "queries": "queries spent at the largest budget",
         "l1_distortion": "mean L1 distance between the returned and the victim's probabilities",
         "latency_ratio": "protected model's inference time / the victim's, batch 256",
+        "queries_to_alarm": "queries answered when the defense's detector first raised its "
+        "alarm, largest budget (empty: no detector or no alarm)",
+        "fidelity_at_alarm": "fidelity to the victim of a thief trained on the queries answered "
+        "before the alarm (at the budget when none fired), largest budget",
     }
 
     def configure(self, **given: str) -> Knockoff:
@@ -115,14 +119,23 @@ class Knockoff(ExtractionAttackBase):
             counted = oracle.fork()
             thief, queried = self._steal(counted, pool, pool_labels, budget, seed)
             thief_pred = _argmax(thief, scoring)
-            details.append({
+            detail = {
                 "budget": budget,
                 "queries": counted.queries,
                 "thief_accuracy": _percent(thief_pred == scoring_labels),
                 "fidelity_victim": _percent(thief_pred == victim_pred),
                 "fidelity_protected": _percent(thief_pred == protected_pred),
                 "l1_distortion": _l1(oracle.scoring_model, victim, queried),
-            })  # fmt: skip
+            }
+            if counted.detectors:  # what the thief had stolen when the alarm fired
+                alarm = counted.first_alarm()
+                detail["queries_to_alarm"] = alarm
+                detail["fidelity_at_alarm"] = detail["fidelity_victim"]
+                if alarm is not None and alarm < counted.queries:
+                    caught, _ = self._steal(oracle.fork(), pool, pool_labels, alarm, seed)
+                    at_alarm = _argmax(caught, scoring)
+                    detail["fidelity_at_alarm"] = _percent(at_alarm == victim_pred)
+            details.append(detail)
         largest = details[-1]
         kept = (
             "fidelity_victim",
@@ -130,8 +143,10 @@ class Knockoff(ExtractionAttackBase):
             "thief_accuracy",
             "queries",
             "l1_distortion",
+            "queries_to_alarm",
+            "fidelity_at_alarm",
         )
-        metrics: dict[str, float | int | str | None] = {k: largest[k] for k in kept}
+        metrics: dict[str, float | int | str | None] = {k: largest.get(k) for k in kept}
         metrics["latency_ratio"] = _latency_ratio(oracle.scoring_model, victim, scoring[:256])
         return ExtractionResult(metrics, details)
 
