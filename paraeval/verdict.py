@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .companions import companion_sentences
 from .defenses.reading import PREVIOUS_DEFAULT
 from .paper import PAPER_ATTACK, ROWS
 
@@ -192,6 +193,8 @@ def sentences(directory: Path) -> list[str]:
     readings, rows = directory / "readings.csv", directory / "readings_rows.csv"
     if readings.exists() and rows.exists():
         found += readings_sentences(pd.read_csv(readings), pd.read_csv(rows))
+    if (directory / "results.csv").exists():
+        found += companion_sentences(pd.read_csv(directory / "results.csv"))
     return found
 
 

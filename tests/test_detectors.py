@@ -120,3 +120,24 @@ def test_knockoff_reports_when_the_detector_caught_it(victims, mnist) -> None:
     undefended = plain.obj.extract(model, bare, images, seed=0, labels=mnist.test_labels)
     assert undefended.metrics["queries_to_alarm"] is None  # no detector: nothing to report
     assert "fidelity_at_alarm" not in undefended.details[0]
+
+
+def test_the_report_and_the_verdict_show_the_companion_cells(victims, tmp_path) -> None:
+    from paraeval.report.html import rerender
+    from paraeval.runner import RunConfig, run
+    from paraeval.verdict import sentences
+
+    config = RunConfig(
+        victims=["vm"], defenses=f"none,atli-ood:{QUICK}", n_images=20, out=tmp_path,
+        attacks="knockoff:budgets=100+300,epochs=1,pool=digits,query-streams:streams=10,stream=60",
+    )  # fmt: skip
+    result = run(config)
+    assert result.failed == 0, [r.get("error") for r in result.rows]
+    html = rerender(tmp_path).read_text()
+    section = html[html.index('id="companions"') :]
+    assert section.count("<svg") >= 1  # fidelity against queries
+    assert "atli-ood" in section and "tpr_digits" in section
+    found = sentences(tmp_path)
+    assert any(s.startswith("Detector atli-ood:") and "(vm): true-positive" in s for s in found)
+    evading = [s for s in found if s.startswith("knockoff") and "against atli-ood" in s]
+    assert len(evading) == 1 and "raised the alarm in 1 of 1 seed(s)" in evading[0]

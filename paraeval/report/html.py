@@ -28,6 +28,7 @@ from ..results import (
 )
 from ..store import DB_NAME, Store
 from ..verdict import readings_sentences, summary_sentences
+from .companions import companion_section
 from .figures import figures, pairs, paper_record
 from .readings import readings_frames, readings_section
 
@@ -72,6 +73,7 @@ def render_report(store: Store, directory: Path) -> Path:
         **figures(summary, store, cells, matrices),
         "fits": _fits(cells),
         "extraction": _extraction_tables(cells),
+        "companions": companion_section(results, cells),
         "choices": reproduction_notes(),
         "seeds": sorted({int(s) for s in results["seed"]}) if len(results) else [],
     }
@@ -163,7 +165,9 @@ def _fits(cells: list[Any]) -> list[dict[str, Any]]:
 
 
 #: Detail columns that identify an extraction row rather than measure something.
-GROUPING_COLUMNS = ("lines",)
+GROUPING_COLUMNS = ("lines", "budget", "kind")
+#: Detail columns that neither identify nor measure (a query stream's index).
+IGNORED_COLUMNS = ("stream",)
 
 
 def _extraction_tables(cells: list[Any]) -> list[dict[str, Any]]:
@@ -183,7 +187,7 @@ def _extraction_tables(cells: list[Any]) -> list[dict[str, Any]]:
     tables = []
     for attack, rows in grouped.items():
         columns = list(dict.fromkeys(k for details in rows.values() for d in details for k in d))
-        measured = [c for c in columns if c not in GROUPING_COLUMNS]
+        measured = [c for c in columns if c not in (*GROUPING_COLUMNS, *IGNORED_COLUMNS)]
         rows_out = [
             {"key": key, "seeds": len(details),
              "values": [_aggregate([d.get(c) for d in details]) for c in measured]}

@@ -98,7 +98,13 @@ def forest(rows: Sequence[ForestRow], title: str) -> Markup:
 
 
 def lines(
-    series: Sequence[Line], x_label: str, y_label: str, title: str, *, markers_only: bool = False
+    series: Sequence[Line],
+    x_label: str,
+    y_label: str,
+    title: str,
+    *,
+    markers_only: bool = False,
+    log_x: bool = False,
 ) -> Markup:
     """Lines (or points) per series, the legend outside the axes on the right."""
     with plt.rc_context(STYLE):
@@ -114,6 +120,8 @@ def lines(
                           linestyle="--" if line.dashed else "-")  # fmt: skip
         axis.set_xlabel(x_label)
         axis.set_ylabel(y_label)
+        if log_x:
+            axis.set_xscale("log")
         axis.set_title(title, loc="left", fontweight="bold")
         if series:
             axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
