@@ -157,6 +157,10 @@ class Plugin:
     def applies_to(self, victim: str) -> bool:
         return not self.victims or victim in self.victims
 
+    def skip_reason(self, victim: str) -> str:
+        """Why it does not apply to `victim` (the run's note)."""
+        return f"it is defined for {', '.join(self.victims)}"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options})"
 

@@ -341,6 +341,28 @@ def list_command(
     emit(console, columns, rows, fmt)
 
 
+@app.command("inspect")
+def inspect_command(
+    victim: Annotated[str, typer.Argument(help="A victim name (paraeval list victims).")],
+    fmt: FormatOption = Format.auto,
+) -> None:
+    """VICTIM's layers by name, their output shapes and where a parasite fits
+    (`--defenses 'parasite:layer=NAME,neurons=...'`)."""
+    from .models.layers import layers
+    from .models.victims import VICTIM_ARCHITECTURES
+
+    if victim not in VICTIM_ARCHITECTURES:
+        raise UserError(f"unknown victim {victim!r}; valid: {', '.join(VICTIM_ARCHITECTURES)}")
+    found = layers(VICTIM_ARCHITECTURES[victim]())
+    columns = ["layer", "module", "output", "neurons", "parasite neurons="]
+    rows = [
+        [layer.name, layer.kind, "x".join(map(str, layer.shape)), layer.neurons,
+         layer.parasite_fits]
+        for layer in found
+    ]  # fmt: skip
+    emit(console, columns, rows, fmt)
+
+
 @app.command("bench")
 def bench_command(
     out: Annotated[Path, typer.Option(help="Where bench.csv is written.")] = Path("bench.csv"),

@@ -26,6 +26,7 @@ from .api import DefenseBase
 from .cache import cache_dir
 from .cells import Cell
 from .data import MNIST
+from .errors import UserError
 from .executors import RunExecutor
 from .groups import (
     Artifacts,
@@ -85,6 +86,8 @@ class Dispatch:
             defense = group[0].defense
             try:
                 configs.extend(defense.obj.parasite_configs(self.victims[victim], seed=seed))
+            except UserError:  # a configuration the victim cannot take: exit 2, before any cell
+                raise
             except Exception as exc:  # reported by the cell that needs it
                 console.print(f"[yellow]note:[/] {defense.name}: parasite_configs raised {exc!r}")
         trained = pretrain_parasites(configs, jobs, self.executor.pool)

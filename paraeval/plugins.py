@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "paraeval.defenses.mlp_parasites",
     "paraeval.defenses.postprocessors",
     "paraeval.defenses.detectors",
+    "paraeval.defenses.generic",
     "paraeval.attacks.fgsm",
     "paraeval.attacks.pgd",
     "paraeval.attacks.deepfool",

@@ -107,13 +107,15 @@ class Registry(Generic[T]):
 
 
 def split_selection(spec: str) -> list[tuple[str, dict[str, str]]]:
-    """'a,b:k=v,j=w,c' -> [('a', {}), ('b', {'k': 'v', 'j': 'w'}), ('c', {})]."""
+    """'a,b:k=v,j=w,c' -> [('a', {}), ('b', {'k': 'v', 'j': 'w'}), ('c', {})]; a value may
+    contain ':' ('parasite:layer=conv2,neurons=first:256')."""
     items: list[tuple[str, dict[str, str]]] = []
     for raw in spec.split(","):
         token = raw.strip()
         if not token:
             continue
-        if "=" in token and ":" not in token:
+        if "=" in token and (":" not in token or token.index("=") < token.index(":")):
+            # key=value continuing the previous name's options (a value may hold ':')
             if not items:
                 raise SelectionError(f"option {token!r} does not follow a name")
             key, value = token.split("=", 1)

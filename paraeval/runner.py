@@ -145,15 +145,20 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
 
 
 def _skip_notes(skipped: Defenses, victim: str, verbose: bool = False) -> list[str]:
-    """One note per skipped defense, or one for all of them when there are many."""
-    if len(skipped) <= 3 or verbose:
-        return [
-            f"skipped {d.name} on {victim}: it is defined for {', '.join(d.obj.victims)}"
-            for d in skipped
-        ]
-    names = ", ".join(d.name for d in skipped[:3])
-    more = len(skipped) - 3
-    return [f"skipped {names} and {more} more on {victim}: defined for other victims (--verbose)"]
+    """One note per skipped defense, or one for all of those defined for other victims when
+    there are many (a defense skipped for another reason always gets its own note)."""
+    declared = [d for d in skipped if d.obj.victims]
+    own = [_skip_note(d, victim) for d in skipped if not d.obj.victims]
+    if len(declared) <= 3 or verbose:
+        return [_skip_note(d, victim) for d in declared] + own
+    names = ", ".join(d.name for d in declared[:3])
+    more = len(declared) - 3
+    return [f"skipped {names} and {more} more on {victim}: defined for other victims "
+            "(--verbose)", *own]  # fmt: skip
+
+
+def _skip_note(defense: Entry[DefenseBase], victim: str) -> str:
+    return f"skipped {defense.name} on {victim}: {defense.obj.skip_reason(victim)}"
 
 
 def run(config: RunConfig, console: Console | None = None) -> RunResult:
@@ -162,6 +167,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     defenses, attacks = validate(config)
     spec = parse_executor(config.executor)
     cells, notes = plan(config, defenses, attacks)
+    if not cells:
+        raise UserError("nothing to run: " + ("; ".join(notes) or "no cell planned"))
     result = RunResult(notes=notes, planned=len(cells), keys=[cell.key for cell in cells])
     result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
     if config.dry_run:

@@ -22,8 +22,9 @@ def names(spec: str) -> list[str]:
 def test_all_selects_every_defense() -> None:
     selected = names("all")
     assert "none" in selected and "dynamic-parasite" in selected
-    # none, paper rows, dynamic, mlp parasites, ART's five output defenses, two detectors
-    assert len(selected) == 1 + 12 * 3 + 1 + 12 + 5 + 2
+    # none, paper rows, dynamic, mlp parasites, ART's five output defenses, two detectors,
+    # the generic parasite
+    assert len(selected) == 1 + 12 * 3 + 1 + 12 + 5 + 2 + 1
     assert len(names("mlp")) == 12
     assert set(names("art")) == {"reverse-sigmoid", "high-confidence", "rounded",
                                  "gaussian-noise", "class-labels"}  # fmt: skip
@@ -155,3 +156,9 @@ def test_duplicate_names_name_both_plugins() -> None:
         assert "built-in" in str(info.value) and "twin-plugin" in str(info.value)
     finally:
         pm.unregister(twin)
+
+
+def test_an_option_value_may_contain_a_colon() -> None:
+    assert split_selection("parasite:layer=conv2,neurons=first:256,none") == [
+        ("parasite", {"layer": "conv2", "neurons": "first:256"}), ("none", {})
+    ]  # fmt: skip

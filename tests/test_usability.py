@@ -183,7 +183,7 @@ def test_a_run_skips_the_cells_another_run_is_computing(victims, tmp_path) -> No
 
 def test_quiet_hides_notes_and_log_keeps_everything(tmp_path) -> None:
     log = tmp_path / "paraeval.log"
-    args = ["run", "--victims", "vm", "--defenses", "table2", "--dry-run"]
+    args = ["run", "--victims", "vm", "--defenses", "none,table2", "--dry-run"]
     loud = run_cli("--log", str(log), *args)
     quiet = run_cli("--quiet", *args)
     assert loud.returncode == quiet.returncode == 0, loud.stderr
@@ -220,7 +220,7 @@ def test_one_pretraining_pool_serves_every_victim(victims, tmp_path, monkeypatch
 
 
 def test_verbose_lists_every_skipped_pair() -> None:
-    args = ["run", "--victims", "vm", "--defenses", "table2", "--dry-run"]
+    args = ["run", "--victims", "vm", "--defenses", "none,table2", "--dry-run"]
     short, every = run_cli(*args), run_cli(*args, "--verbose")
     assert short.stderr.count("skipped") == 1 and "12 defense" not in short.stderr
     assert "and 9 more on vm" in short.stderr
@@ -236,3 +236,9 @@ def test_a_failed_cell_can_be_claimed_again_for_a_retry(tmp_path) -> None:
         store.put_cell("failed-cell", run_id, {**row, "status": "failed"})
         store.put_cell("ok-cell", run_id, {**row, "status": "ok"})
         assert store.claim(["failed-cell", "ok-cell"], "retry-run") == ["failed-cell"]
+
+
+def test_a_run_with_nothing_to_do_exits_2_and_says_why(tmp_path) -> None:
+    result = run_cli("run", "--victims", "vm", "--defenses", "table2", "--dry-run")
+    assert result.returncode == 2
+    assert "nothing to run: skipped" in result.stderr and "Traceback" not in result.stderr

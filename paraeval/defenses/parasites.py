@@ -12,7 +12,7 @@ from torch import nn
 
 from ..api import Protected, RunContext
 from ..data import MNIST, load_mnist
-from ..models.insertion import Placement, insert_parasites
+from ..models.insertion import Placement, insert_parasites, submodule
 from ..models.parasite import BIAS_BOUND, ParasiticCNN
 from ..paper import ParasiteSpec
 from ..seeding import derive_seed
@@ -28,9 +28,7 @@ def layer_side(victim: nn.Module, placement: Placement) -> int:
     square map)."""
     shapes: list[torch.Size] = []
     site = placement.site(victim)
-    module = getattr(victim, site, None)
-    if module is None:
-        raise ValueError(f"victim {type(victim).__name__} has no layer {site!r}")
+    module = submodule(victim, site)
     handle = module.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape))
     try:
         with torch.no_grad():
@@ -50,9 +48,10 @@ def layer_side(victim: nn.Module, placement: Placement) -> int:
 
 def read_spec(spec: ParasiteSpec, reading: ParasiteReading) -> ParasiteSpec:
     """`spec` under `reading`: where the placement's max-pool and neuron order fall."""
+    named = spec.placement.module is not None  # the layer is named: no pool to place
     placement = dataclasses.replace(
         spec.placement,
-        pool=reading.pool if spec.placement.position == "after" else "before",
+        pool=reading.pool if spec.placement.position == "after" and not named else "before",
         order=reading.order,
     )
     return dataclasses.replace(spec, placement=placement)

@@ -62,6 +62,9 @@ class Placement:
     count: int = PAPER_NEURON_COUNT
     pool: PoolSide = "before"
     order: NeuronOrder = "chw"
+    #: A module of the victim by name (dotted path, ``paraeval inspect`` lists them): the
+    #: parasite rewrites its output; `layer`, `position` and `pool` then play no part.
+    module: str | None = None
 
     def __post_init__(self) -> None:
         if self.position not in ("before", "after"):
@@ -80,6 +83,8 @@ class Placement:
     @property
     def label(self) -> str:
         what = "whole layer" if self.neurons == "whole" else f"{self.neurons} {self.count}"
+        if self.module is not None:
+            return f"{self.module} output, {what}" + (" (HWC order)" if self.order == "hwc" else "")
         where = f"{self.position} BN+act" + (", after pool" if self.pool == "after" else "")
         order = " (HWC order)" if self.order == "hwc" and self.neurons != "whole" else ""
         return f"conv{self.layer} {where}, {what}{order}"
@@ -88,8 +93,10 @@ class Placement:
         """The attribute of `model` whose output this parasite rewrites.
 
         ``before``: ``conv{layer}`` (``fc{layer}`` in an MLP), its raw output; ``after``:
-        ``act{layer}``, or ``pool{layer}`` when ``pool == "after"``.
+        ``act{layer}``, or ``pool{layer}`` when ``pool == "after"``; `module` when given.
         """
+        if self.module is not None:
+            return self.module
         if self.position == "before":
             return f"conv{self.layer}" if hasattr(model, f"conv{self.layer}") else f"fc{self.layer}"
         return f"{'pool' if self.pool == 'after' else 'act'}{self.layer}"
@@ -164,9 +171,18 @@ def insert_parasites(victim: nn.Module, entries: list[tuple[Placement, nn.Module
     sites: dict[str, list[tuple[Placement, nn.Module]]] = {}
     for placement, parasite in entries:
         sites.setdefault(placement.site(protected), []).append((placement, parasite))
-    for attribute, site_entries in sites.items():
-        if not hasattr(protected, attribute):
-            raise ValueError(f"victim {type(victim).__name__} has no layer {attribute!r}")
-        original = getattr(protected, attribute)
-        setattr(protected, attribute, nn.Sequential(original, ParasiteSite(site_entries)))
+    for path, site_entries in sites.items():
+        original = submodule(protected, path)
+        parent, _, name = path.rpartition(".")
+        wrapped = nn.Sequential(original, ParasiteSite(site_entries))
+        setattr(protected.get_submodule(parent) if parent else protected, name, wrapped)
     return protected.eval()
+
+
+def submodule(model: nn.Module, path: str) -> nn.Module:
+    """The module of `model` at the dotted `path`; a ValueError naming the valid paths."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        names = ", ".join(name for name, _ in model.named_modules() if name)
+        raise ValueError(f"{type(model).__name__} has no layer {path!r}; layers: {names}") from None

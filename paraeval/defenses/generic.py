@@ -1,0 +1,138 @@
+"""`parasite`: the paper's parasitic CNN inserted into a victim at any layer, by name (issue [K]).
+
+The paper places its parasites at two fixed points of LeNet (Sec. 6.3); a user who wants to
+know what a parasite does to *their* network names the layer instead:
+
+    paraeval inspect vm                      # every layer, its output shape, what fits
+    paraeval run --defenses 'parasite:layer=conv2,neurons=first:256' --attacks fgsm
+
+The parasite rewrites the named module's output: name the convolution itself for "before BN
+and activation" (`conv2`), the activation for "after" (`act2`), the pooling for after the
+max-pool (`pool2`). `neurons` selects what it reads: the first or last n neurons in flattened
+order (n a square: the parasite's input is one n-side map, Sec. 6.1), or the `whole` layer with
+one map per channel (the maps must be square - the text's "only possible if the first hidden
+layer has a number of neurons which is a square"). Every reading option of the paper rows
+applies (init, epochs, lr, bias_scope, bn_stats, order); `pool` and `row12` concern only the
+paper rows' fixed placements and are not used here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..api import DefenseBase, Protected
+from ..errors import UserError
+from ..hookspecs import hookimpl
+from ..models.insertion import Placement
+from ..models.layers import Layer, layers
+from ..models.parasite import BiasMode
+from ..models.victims import VICTIM_ARCHITECTURES
+from ..options import option
+from ..paper import ParasiteSpec
+from ..training import ParasiteConfig
+from .parasites import parasite_configs, protect_with
+from .reading import ParasiteReading
+
+#: Reading options that only the paper rows' fixed placements use.
+PAPER_ONLY = ("pool", "row12")
+
+
+def _neurons(text: str) -> str:
+    kind, _, count = text.partition(":")
+    if kind == "whole" and not count:
+        return text
+    if kind in ("first", "last") and count.isdigit() and math.isqrt(int(count)) ** 2 == int(count):
+        return text
+    raise ValueError(text)
+
+
+@dataclass(frozen=True)
+class ParasiteOptions(ParasiteReading):
+    layer: str = option("conv2", "the module whose output the parasite rewrites "
+                        "(`paraeval inspect VICTIM` lists them)")  # fmt: skip
+    neurons: str = option(
+        "first:256", "first:N or last:N (N a square, the parasite reads one N-side map) or "
+        "whole (every channel's map, which must be square)", parse=_neurons,
+        requirement="first:N, last:N with N a square (256 = 16x16), or whole",
+    )  # fmt: skip
+    sigma: float = option(0.2, "standard deviation of the noise N the parasite learns to add",
+                          parse=float, check=lambda v: v >= 0, requirement=">= 0")  # fmt: skip
+    bn: str = option("no", "BatchNorm in the parasite (paper Fig. 5)", values=("no", "yes"))
+    bias: BiasMode = option(  # noqa: RUF009 (a Literal-typed option, like the readings')
+        "none",
+        "the parasite's bias: none (beta = 0) or small (||beta||_2 < 0.05, Sec. 5.3)",
+        values=("none", "small"),
+    )
+
+
+class GenericParasite(DefenseBase):
+    name = "parasite"
+    description = "The paper's parasitic CNN at any layer of any CNN, by name (paraeval inspect)."
+    tags = ("parasite",)
+    options_class = ParasiteOptions
+    options: ParasiteOptions
+
+    def key_options(self) -> dict[str, Any]:
+        options = self.options.as_dict()
+        for name in PAPER_ONLY:
+            del options[name]
+        return options
+
+    @property
+    def spec(self) -> ParasiteSpec:
+        kind, _, count = self.options.neurons.partition(":")
+        placement = Placement(
+            layer=0, position="after", neurons=kind,  # type: ignore[arg-type]
+            count=int(count) if count else 256, module=self.options.layer,
+        )  # fmt: skip
+        return ParasiteSpec(placement, self.options.bn == "yes", self.options.bias,
+                            self.options.sigma)  # fmt: skip
+
+    def applies_to(self, victim: str) -> bool:
+        """Only to victims that have the named layer (a built-in victim is checked by name)."""
+        model = VICTIM_ARCHITECTURES.get(victim)
+        return model is None or any(layer.name == self.options.layer for layer in layers(model()))
+
+    def skip_reason(self, victim: str) -> str:
+        return f"{victim} has no layer {self.options.layer!r} (paraeval inspect {victim})"
+
+    def check(self, model: nn.Module) -> None:
+        """A UserError (exit 2) when the named layer is missing or cannot hold the parasite."""
+        found = {layer.name: layer for layer in layers(model)}
+        layer = found.get(self.options.layer)
+        if layer is None:
+            raise UserError(f"parasite: {type(model).__name__} has no layer "
+                            f"{self.options.layer!r}; layers: {', '.join(found)}")  # fmt: skip
+        kind, _, count = self.options.neurons.partition(":")
+        square_maps = len(layer.shape) == 3 and layer.shape[1] == layer.shape[2]
+        square_flat = len(layer.shape) == 1 and math.isqrt(layer.neurons) ** 2 == layer.neurons
+        if kind == "whole" and not (square_maps or square_flat):
+            raise UserError(f"parasite: neurons=whole needs square maps (or a square neuron "
+                            f"count); {layer.name} outputs {_shape(layer)}")  # fmt: skip
+        if count and int(count) > layer.neurons:
+            raise UserError(
+                f"parasite: {layer.name} has {layer.neurons} neurons ({_shape(layer)}), "
+                f"fewer than neurons={self.options.neurons}"
+            )
+
+    def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
+        self.check(model)
+        return parasite_configs(model, [self.spec], seed, self.name, self.options)
+
+    def protect(self, model: nn.Module, *, seed: int) -> Protected:
+        self.check(model)
+        return protect_with(model, [self.spec], seed, self.name, self.options, self.context)
+
+
+def _shape(layer: Layer) -> str:
+    return "x".join(str(n) for n in layer.shape)
+
+
+@hookimpl
+def register_defenses(register: Callable[[object], None]) -> None:
+    register(GenericParasite())
