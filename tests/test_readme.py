@@ -45,7 +45,7 @@ def _paraeval_commands() -> list[list[str]]:
 
 def test_the_readme_names_its_paraeval_commands() -> None:
     names = [c[0] for c in _paraeval_commands()]
-    assert names.count("run") == 2 and {"reproduce", "list", "readings"} <= set(names)
+    assert names.count("run") == 3 and {"reproduce", "list", "readings"} <= set(names)
 
 
 @pytest.mark.parametrize("args", _paraeval_commands(), ids=lambda a: " ".join(a))
