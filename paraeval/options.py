@@ -49,6 +49,12 @@ def option(default: Any, help: str, **spec: Any) -> Any:
     return field(default=default, metadata={"option": OptionSpec(help, **spec)})
 
 
+def at_least(default: Any, help: str, minimum: float, parse: Any = int) -> Any:
+    """An integer (or, with ``parse=float``, a number) option with a lower bound."""
+    return option(default, help, parse=parse, check=lambda v: v >= minimum,
+                  requirement=f">= {minimum}")  # fmt: skip
+
+
 def parse_bool(text: str) -> bool:
     """'true'/'false' (also 1/0, yes/no) -> bool; anything else is a ValueError."""
     lowered = text.strip().lower()

@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..metrics import predict
 from ..models.victims import VICTIM_ARCHITECTURES
-from ..options import Options, option
+from ..options import Options, at_least, option
 from ..seeding import derive_seed, seeded
 
 #: The test images scoring the thief; the rest form the in-distribution pool.
@@ -62,8 +62,7 @@ class KnockoffOptions(Options):
     granularity: str = option("probabilities", "what the oracle answers",
                               values=("probabilities", "label"))  # fmt: skip
     thief: str = option("vm", "the thief's architecture", values=tuple(VICTIM_ARCHITECTURES))
-    epochs: int = option(10, "training epochs of the thief per budget (ART's nb_epochs)",
-                         parse=int, check=lambda v: v >= 1, requirement=">= 1")  # fmt: skip
+    epochs: int = at_least(10, "training epochs of the thief per budget (ART's nb_epochs)", 1)
 
 
 class Knockoff(ExtractionAttackBase):

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..api import ExtractionAttackBase, ExtractionResult, Oracle
 from ..hookspecs import hookimpl
-from ..options import Options, option
+from ..options import Options, at_least
 from ..seeding import derive_seed
 from .knockoff import SCORING, attacker_pool
 
@@ -44,10 +44,8 @@ ROC_FPR = 0.01
 
 @dataclass(frozen=True)
 class QueryStreamsOptions(Options):
-    stream: int = option(500, "queries per stream", parse=int, check=lambda v: v >= 20,
-                         requirement=">= 20")  # fmt: skip
-    streams: int = option(100, "streams of each kind (benign, digits, noise, evader)", parse=int,
-                          check=lambda v: v >= 10, requirement=">= 10")  # fmt: skip
+    stream: int = at_least(500, "queries per stream", 20)
+    streams: int = at_least(100, "streams of each kind (benign, digits, noise, evader)", 10)
 
 
 class QueryStreams(ExtractionAttackBase):

@@ -42,7 +42,7 @@ from ..api import DefenseBase, Protected, StreamDetector, float64_copy
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..metrics import predict
-from ..options import Options, option
+from ..options import Options, at_least, option
 from ..seeding import derive_seed
 
 #: Training images the OOD classifier may fit on; calibration streams come from the rest.
@@ -55,10 +55,8 @@ class DetectorOptions(Options):
     fpr: float = option(0.01, "share of benign calibration streams allowed to raise the alarm",
                         parse=float, check=lambda v: 0 <= v < 0.5,
                         requirement="in [0, 0.5)")  # fmt: skip
-    stream: int = option(500, "queries per benign calibration stream", parse=int,
-                         check=lambda v: v >= 20, requirement=">= 20")  # fmt: skip
-    streams: int = option(100, "benign calibration streams", parse=int,
-                          check=lambda v: v >= 10, requirement=">= 10")  # fmt: skip
+    stream: int = at_least(500, "queries per benign calibration stream", 20)
+    streams: int = at_least(100, "benign calibration streams", 10)
 
 
 class DetectorDefense(DefenseBase):
@@ -168,9 +166,7 @@ class Prada(StreamDetector):
 
 @dataclass(frozen=True)
 class PradaOptions(DetectorOptions):
-    min_distances: int = option(100, "distances collected before the normality test (PRADA)",
-                                parse=int, check=lambda v: v >= 3,
-                                requirement=">= 3")  # fmt: skip
+    min_distances: int = at_least(100, "distances collected before the normality test", 3)
 
 
 class PradaDefense(DetectorDefense):
@@ -227,10 +223,8 @@ def photo_crops(count: int, generator: torch.Generator) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class AtliOptions(DetectorOptions):
-    window: int = option(50, "queries averaged into the stream's suspicion", parse=int,
-                         check=lambda v: v >= 1, requirement=">= 1")  # fmt: skip
-    fit_images: int = option(5000, "images of each kind the classifier is fitted on", parse=int,
-                             check=lambda v: v >= 100, requirement=">= 100")  # fmt: skip
+    window: int = at_least(50, "queries averaged into the stream's suspicion", 1)
+    fit_images: int = at_least(5000, "images of each kind the classifier is fitted on", 100)
 
 
 class AtliDefense(DetectorDefense):

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..api import DefenseBase
 from ..hookspecs import hookimpl
-from ..options import NoOptions, Options, option
+from ..options import NoOptions, Options, at_least, option
 
 #: Smallest probability kept before the log (finite logits).
 FLOOR = 1e-12
@@ -110,8 +110,7 @@ class HighConfidence(ArtOutputDefense):
 
 @dataclass(frozen=True)
 class RoundedOptions(Options):
-    decimals: int = option(3, "decimals kept (ART's default)", parse=int,
-                           check=lambda v: v >= 0, requirement=">= 0")  # fmt: skip
+    decimals: int = at_least(3, "decimals kept (ART's default)", 0)
 
 
 class Rounded(ArtOutputDefense):
@@ -124,8 +123,7 @@ class Rounded(ArtOutputDefense):
 
 @dataclass(frozen=True)
 class GaussianNoiseOptions(Options):
-    scale: float = option(0.2, "standard deviation of the noise (ART's default)", parse=float,
-                          check=lambda v: v >= 0, requirement=">= 0")  # fmt: skip
+    scale: float = at_least(0.2, "standard deviation of the noise (ART's default)", 0, float)
 
 
 class GaussianNoise(ArtOutputDefense):
