@@ -79,6 +79,7 @@ def companion_sentences(results: pd.DataFrame) -> list[str]:
             f"({record['seeds']} seed(s))."
         )
     found += _spread_sentence(knockoff)
+    found += _noise_floor_sentence(knockoff)
     for record in detector_table(results).to_dict("records"):
         found.append(
             f"Detector {record['defense']} ({record['victim']}): true-positive rate at 1 % "
@@ -104,6 +105,26 @@ def _spread_sentence(knockoff: pd.DataFrame) -> list[str]:
             f"Under {len(defended)} defenses, {attack} reaches fidelity "
             f"{_pct(low['fidelity_victim'])} ({low['defense']}) to "
             f"{_pct(high['fidelity_victim'])} ({high['defense']})."
+        )
+    return found
+
+
+def _noise_floor_sentence(knockoff: pd.DataFrame) -> list[str]:
+    """How far defenses that answer exactly as the victim (L1 distortion 0) move the thief's
+    fidelity from `none`'s: the spread of the thief's training itself."""
+    found = []
+    for attack, group in knockoff.groupby("attack", sort=False):
+        none = group[group["defense"] == "none"]["fidelity_victim"]
+        same = group[(group["defense"] != "none") & (group["l1_distortion"] == 0)]
+        if none.empty or same.empty:
+            continue
+        spread = float((same["fidelity_victim"] - none.iloc[0]).abs().max())
+        names = ", ".join(same["defense"])
+        found.append(
+            f"Defenses whose answers equal the victim's (L1 distortion 0: {names}) move "
+            f"{attack}'s fidelity by up to {spread:.2f} pp from the undefended run: the thief's "
+            "own spread between cells that see the same answers (smaller differences between "
+            "defenses are within it)."
         )
     return found
 

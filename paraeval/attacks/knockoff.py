@@ -37,7 +37,7 @@ from ..hookspecs import hookimpl
 from ..metrics import predict
 from ..models.victims import VICTIM_ARCHITECTURES
 from ..options import Options, at_least, option
-from ..seeding import derive_seed, seeded
+from ..seeding import derive_seed, seeded, single_threaded
 
 #: The test images scoring the thief; the rest form the in-distribution pool.
 SCORING = 5_000
@@ -90,6 +90,13 @@ class Knockoff(ExtractionAttackBase):
         "fidelity_at_alarm": "fidelity to the victim of a thief trained on the queries answered "
         "before the alarm (at the budget when none fired), largest budget",
     }
+
+    #: Bumped when a change of this code changes its numbers (2: the thief trains on one
+    #: thread); part of the cell key, so stored cells of an older version are recomputed.
+    VERSION: ClassVar[int] = 2
+
+    def key_options(self) -> dict[str, Any]:
+        return {**super().key_options(), "version": self.VERSION}
 
     def configure(self, **given: str) -> Knockoff:
         configured = super().configure(**given)
@@ -173,7 +180,10 @@ class Knockoff(ExtractionAttackBase):
 
         black_box = BlackBoxClassifier(answer, input_shape=(1, 28, 28), nb_classes=10,
                                        clip_values=(0.0, 1.0))  # fmt: skip
-        with seeded(derive_seed("knockoff-thief", seed, budget)):
+        # One thread: the thief's weights then depend on the seed and the budget only, not on
+        # the core count (as for the victims, paraeval.training), so every defense's thief
+        # sees the same queries and starts, trains and ends the same way given the same answers.
+        with seeded(derive_seed("knockoff-thief", seed, budget)), single_threaded():
             thief = VICTIM_ARCHITECTURES[self.options.thief]()
             estimator = PyTorchClassifier(
                 thief, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -63,8 +63,9 @@ class Placement:
     pool: PoolSide = "before"
     order: NeuronOrder = "chw"
     #: A module of the victim by name (dotted path, ``paraeval inspect`` lists them): the
-    #: parasite rewrites its output; `layer`, `position` and `pool` then play no part.
-    module: str | None = None
+    #: parasite rewrites its output; `layer`, `position` and `pool` then play no part. Left
+    #: out of the repr, which the paper rows' cell keys hash: their keys stay as they were.
+    module: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.position not in ("before", "after"):
