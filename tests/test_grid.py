@@ -83,7 +83,10 @@ def test_reproduce_reads_the_shipped_grid_file() -> None:
     shipped = ROOT / "paraeval" / "reproduce.toml"
     assert load_grid(shipped) == REPRODUCTION
     assert [p.attacks for p in REPRODUCTION][:2] == ["fgsm", "fgsm,pgd,deepfool"]
-    assert len(REPRODUCTION) == 6
+    assert len(REPRODUCTION) == 8
+    companions = REPRODUCTION[6]  # [F]: the three families on the same victim
+    assert companions.victims == ["vm"] and "t1-vm-*" in companions.defenses
+    assert {"knockoff", "query-streams"} <= set(companions.attacks.split(","))
 
 
 def test_the_grid_example_of_the_docs_loads(tmp_path) -> None:
