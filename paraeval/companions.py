@@ -101,6 +101,11 @@ def _spread_sentence(knockoff: pd.DataFrame) -> list[str]:
             continue
         low = defended.loc[defended["fidelity_victim"].idxmin()]
         high = defended.loc[defended["fidelity_victim"].idxmax()]
+        if _pct(low["fidelity_victim"]) == _pct(high["fidelity_victim"]):
+            names = ", ".join(defended["defense"])
+            found.append(f"Under {names}, {attack} reaches the same fidelity, "
+                         f"{_pct(low['fidelity_victim'])}.")  # fmt: skip
+            continue
         found.append(
             f"Under {len(defended)} defenses, {attack} reaches fidelity "
             f"{_pct(low['fidelity_victim'])} ({low['defense']}) to "
