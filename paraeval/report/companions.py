@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..companions import companion_sentences, detector_table, knockoff_table
-from .plots import Line, lines
+from .plots import PALETTE, Line, lines
 
 
 def companion_section(results: pd.DataFrame, cells: list[Any]) -> dict[str, Any] | None:
@@ -52,10 +52,11 @@ def fidelity_curves(cells: list[Any]) -> list[Any]:
                 by_budget[int(detail["queries"])].append(float(detail["fidelity_victim"]))
     plots = []
     for (victim, attack), defenses in points.items():
-        series = [
-            Line(defense, [(q, float(np.mean(v))) for q, v in sorted(budgets.items())])
-            for defense, budgets in defenses.items()
-        ]
+        series = [  # dashed once the palette's colours come round again
+            Line(defense, [(q, float(np.mean(v))) for q, v in sorted(budgets.items())],
+                 dashed=index >= len(PALETTE))
+            for index, (defense, budgets) in enumerate(defenses.items())
+        ]  # fmt: skip
         plots.append(lines(series, "queries", "fidelity to the victim (%)",
                            f"{victim} · {attack}", log_x=True))  # fmt: skip
     return plots
