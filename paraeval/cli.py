@@ -334,10 +334,9 @@ def list_command(
 
         columns, rows = plugin_rows()
     else:
-        from .models.victims import PAPER_VICTIM_ACCURACY, VICTIM_ARCHITECTURES
+        from .listing import victim_rows
 
-        columns = ["victim", "paper accuracy (%)"]
-        rows = [[name, PAPER_VICTIM_ACCURACY.get(name, "")] for name in VICTIM_ARCHITECTURES]
+        columns, rows = victim_rows()
     emit(console, columns, rows, fmt)
 
 

@@ -57,3 +57,22 @@ def cache_table(action: str) -> tuple[list[str], list[list[Any]], str, list[str]
         if problem
     ]
     return ["kind", "file", "KiB", "what"], rows, f"cache: {cache_dir()}", messages
+
+
+def victim_rows() -> tuple[list[str], list[list[Any]]]:
+    """The built-in victims: dataset, parameters, the paper's accuracy and, where this
+    machine's cache holds the default-seed victim, its measured test accuracy."""
+    from .cache import load_or_none
+    from .models.victims import PAPER_VICTIM_ACCURACY, VICTIM_ARCHITECTURES
+    from .training import VictimConfig, victim_path
+
+    rows: list[list[Any]] = []
+    for name, build in VICTIM_ARCHITECTURES.items():
+        parameters = sum(p.numel() for p in build().parameters())
+        info = load_or_none(victim_path(VictimConfig(name)), lambda _tensors, meta: meta)
+        cached = f"{info['test_accuracy']:.2f}" if info and "test_accuracy" in info else ""
+        rows.append([name, "mnist", parameters, PAPER_VICTIM_ACCURACY.get(name, ""), cached,
+                     "paraeval (built in)"])  # fmt: skip
+    columns = ["victim", "dataset", "parameters", "paper accuracy (%)", "cached accuracy (%)",
+               "provided by"]  # fmt: skip
+    return columns, rows

@@ -98,3 +98,15 @@ def test_all_on_a_victim_without_the_layer_skips_it_with_a_note() -> None:
     cells, notes = plan(config, *validate(config))
     assert cells and not any(cell.defense.name == "parasite" for cell in cells)
     assert "skipped parasite on mlp: mlp has no layer 'conv2' (paraeval inspect mlp)" in notes
+
+
+def test_list_victims_shows_dataset_parameters_and_cached_accuracy(victims) -> None:
+    from paraeval.listing import victim_rows
+
+    columns, rows = victim_rows()
+    by_name = {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
+    vm = by_name["vm"]
+    assert vm["dataset"] == "mnist" and vm["parameters"] == 61706  # LeNet-5 on 28x28
+    assert float(vm["cached accuracy (%)"]) == pytest.approx(
+        victims["vm"][1]["test_accuracy"], abs=0.01
+    )
