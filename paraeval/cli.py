@@ -101,7 +101,7 @@ def run_command(
         str, typer.Option(help="Comma list of victims: vm, vm-batch.")
     ] = "vm,vm-batch",
     defenses: Annotated[
-        str, typer.Option(help="Names, tags (table1..3, parasite), globs, 'all'.")
+        str, typer.Option(help="Names, tags (table1..3, parasites), globs, 'all'.")
     ] = "none",
     attacks: Annotated[
         str, typer.Option(help="Attacks, with options: fgsm:backend=torchattacks.")

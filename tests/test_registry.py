@@ -10,7 +10,7 @@ from torch import nn
 from paraeval import hookimpl
 from paraeval.errors import SelectionError
 from paraeval.plugins import load_plugins, pm
-from paraeval.registry import configured_attacks, defenses, split_selection
+from paraeval.registry import attacks, configured_attacks, defenses, split_selection
 
 from .conftest import run_cli
 
@@ -162,3 +162,10 @@ def test_an_option_value_may_contain_a_colon() -> None:
     assert split_selection("parasite:layer=conv2,neurons=first:256,none") == [
         ("parasite", {"layer": "conv2", "neurons": "first:256"}), ("none", {})
     ]  # fmt: skip
+
+
+def test_no_tag_shadows_a_name() -> None:
+    """A name wins over a tag in a selection: a tag equal to a name would select one plugin
+    where the user meant the group (it happened once: the tag `parasite`)."""
+    for registry in (defenses(), attacks()):
+        assert not set(registry.entries) & registry.tags()

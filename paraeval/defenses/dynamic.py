@@ -67,7 +67,7 @@ class DynamicParasite(DefenseBase):
         "(4 kinds, sigma 0.2) and a location (first/last 16x16 neurons of conv2, after BN+act) "
         "are drawn at random."
     )
-    tags = ("parasite", "dynamic")
+    tags = ("parasites", "dynamic")
     victims = ("vm", "vm-batch")
     options_class = ParasiteReading
     options: ParasiteReading

@@ -73,7 +73,7 @@ class ParasiteOptions(ParasiteReading):
 class GenericParasite(DefenseBase):
     name = "parasite"
     description = "The paper's parasitic CNN at any layer of any CNN, by name (paraeval inspect)."
-    tags = ("parasite",)
+    tags = ("parasites",)
     options_class = ParasiteOptions
     options: ParasiteOptions
 

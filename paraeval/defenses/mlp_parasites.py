@@ -38,7 +38,7 @@ class MLPParasite(DefenseBase):
             f"The whole hidden layer of `mlp` (64 neurons as 8x8), after ReLU: "
             f"{'BN' if batch_norm else 'no BN'}, bias {bias}, sigma {sigma}"
         )
-        self.tags = ("mlp", "parasite")
+        self.tags = ("mlp", "parasites")
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         return parasite_configs(model, [self.spec], seed, "mlp")

@@ -35,7 +35,7 @@ class PaperRowDefense(DefenseBase):
         self.options = reading or ParasiteReading()
         self.name = row.name
         self.description = row.description + (f" [{row.note}]" if row.note else "")
-        self.tags = (f"table{row.table}", "parasite", "paper")
+        self.tags = (f"table{row.table}", "parasites", "paper")
         self.victims = (row.victim,)
 
     @property
