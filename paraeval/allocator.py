@@ -15,6 +15,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 #: mallopt parameters (glibc malloc.h).
@@ -52,7 +55,27 @@ def keep_freed_memory_once() -> bool:
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes with this module's setting applied at start-up. Spawned, not forked:
-    forking after torch has started its threads can hang the child."""
+    """Worker processes with this module's setting applied at start-up, which exit when the run
+    that started them dies. Spawned, not forked: forking after torch has started its threads
+    can hang the child."""
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=keep_freed_memory)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=start_worker, initargs=(os.getpid(),)
+    )
+
+
+#: How often a worker checks that the run that started it is still alive (seconds).
+PARENT_POLL_SECONDS = 1.0
+
+
+def start_worker(parent: int) -> None:
+    """A pool worker's start: the allocator setting, and a watchdog that ends the worker once
+    its parent is gone (a killed run otherwise leaves its busy workers running, re-parented)."""
+    keep_freed_memory()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="paraeval-parent-watch", daemon=True).start()
