@@ -316,28 +316,9 @@ def list_command(
     fmt: FormatOption = Format.auto,
 ) -> None:
     """List registered defenses, attacks, plugins or victims (--options: their options)."""
-    if options and what in (ListWhat.defenses, ListWhat.attacks):
-        from .listing import option_rows
+    from .listing import list_rows
 
-        columns, rows = option_rows(what == ListWhat.defenses)
-    elif what in (ListWhat.defenses, ListWhat.attacks):
-        from . import registry
-
-        reg = registry.defenses() if what is ListWhat.defenses else registry.attacks()
-        columns = ["name", "plugin", "tags", "description"]
-        rows = [
-            [entry.name, entry.provider, ",".join(entry.tags), entry.obj.description]
-            for entry in reg.entries.values()
-        ]
-    elif what is ListWhat.plugins:
-        from .listing import plugin_rows
-
-        columns, rows = plugin_rows()
-    else:
-        from .listing import victim_rows
-
-        columns, rows = victim_rows()
-    emit(console, columns, rows, fmt)
+    emit(console, *list_rows(what.value, options), fmt)
 
 
 @app.command("inspect")
@@ -347,19 +328,9 @@ def inspect_command(
 ) -> None:
     """VICTIM's layers by name, their output shapes and where a parasite fits
     (`--defenses 'parasite:layer=NAME,neurons=...'`)."""
-    from .models.layers import layers
-    from .models.victims import VICTIM_ARCHITECTURES
+    from .listing import layer_rows
 
-    if victim not in VICTIM_ARCHITECTURES:
-        raise UserError(f"unknown victim {victim!r}; valid: {', '.join(VICTIM_ARCHITECTURES)}")
-    found = layers(VICTIM_ARCHITECTURES[victim]())
-    columns = ["layer", "module", "output", "neurons", "parasite neurons="]
-    rows = [
-        [layer.name, layer.kind, "x".join(map(str, layer.shape)), layer.neurons,
-         layer.parasite_fits]
-        for layer in found
-    ]  # fmt: skip
-    emit(console, columns, rows, fmt)
+    emit(console, *layer_rows(victim), fmt)
 
 
 @app.command("bench")

@@ -76,3 +76,33 @@ def victim_rows() -> tuple[list[str], list[list[Any]]]:
     columns = ["victim", "dataset", "parameters", "paper accuracy (%)", "cached accuracy (%)",
                "provided by"]  # fmt: skip
     return columns, rows
+
+
+def list_rows(what: str, options: bool) -> tuple[list[str], list[list[Any]]]:
+    """What `paraeval list WHAT [--options]` shows."""
+    if options and what in ("defenses", "attacks"):
+        return option_rows(what == "defenses")
+    if what in ("defenses", "attacks"):
+        from . import registry
+
+        reg = registry.defenses() if what == "defenses" else registry.attacks()
+        rows = [[entry.name, entry.provider, ",".join(entry.tags), entry.obj.description]
+                for entry in reg.entries.values()]  # fmt: skip
+        return ["name", "plugin", "tags", "description"], rows
+    return plugin_rows() if what == "plugins" else victim_rows()
+
+
+def layer_rows(victim: str) -> tuple[list[str], list[list[Any]]]:
+    """What `paraeval inspect VICTIM` shows: each layer and where a parasite fits."""
+    from .errors import UserError
+    from .models.layers import layers
+    from .models.victims import VICTIM_ARCHITECTURES
+
+    if victim not in VICTIM_ARCHITECTURES:
+        raise UserError(f"unknown victim {victim!r}; valid: {', '.join(VICTIM_ARCHITECTURES)}")
+    rows: list[list[Any]] = [
+        [layer.name, layer.kind, "x".join(map(str, layer.shape)), layer.neurons,
+         layer.parasite_fits]
+        for layer in layers(VICTIM_ARCHITECTURES[victim]())
+    ]  # fmt: skip
+    return ["layer", "module", "output", "neurons", "parasite neurons="], rows
