@@ -101,8 +101,7 @@ def layer_rows(victim: str) -> tuple[list[str], list[list[Any]]]:
     if victim not in VICTIM_ARCHITECTURES:
         raise UserError(f"unknown victim {victim!r}; valid: {', '.join(VICTIM_ARCHITECTURES)}")
     rows: list[list[Any]] = [
-        [layer.name, layer.kind, "x".join(map(str, layer.shape)), layer.neurons,
-         layer.parasite_fits]
+        [layer.name, layer.kind, layer.shape_text, layer.neurons, layer.parasite_fits]
         for layer in layers(VICTIM_ARCHITECTURES[victim]())
     ]  # fmt: skip
     return ["layer", "module", "output", "neurons", "parasite neurons="], rows

@@ -149,3 +149,13 @@ class Oracle:
         if self.granularity == "label":
             return logits.argmax(dim=1)
         return logits
+
+
+def sample_streams(
+    images: torch.Tensor, streams: int, length: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """`streams` query streams of `length` distinct images each (drawn in turn from
+    `generator`), as float64 rows: how a detector is calibrated and how it is tested."""
+    flat = images.reshape(len(images), -1).double()
+    length = min(length, len(flat))
+    return [flat[torch.randperm(len(flat), generator=generator)[:length]] for _ in range(streams)]

@@ -128,9 +128,8 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
     notes: list[str] = []
     for victim in config.victims:
         victim_config = _victim_config(config, victim)
-        applicable = [attack for attack in attacks if attack.obj.applies_to(victim)]
         notes += [
-            f"skipped {attack.name} on {victim}: it is defined for {', '.join(attack.obj.victims)}"
+            f"skipped {attack.name} on {victim}: {attack.obj.skip_reason(victim)}"
             for attack in attacks
             if not attack.obj.applies_to(victim)
         ]
@@ -140,7 +139,7 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
             if defense in skipped:
                 continue
             for seed in config.seeds:
-                cells += group_cells(victim_config, defense, applicable, seed, config.n_images)
+                cells += group_cells(victim_config, defense, attacks, seed, config.n_images)
     return cells, notes
 
 

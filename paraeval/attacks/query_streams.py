@@ -33,6 +33,7 @@ from torch import nn
 from ..api import ExtractionAttackBase, ExtractionResult, Oracle
 from ..hookspecs import hookimpl
 from ..options import Options, at_least
+from ..oracle import sample_streams
 from ..seeding import derive_seed
 from .knockoff import SCORING, attacker_pool
 
@@ -108,10 +109,9 @@ class QueryStreams(ExtractionAttackBase):
     ) -> list[tuple[float, int | None]]:
         """Each stream's highest suspicion (over the oracle's detectors) and first alarm."""
         watched = []
-        for _ in range(self.options.streams):
-            chosen = torch.randperm(len(pool), generator=generator)[: self.options.stream]
+        for stream in sample_streams(pool, self.options.streams, self.options.stream, generator):
             fork = oracle.fork()
-            fork(pool[chosen])
+            fork(stream)
             watched.append((max(d.score for d in fork.detectors), fork.first_alarm()))
         return watched
 

@@ -43,6 +43,7 @@ from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..metrics import predict
 from ..options import Options, at_least, option
+from ..oracle import sample_streams
 from ..seeding import derive_seed
 
 #: Training images the OOD classifier may fit on; calibration streams come from the rest.
@@ -89,15 +90,6 @@ class DetectorDefense(DefenseBase):
     def reset(self) -> None:
         if self._detector is not None:
             self._detector.reset()
-
-
-def sample_streams(
-    images: torch.Tensor, streams: int, length: int, generator: torch.Generator
-) -> list[torch.Tensor]:
-    """`streams` query streams of `length` distinct images each, as float64 rows."""
-    flat = images.reshape(len(images), -1).double()
-    length = min(length, len(flat))
-    return [flat[torch.randperm(len(flat), generator=generator)[:length]] for _ in range(streams)]
 
 
 def stream_score(detector: StreamDetector, stream: torch.Tensor) -> StreamDetector:

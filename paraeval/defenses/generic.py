@@ -29,10 +29,10 @@ from ..api import DefenseBase, Protected
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
-from ..models.layers import Layer, layers
+from ..models.layers import layers
 from ..models.parasite import BiasMode
 from ..models.victims import VICTIM_ARCHITECTURES
-from ..options import option
+from ..options import at_least, option
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
 from .parasites import parasite_configs, protect_with
@@ -60,8 +60,9 @@ class ParasiteOptions(ParasiteReading):
         "whole (every channel's map, which must be square)", parse=_neurons,
         requirement="first:N, last:N with N a square (256 = 16x16), or whole",
     )  # fmt: skip
-    sigma: float = option(0.2, "standard deviation of the noise N the parasite learns to add",
-                          parse=float, check=lambda v: v >= 0, requirement=">= 0")  # fmt: skip
+    sigma: float = at_least(
+        0.2, "standard deviation of the noise N the parasite learns to add", 0, float
+    )
     bn: str = option("no", "BatchNorm in the parasite (paper Fig. 5)", values=("no", "yes"))
     bias: BiasMode = option(  # noqa: RUF009 (a Literal-typed option, like the readings')
         "none",
@@ -109,14 +110,12 @@ class GenericParasite(DefenseBase):
             raise UserError(f"parasite: {type(model).__name__} has no layer "
                             f"{self.options.layer!r}; layers: {', '.join(found)}")  # fmt: skip
         kind, _, count = self.options.neurons.partition(":")
-        square_maps = len(layer.shape) == 3 and layer.shape[1] == layer.shape[2]
-        square_flat = len(layer.shape) == 1 and math.isqrt(layer.neurons) ** 2 == layer.neurons
-        if kind == "whole" and not (square_maps or square_flat):
+        if kind == "whole" and not (layer.square_maps or layer.square_count):
             raise UserError(f"parasite: neurons=whole needs square maps (or a square neuron "
-                            f"count); {layer.name} outputs {_shape(layer)}")  # fmt: skip
+                            f"count); {layer.name} outputs {layer.shape_text}")  # fmt: skip
         if count and int(count) > layer.neurons:
             raise UserError(
-                f"parasite: {layer.name} has {layer.neurons} neurons ({_shape(layer)}), "
+                f"parasite: {layer.name} has {layer.neurons} neurons ({layer.shape_text}), "
                 f"fewer than neurons={self.options.neurons}"
             )
 
@@ -127,10 +126,6 @@ class GenericParasite(DefenseBase):
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
         self.check(model)
         return protect_with(model, [self.spec], seed, self.name, self.options, self.context)
-
-
-def _shape(layer: Layer) -> str:
-    return "x".join(str(n) for n in layer.shape)
 
 
 @hookimpl

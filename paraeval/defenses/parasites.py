@@ -13,6 +13,7 @@ from torch import nn
 from ..api import Protected, RunContext
 from ..data import MNIST, load_mnist
 from ..models.insertion import Placement, insert_parasites, submodule
+from ..models.layers import layers
 from ..models.parasite import BIAS_BOUND, ParasiticCNN
 from ..paper import ParasiteSpec
 from ..seeding import derive_seed
@@ -26,22 +27,15 @@ def layer_side(victim: nn.Module, placement: Placement) -> int:
     """Side of the square maps the parasite at `placement` reads on a 28x28 input: the output
     of the module :meth:`Placement.site` names (for an MLP's fc layer: its F neurons as one
     square map)."""
-    shapes: list[torch.Size] = []
     site = placement.site(victim)
-    module = submodule(victim, site)
-    handle = module.register_forward_hook(lambda _m, _i, out: shapes.append(out.shape))
-    try:
-        with torch.no_grad():
-            victim.eval()(torch.zeros(1, 1, 28, 28))
-    finally:
-        handle.remove()
-    if len(shapes[0]) == 2:
-        side = math.isqrt(shapes[0][1])
-        if side * side != shapes[0][1]:
-            raise ValueError(f"{site} has {shapes[0][1]} neurons, not a square")
-        return side
-    _, _, height, width = shapes[0]
-    if height != width:
+    submodule(victim, site)  # a ValueError naming the victim's layers when there is none
+    layer = next(layer for layer in layers(victim) if layer.name == site)
+    if len(layer.shape) == 1:
+        if not layer.square_count:
+            raise ValueError(f"{site} has {layer.neurons} neurons, not a square")
+        return math.isqrt(layer.neurons)
+    _, height, width = layer.shape
+    if not layer.square_maps:
         raise ValueError(f"{site} maps are {height}x{width}, not square")
     return int(height)
 

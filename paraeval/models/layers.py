@@ -23,12 +23,26 @@ class Layer:
         return math.prod(self.shape)
 
     @property
+    def shape_text(self) -> str:
+        return "x".join(str(n) for n in self.shape)
+
+    @property
+    def square_maps(self) -> bool:
+        """Square channel maps ([C, H, H]): `neurons=whole` gives each map to the parasite."""
+        return len(self.shape) == 3 and self.shape[1] == self.shape[2]
+
+    @property
+    def square_count(self) -> bool:
+        """A flat layer whose neuron count is a square: `neurons=whole` reads it as one map."""
+        return len(self.shape) == 1 and math.isqrt(self.neurons) ** 2 == self.neurons
+
+    @property
     def parasite_fits(self) -> str:
         """Which `neurons=` selections a parasite can take at this layer."""
         fits = []
-        if len(self.shape) == 3 and self.shape[1] == self.shape[2]:
+        if self.square_maps:
             fits.append(f"whole ({self.shape[0]} maps of {self.shape[1]}x{self.shape[2]})")
-        elif len(self.shape) == 1 and math.isqrt(self.neurons) ** 2 == self.neurons:
+        elif self.square_count:
             fits.append(f"whole ({math.isqrt(self.neurons)}x{math.isqrt(self.neurons)})")
         largest = math.isqrt(self.neurons) ** 2
         if largest >= 4:
