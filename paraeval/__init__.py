@@ -4,7 +4,9 @@ Public API: :data:`hookimpl` to write plugins; the plugin contract of :mod:`para
 (:class:`Defense` / :class:`Attack` protocols, the :class:`DefenseBase` / :class:`AttackBase` /
 :class:`ExtractionAttackBase` bases, :class:`Protected`, :class:`Oracle`, :class:`StreamDetector`,
 :class:`AdversarialBatch`, :class:`ExtractionResult`); typed options (:class:`Options`,
-:func:`option`); :func:`run` with :class:`RunConfig`; :func:`load_results`.
+:func:`option`); :func:`run` with :class:`RunConfig`; :func:`evaluate` on a module object; :func:`load_results`.
+Victims and datasets as plugins: :class:`VictimBase`, :class:`Recipe`, :class:`DatasetBase`,
+:class:`Splits`.
 """
 
 from .hookspecs import hookimpl
@@ -15,6 +17,7 @@ __all__ = [
     "AdversarialBatch", "Attack", "AttackBase", "Defense", "DefenseBase", "ExtractionAttackBase",
     "ExtractionResult", "Options", "Oracle", "Protected", "Results", "RunConfig", "RunContext",
     "StreamDetector", "__version__", "hookimpl", "load_results", "option", "run",
+    "evaluate", "VictimBase", "Recipe", "DatasetBase", "Splits",
 ]  # fmt: skip
 
 
@@ -23,6 +26,7 @@ __all__ = [
 _API = (
     "AdversarialBatch", "Attack", "AttackBase", "Defense", "DefenseBase", "ExtractionAttackBase",
     "ExtractionResult", "Oracle", "Protected", "RunContext", "StreamDetector",
+    "VictimBase", "Recipe", "DatasetBase", "Splits",
 )  # fmt: skip
 
 
@@ -35,6 +39,10 @@ def __getattr__(name: str) -> object:
         from . import loading
 
         return getattr(loading, name)
+    if name == "evaluate":
+        from .evaluate import evaluate
+
+        return evaluate
     if name in ("run", "RunConfig"):
         from . import runner
 

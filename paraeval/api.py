@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 import torch
 from torch import nn
 
+from .datasets import DatasetBase as DatasetBase
+from .datasets import Splits as Splits
 from .errors import UserError
-from .options import NoOptions, Options
 from .oracle import GRANULARITIES as GRANULARITIES
 from .oracle import Granularity as Granularity
 from .oracle import Monitor as Monitor
@@ -34,6 +35,9 @@ from .oracle import Oracle as Oracle
 from .oracle import QueryBudgetExceeded as QueryBudgetExceeded
 from .oracle import StreamDetector as StreamDetector
 from .oracle import float64_copy as float64_copy
+from .plugin import Plugin as Plugin
+from .victims import Recipe as Recipe
+from .victims import VictimBase as VictimBase
 
 if TYPE_CHECKING:
     from .paper import PaperRow
@@ -44,7 +48,7 @@ if TYPE_CHECKING:
 class Protected:
     """What ``protect`` may return instead of a bare module.
 
-    model     the protected model: [N, 1, 28, 28] in [0, 1] -> logits [N, 10]
+    model     the protected model: the victim's inputs [N, C, H, W] -> logits [N, classes]
     info      JSON-serialisable facts stored with every cell (the parasites' fit, ...)
     warnings  sanity problems the defense found in itself (shown in results.csv)
     monitors  called with every batch of queries an extraction attack sends (a stateful
@@ -66,19 +70,24 @@ class Protected:
 class RunContext:
     """What a run hands its defenses: its training images (never its test images).
 
-    train_images  float [N, 1, 28, 28] in [0, 1], the dataset's training split
+    train_images  float [N, C, H, W] in [0, 1], the victim's dataset's training split
     data_dir      the folder the run read its data from
     """
 
     train_images: torch.Tensor
     data_dir: Path | None = None
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape [C, H, W]."""
+        return tuple(self.train_images.shape[1:])
+
 
 @dataclass
 class AdversarialBatch:
     """What an evasion attack returns for N images.
 
-    adversarial  float [N, 1, 28, 28] in [0, 1]: the examples (the clean image where the attack
+    adversarial  float [N, C, H, W] in [0, 1]: the examples (the clean image where the attack
                  gave up)
     success      bool [N]: the example is adversarial on the model it was crafted on
     epsilon      float [N]: the perturbation budget at which it became adversarial (NaN if never)
@@ -121,48 +130,6 @@ class Attack(Protocol):
     def generate(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
     ) -> AdversarialBatch: ...
-
-
-class Plugin:
-    """Members shared by defenses and attacks, with their defaults.
-
-    name         unique name (``--defenses NAME``)
-    description  one line for ``paraeval list``
-    tags         selectable groups (``--defenses table1``)
-    victims      the victims it applies to; () = all
-    options      its typed options (an instance of ``options_class``, a frozen
-                 :class:`~paraeval.options.Options` dataclass), hashed into cell keys
-    """
-
-    name: str
-    description: str
-    tags: tuple[str, ...] = ()
-    victims: tuple[str, ...] = ()
-    options_class: ClassVar[type[Options]] = NoOptions
-    options: Options = NoOptions()
-
-    def __init__(self, **given: Any) -> None:
-        self.options = self.options_class.parse(self.name, given)
-
-    def configure(self, **given: str) -> Self:
-        """A copy with `given` (the selection syntax's strings) applied to its options."""
-        configured = copy.copy(self)
-        configured.options = self.options.updated(self.name, given)
-        return configured
-
-    def key_options(self) -> dict[str, Any]:
-        """What the cell key hashes of this plugin's configuration (its options)."""
-        return self.options.as_dict()
-
-    def applies_to(self, victim: str) -> bool:
-        return not self.victims or victim in self.victims
-
-    def skip_reason(self, victim: str) -> str:
-        """Why it does not apply to `victim` (the run's note)."""
-        return f"it is defined for {', '.join(self.victims)}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.options})"
 
 
 class DefenseBase(Plugin):
@@ -252,6 +219,7 @@ class PluginDefense(DefenseBase):
         self.description = plugin.description
         members = _declared(plugin, tags=(), victims=(), paper=None, stateful=False)
         self.tags, self.victims = tuple(members["tags"]), tuple(members["victims"])
+        self.input_shapes, self.class_counts = _data_declarations(plugin)
         self.paper, self.stateful = members["paper"], bool(members["stateful"])
 
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module | Protected:
@@ -283,6 +251,7 @@ class PluginAttack(AttackBase):
         self.description = plugin.description
         members = _declared(plugin, tags=(), victims=())
         self.tags, self.victims = tuple(members["tags"]), tuple(members["victims"])
+        self.input_shapes, self.class_counts = _data_declarations(plugin)
 
     def generate(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int
@@ -315,6 +284,13 @@ def _declared(plugin: Any, **defaults: Any) -> dict[str, Any]:
     return {name: getattr(plugin, name, default) for name, default in defaults.items()}
 
 
+def _data_declarations(plugin: Any) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """A plain plugin's declared input shapes and class counts (() = any)."""
+    members = _declared(plugin, input_shapes=(), class_counts=())
+    shapes = tuple(tuple(shape) for shape in members["input_shapes"])
+    return shapes, tuple(members["class_counts"])
+
+
 def _configured(plugin: Any, kind: str, given: dict[str, str]) -> Any:
     configure = _declared(plugin, configure=None)["configure"]
     if configure is None:
@@ -325,3 +301,4 @@ def _configured(plugin: Any, kind: str, given: dict[str, str]) -> Any:
 def _plain_options(plugin: Any) -> dict[str, Any]:
     options = _declared(plugin, options=None)["options"]
     return dict(options) if isinstance(options, dict) else {}
+

@@ -140,7 +140,7 @@ def _fgsm_rows(
     def art_every_eps() -> None:
         from art.attacks.evasion import FastGradientMethod
 
-        classifier = art_classifier(victim, (1, 28, 28))
+        classifier = art_classifier(victim, images)
         for eps in epsilon_grid(0.05, 1.0):
             FastGradientMethod(classifier, eps=eps, batch_size=len(images)).generate(
                 x=images.numpy(), y=labels.numpy()

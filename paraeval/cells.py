@@ -19,7 +19,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -86,7 +86,7 @@ def group_cells(
 ) -> list[Cell]:
     """The cells of one (victim, defense, seed) group, keyed: the run plans them and a worker
     rebuilds them with this one function, so both always agree on the keys."""
-    config = asdict(victim)
+    config = victim.key_fields()
     return [
         Cell(victim.name, defense, attack, seed, cell_key(config, defense, attack, seed, n_images))
         for attack in attacks
@@ -107,6 +107,8 @@ class VictimContext:
     labels: torch.Tensor
     clean_pred: torch.Tensor
     adversarial: dict[str, AdversarialBatch | Exception] = field(default_factory=dict)
+    #: The dataset the victim classifies (a results column).
+    dataset: str = "mnist"
 
 
 @dataclass
@@ -160,6 +162,7 @@ def base_row(ctx: VictimContext, cell: Cell) -> dict[str, Any]:
         paper = None  # the published values are FGSM-transfer values
     return {
         "victim": ctx.name,
+        "dataset": ctx.dataset,
         "defense": cell.defense.label or cell.defense.name,
         "attack": cell.attack.label or cell.attack.name,
         "seed": cell.seed,
@@ -290,7 +293,8 @@ def _extraction(ctx: VictimContext, cell: Cell, protection: Protection) -> Measu
     attack = cell.attack.obj
     if not isinstance(attack, ExtractionAttackBase):
         raise UserError(f"{cell.attack.name} is not an extraction attack")
-    oracle = Oracle(protection.model, granularity=attack.granularity, monitors=protection.monitors)
+    oracle = Oracle(protection.model, granularity=attack.granularity, monitors=protection.monitors,
+                    image_shape=tuple(ctx.images.shape[1:]))  # fmt: skip
     with seeded(derive_seed("extraction", cell.defense.name, cell.attack.name, cell.seed)):
         scoring = {"labels": ctx.test_labels} if attack.needs_labels else {}
         result = attack.extract(ctx.model, oracle, ctx.test_images, seed=cell.seed, **scoring)

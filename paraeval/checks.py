@@ -36,13 +36,15 @@ def check_protected(
         )
     original = probe.clone()
     with torch.no_grad():
+        classes = int(victim(probe[:1]).shape[1])
         output = protected(probe)
     if not torch.equal(probe, original):
         raise PluginContractError(f"defense {defense!r}: the protected model modifies its input")
-    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (len(probe), 10):
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (len(probe), classes):
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise PluginContractError(
-            f"defense {defense!r}: the protected model returned {shape}, expected [N, 10] logits"
+            f"defense {defense!r}: the protected model returned {shape}, "
+            f"expected [N, {classes}] logits"
         )
     if not bool(torch.isfinite(output).all()):
         raise PluginContractError(f"defense {defense!r}: the protected model returned NaN or inf")

@@ -131,14 +131,22 @@ def run_command(
     executor: ExecutorOption = "local",
     fmt: FormatOption = Format.auto,
     verbose: Annotated[bool, typer.Option("--verbose", help="List every note.")] = False,
+    model: Annotated[str | None, typer.Option(help="Your model: FILE.py:Class.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="--model's weights (safetensors).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="--model's dataset.")] = None,
 ) -> None:
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
     from .grid import load_grid, override, run_parts
     from .outputs import write_outputs
     from .runner import RunConfig, run
 
+    own = (
+        model is not None
+        and getattr(ctx.get_parameter_source("victims"), "name", "") != "COMMANDLINE"
+    )
     grid: dict[str, Any] = {
-        "victims": _parse_list(victims, "--victims"), "defenses": defenses, "attacks": attacks,
+        "victims": [] if own else _parse_list(victims, "--victims"),
+        "defenses": defenses, "attacks": attacks,
         "seeds": _parse_seeds(seeds, seed), "n_images": n_images, "victim_seed": victim_seed,
     }  # fmt: skip
     given = {
@@ -149,6 +157,7 @@ def run_command(
     common = dict(
         out=out, data_dir=data_dir, allow_download=not no_download, retry_failed=retry_failed,
         jobs=jobs, command=_command(), dry_run=dry_run, verbose=verbose, executor=executor,
+        model=model, weights=weights, dataset=dataset,
     )  # fmt: skip
     parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
     parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config}, **common)
@@ -305,6 +314,7 @@ class ListWhat(StrEnum):
     attacks = "attacks"
     plugins = "plugins"
     victims = "victims"
+    datasets = "datasets"
 
 
 @app.command("list")
@@ -315,7 +325,7 @@ def list_command(
     ] = False,
     fmt: FormatOption = Format.auto,
 ) -> None:
-    """List registered defenses, attacks, plugins or victims (--options: their options)."""
+    """List registered defenses, attacks, plugins, victims or datasets (--options)."""
     from .listing import list_rows
 
     emit(console, *list_rows(what.value, options), fmt)
@@ -323,14 +333,15 @@ def list_command(
 
 @app.command("inspect")
 def inspect_command(
-    victim: Annotated[str, typer.Argument(help="A victim name (paraeval list victims).")],
+    victim: Annotated[str, typer.Argument(help="A victim name, or FILE.py:Class.")],
+    dataset: Annotated[str | None, typer.Option(help="FILE.py:Class's dataset.")] = None,
     fmt: FormatOption = Format.auto,
 ) -> None:
     """VICTIM's layers by name, their output shapes and where a parasite fits
     (`--defenses 'parasite:layer=NAME,neurons=...'`)."""
     from .listing import layer_rows
 
-    emit(console, *layer_rows(victim), fmt)
+    emit(console, *layer_rows(victim, dataset), fmt)
 
 
 @app.command("bench")

@@ -25,7 +25,7 @@ from torch import nn
 from .api import DefenseBase
 from .cache import cache_dir
 from .cells import Cell
-from .data import MNIST
+from .datasets import Splits
 from .errors import UserError
 from .executors import RunExecutor
 from .groups import (
@@ -40,13 +40,7 @@ from .groups import (
 from .output import Tracker, progress
 from .registry import AnyAttack, Entry
 from .store import Store
-from .training import (
-    ParasiteConfig,
-    load_or_train_victim,
-    parasite_path,
-    pretrain_parasites,
-    victim_path,
-)
+from .training import ParasiteConfig, parasite_path, pretrain_parasites, victim_path
 
 #: The pending cells per (victim, defense label, seed): one protected model each.
 Groups = dict[tuple[str, str, int], list[Cell]]
@@ -54,9 +48,9 @@ Groups = dict[tuple[str, str, int], list[Cell]]
 
 @dataclass
 class Chosen:
-    """What the run validated and loaded: the data, the configured plugins, --jobs."""
+    """What the run validated and loaded: the datasets, the configured plugins, --jobs."""
 
-    mnist: MNIST
+    data: dict[str, Splits]
     defenses: list[Entry[DefenseBase]]
     attacks: list[Entry[AnyAttack]]
     jobs: int | None = None
@@ -69,6 +63,8 @@ class Dispatch:
     setup: WorkerSetup
     executor: RunExecutor
     victims: dict[str, nn.Module]
+    #: This process's worker: the run's data, each victim's training images for its defenses.
+    worker: Worker
     examples: dict[tuple[str, int], Examples] = field(default_factory=dict)
 
     def pretrain(self, groups: Groups, jobs: int | None, console: Console) -> None:
@@ -84,8 +80,9 @@ class Dispatch:
         configs: list[ParasiteConfig] = []
         for (victim, _, seed), group in groups.items():
             defense = group[0].defense
+            bound = defense.obj.bind(self.worker.context(victim))
             try:
-                configs.extend(defense.obj.parasite_configs(self.victims[victim], seed=seed))
+                configs.extend(bound.parasite_configs(self.victims[victim], seed=seed))
             except UserError:  # a configuration the victim cannot take: exit 2, before any cell
                 raise
             except Exception as exc:  # reported by the cell that needs it
@@ -137,7 +134,8 @@ class Dispatch:
         paths = [self._victim_path(cell.victim)]
         with suppress(Exception):  # the worker's cell reports the defense's failure
             model = self.victims[cell.victim]
-            configs = cell.defense.obj.parasite_configs(model, seed=cell.seed)
+            bound = cell.defense.obj.bind(self.worker.context(cell.victim))
+            configs = bound.parasite_configs(model, seed=cell.seed)
             paths += [parasite_path(config) for config in configs]
         return self._read(paths)
 
@@ -184,14 +182,13 @@ def compute(
     for cell in pending:
         label = cell.defense.label or cell.defense.name
         groups.setdefault((cell.victim, label, cell.seed), []).append(cell)
+    worker = Worker(setup, chosen.data, chosen.defenses, chosen.attacks)
     victims = {
-        victim: load_or_train_victim(setup.victim_config(victim), chosen.mnist)[0]
-        for victim in dict.fromkeys(cell.victim for cell in pending)
+        victim: worker.model(victim) for victim in dict.fromkeys(cell.victim for cell in pending)
     }
-    dispatch = Dispatch(setup, executor, victims)
+    dispatch = Dispatch(setup, executor, victims, worker)
     dispatch.pretrain(groups, chosen.jobs, console)
     dispatch.craft_examples(groups)
-    worker = Worker(setup, chosen.mnist, chosen.defenses, chosen.attacks, victims)
     owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
     try:
         with progress("cells", len(pending), console) as tracker:

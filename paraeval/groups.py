@@ -40,12 +40,13 @@ from .cells import (
     run_cell,
 )
 from .checks import check_protected, sanity_warnings, snapshot
-from .data import MNIST, load_mnist
+from .datasets import Splits, load_dataset
 from .errors import UserError
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
 from .seeding import derive_seed, seeded
 from .training import VictimConfig, load_or_train_victim
+from .victims import ModelFileVictim, add_run_victim, run_victims, victim_named
 
 #: Images used to probe a protected model for contract violations and sanity warnings.
 PROBE_IMAGES = 16
@@ -66,10 +67,25 @@ class WorkerSetup:
     allow_download: bool
     #: Intra-op threads of a worker process (None: leave the process's setting alone).
     threads: int | None = None
+    #: The folder each file-based dataset was read from by the run: (dataset, folder).
+    data_dirs: tuple[tuple[str, str], ...] = ()
+    #: The run's `--model FILE:Class`, its dataset and weights ("" for none), if any.
+    model_file: tuple[str, str, str] | None = None
 
     def victim_config(self, name: str) -> VictimConfig:
         """The victim as this run trains and keys it (the run's plan uses the same seed)."""
-        return VictimConfig(name, seed=self.victim_seed)
+        return VictimConfig.of(victim_named(name), seed=self.victim_seed)
+
+    def add_model_file(self) -> None:
+        """Register the run's model-file victim in this process (a worker's, too)."""
+        if self.model_file is not None and not run_victims():
+            model, dataset, weights = self.model_file
+            add_run_victim(ModelFileVictim(model, dataset, Path(weights) if weights else None))
+
+    def load(self, dataset: str) -> Splits:
+        """The dataset from where the run read it."""
+        folder = dict(self.data_dirs).get(dataset, self.data_dir)
+        return load_dataset(dataset, folder, allow_download=self.allow_download)
 
 
 #: Cache files shipped to a worker: (path relative to the cache folder, bytes).
@@ -112,15 +128,15 @@ class Worker:
     def __init__(
         self,
         setup: WorkerSetup,
-        mnist: MNIST | None = None,
+        data: dict[str, Splits] | None = None,
         defenses: list[Entry[DefenseBase]] | None = None,
         attacks: list[Entry[AnyAttack]] | None = None,
-        models: dict[str, nn.Module] | None = None,
     ) -> None:
         self.setup = setup
-        self._mnist = mnist
-        self._models = dict(models or {})
-        self._context: RunContext | None = None
+        setup.add_model_file()
+        self._data = dict(data or {})
+        self._models: dict[str, nn.Module] = {}
+        self._contexts: dict[str, RunContext] = {}
         self.victims: dict[str, VictimContext] = {}
         chosen = defenses if defenses is not None else registry.configured_defenses(setup.defenses)
         self.defenses = {entry.label or entry.name: entry for entry in chosen}
@@ -128,27 +144,36 @@ class Worker:
             attacks if attacks is not None else registry.configured_attacks(setup.attacks)
         )
 
-    @property
-    def mnist(self) -> MNIST:
-        if self._mnist is None:
-            self._mnist = load_mnist(self.setup.data_dir, allow_download=self.setup.allow_download)
-        return self._mnist
+    def data(self, victim: str) -> Splits:
+        """The splits of the dataset `victim` classifies (loaded once per process)."""
+        dataset = victim_named(victim).dataset
+        if dataset not in self._data:
+            self._data[dataset] = self.setup.load(dataset)
+        return self._data[dataset]
 
-    @property
-    def context(self) -> RunContext:
-        """What defenses are bound to: the training images and where they came from."""
-        if self._context is None:
-            self._context = RunContext(MNIST.as_float(self.mnist.train_images), self.mnist.source)
-        return self._context
+    def context(self, victim: str) -> RunContext:
+        """What defenses are bound to: the training images of the victim's dataset."""
+        dataset = victim_named(victim).dataset
+        if dataset not in self._contexts:
+            splits = self.data(victim)
+            folder = Path(splits.source) if Path(splits.source).is_dir() else None
+            self._contexts[dataset] = RunContext(splits.train_images, folder)
+        return self._contexts[dataset]
+
+    def model(self, name: str) -> nn.Module:
+        """The victim's model: pretrained, cached or trained (once per process)."""
+        if name not in self._models:
+            config = self.setup.victim_config(name)
+            self._models[name] = load_or_train_victim(config, self.data(name))[0]
+        return self._models[name]
 
     def victim(self, name: str) -> VictimContext:
-        """The victim's shared work (its model as the run passed it, else loaded from the
-        cache; computed once per process)."""
+        """The victim's shared work (computed once per process)."""
         if name not in self.victims:
-            model = self._models.get(name)
-            if model is None:
-                model, _info = load_or_train_victim(self.setup.victim_config(name), self.mnist)
-            self.victims[name] = victim_context(name, model, self.mnist, self.setup.n_images)
+            config = self.setup.victim_config(name)
+            self.victims[name] = victim_context(
+                name, self.model(name), self.data(name), self.setup.n_images, config.dataset
+            )
         return self.victims[name]
 
     def cells(self, task: GroupTask) -> list[Cell]:
@@ -189,7 +214,8 @@ class Worker:
             ctx.adversarial.setdefault(key, batch)
         group = self.cells(task)
         try:
-            protection = protect(ctx, group[0].defense.obj.bind(self.context), task.seed)
+            defense = group[0].defense.obj.bind(self.context(task.victim))
+            protection = protect(ctx, defense, task.seed)
         except Exception as exc:
             failed = failed_fields(exc)
             for cell in group:
@@ -200,19 +226,21 @@ class Worker:
             yield cell.key, row, samples
 
 
-def victim_context(name: str, model: nn.Module, mnist: MNIST, n_images: int) -> VictimContext:
+def victim_context(
+    name: str, model: nn.Module, data: Splits, n_images: int, dataset: str = "mnist"
+) -> VictimContext:
     """A victim's shared work: its model, test accuracy, attacked images, clean predictions."""
-    test_images = MNIST.as_float(mnist.test_images)
-    images, labels = test_images[:n_images], mnist.test_labels[:n_images]
+    images, labels = data.test_images[:n_images], data.test_labels[:n_images]
     return VictimContext(
         name=name,
         model=model,
-        accuracy=accuracy(model, test_images, mnist.test_labels),
-        test_images=test_images,
-        test_labels=mnist.test_labels,
+        accuracy=accuracy(model, data.test_images, data.test_labels),
+        test_images=data.test_images,
+        test_labels=data.test_labels,
         images=images,
         labels=labels,
         clean_pred=predict(model, images),
+        dataset=dataset,
     )
 
 

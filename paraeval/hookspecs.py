@@ -17,7 +17,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from .api import Attack, Defense, DefenseBase, ExtractionAttackBase
+    from .datasets import DatasetBase
     from .loading import Results
+    from .victims import VictimBase
 
 hookspec = pluggy.HookspecMarker("paraeval")
 hookimpl = pluggy.HookimplMarker("paraeval")
@@ -29,7 +31,7 @@ def register_defenses(register: Callable[[Defense | DefenseBase], None]) -> None
 
     Required: ``name: str`` (unique), ``description: str`` and
     ``protect(model: torch.nn.Module, *, seed: int) -> torch.nn.Module | paraeval.Protected``,
-    which returns a module mapping [N, 1, 28, 28] inputs in [0, 1] to logits [N, 10] without
+    which returns a module mapping the victim's inputs [N, C, H, W] to logits [N, classes] without
     modifying ``model`` (the runner checks, and fails the cell otherwise).
 
     Optional, with the defaults of :class:`paraeval.api.DefenseBase`: ``tags`` (``()``),
@@ -58,6 +60,32 @@ def register_attacks(register: Callable[[Attack | ExtractionAttackBase], None]) 
     paraeval.ExtractionResult``: it queries the protected model only through the
     :class:`paraeval.api.Oracle` (float64, counted, at its declared ``granularity``) and scores
     against ``victim``; every metric it returns is stored, ``headline`` names the one shown.
+    """
+
+
+@hookspec
+def register_victims(register: Callable[[VictimBase], None]) -> None:
+    """Register victims by calling ``register(victim)`` once per victim (issue [K]).
+
+    A victim subclasses :class:`paraeval.api.VictimBase`: ``name``, ``description``,
+    ``dataset`` (a registered dataset's name), ``build() -> torch.nn.Module`` mapping the
+    dataset's inputs [N, C, H, W] to logits [N, classes], and either ``recipe`` (a
+    :class:`paraeval.api.Recipe`: the run trains it and caches it by config hash) or
+    ``recipe = None`` with ``load()`` returning pretrained weights (safetensors, or a state
+    dict read with ``weights_only=True``) and ``fingerprint()`` naming them. Optional:
+    ``paper_accuracy``, ``tags``.
+    """
+
+
+@hookspec
+def register_datasets(register: Callable[[DatasetBase], None]) -> None:
+    """Register datasets by calling ``register(dataset)`` once per dataset (issue [K]).
+
+    A dataset subclasses :class:`paraeval.api.DatasetBase`: ``name``, ``description``,
+    ``input_shape`` ([C, H, W]), ``classes``, ``value_range`` and ``load(data_dir, *,
+    allow_download) -> paraeval.api.Splits`` (float images in the value range, int64 labels;
+    the run checks them against the declaration). Tests must never download: read from
+    ``data_dir`` or a bundled copy.
     """
 
 

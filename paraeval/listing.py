@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -60,22 +61,35 @@ def cache_table(action: str) -> tuple[list[str], list[list[Any]], str, list[str]
 
 
 def victim_rows() -> tuple[list[str], list[list[Any]]]:
-    """The built-in victims: dataset, parameters, the paper's accuracy and, where this
+    """The registered victims: dataset, parameters, the paper's accuracy and, where this
     machine's cache holds the default-seed victim, its measured test accuracy."""
+    from . import registry
     from .cache import load_or_none
-    from .models.victims import PAPER_VICTIM_ACCURACY, VICTIM_ARCHITECTURES
     from .training import VictimConfig, victim_path
+    from .victims import architecture
 
     rows: list[list[Any]] = []
-    for name, build in VICTIM_ARCHITECTURES.items():
-        parameters = sum(p.numel() for p in build().parameters())
-        info = load_or_none(victim_path(VictimConfig(name)), lambda _tensors, meta: meta)
+    for name, entry in registry.victims().entries.items():
+        victim = entry.obj
+        parameters = sum(p.numel() for p in architecture(victim).parameters())
+        config = VictimConfig.of(victim)
+        info = load_or_none(victim_path(config), lambda _tensors, meta: meta)
         cached = f"{info['test_accuracy']:.2f}" if info and "test_accuracy" in info else ""
-        rows.append([name, "mnist", parameters, PAPER_VICTIM_ACCURACY.get(name, ""), cached,
-                     "paraeval (built in)"])  # fmt: skip
+        paper = "" if victim.paper_accuracy is None else victim.paper_accuracy
+        rows.append([name, victim.dataset, parameters, paper, cached, entry.provider])
     columns = ["victim", "dataset", "parameters", "paper accuracy (%)", "cached accuracy (%)",
                "provided by"]  # fmt: skip
     return columns, rows
+
+
+def dataset_rows() -> tuple[list[str], list[list[Any]]]:
+    """The registered datasets: input shape, classes, value range, description, provider."""
+    from . import registry
+
+    rows = [[name, entry.obj.shape_text, entry.obj.classes,
+             "{} .. {}".format(*entry.obj.value_range), entry.provider, entry.obj.description]
+            for name, entry in registry.datasets().entries.items()]  # fmt: skip
+    return ["dataset", "input", "classes", "values", "provided by", "description"], rows
 
 
 def list_rows(what: str, options: bool) -> tuple[list[str], list[list[Any]]]:
@@ -89,19 +103,29 @@ def list_rows(what: str, options: bool) -> tuple[list[str], list[list[Any]]]:
         rows = [[entry.name, entry.provider, ",".join(entry.tags), entry.obj.description]
                 for entry in reg.entries.values()]  # fmt: skip
         return ["name", "plugin", "tags", "description"], rows
-    return plugin_rows() if what == "plugins" else victim_rows()
+    listed = {"plugins": plugin_rows, "victims": victim_rows, "datasets": dataset_rows}
+    return listed[what]()
 
 
-def layer_rows(victim: str) -> tuple[list[str], list[list[Any]]]:
-    """What `paraeval inspect VICTIM` shows: each layer and where a parasite fits."""
+def layer_rows(
+    victim: str, dataset: str | None = None, weights: str | None = None
+) -> tuple[list[str], list[list[Any]]]:
+    """What `paraeval inspect VICTIM` (or `inspect FILE.py:Class --dataset D`) shows: each
+    layer and where a parasite fits."""
+    from .datasets import dataset_named
     from .errors import UserError
     from .models.layers import layers
-    from .models.victims import VICTIM_ARCHITECTURES
+    from .victims import ModelFileVictim, architecture, victim_named
 
-    if victim not in VICTIM_ARCHITECTURES:
-        raise UserError(f"unknown victim {victim!r}; valid: {', '.join(VICTIM_ARCHITECTURES)}")
+    if ":" in victim and victim.rpartition(":")[0].endswith(".py"):
+        if dataset is None:
+            raise UserError("inspect FILE.py:Class needs --dataset (paraeval list datasets)")
+        found = ModelFileVictim(victim, dataset, Path(weights) if weights else None)
+    else:
+        found = victim_named(victim)
+    shape = dataset_named(found.dataset).input_shape
     rows: list[list[Any]] = [
         [layer.name, layer.kind, layer.shape_text, layer.neurons, layer.parasite_fits]
-        for layer in layers(VICTIM_ARCHITECTURES[victim]())
+        for layer in layers(architecture(found), shape)
     ]  # fmt: skip
     return ["layer", "module", "output", "neurons", "parasite neurons="], rows

@@ -23,6 +23,8 @@ DISABLE_AUTOLOAD_ENV = "PARAEVAL_DISABLE_PLUGIN_AUTOLOAD"
 ONLY_PLUGINS_ENV = "PARAEVAL_PLUGINS"
 
 DEFAULT_PLUGINS = (
+    "paraeval.datasets.builtin",
+    "paraeval.models.victims",
     "paraeval.defenses.none",
     "paraeval.defenses.paper_rows",
     "paraeval.defenses.dynamic",

@@ -13,11 +13,15 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .api import AttackBase, DefenseBase, ExtractionAttackBase, Plugin, as_attack, as_defense
 from .errors import SelectionError
 from .plugins import load_plugins, plugin_distribution
+
+if TYPE_CHECKING:
+    from .datasets import DatasetBase
+    from .victims import VictimBase
 
 T = TypeVar("T", bound=Plugin)
 #: What an attack entry holds: an evasion or an extraction attack.
@@ -153,6 +157,31 @@ def defenses() -> Registry[DefenseBase]:
 def attacks() -> Registry[AnyAttack]:
     """Every registered attack (built-in and plugins), in registration order."""
     return _collect("register_attacks", Registry("attack", as_attack))
+
+
+def victims() -> Registry[VictimBase]:
+    """Every registered victim (built-in and plugins), in registration order."""
+    from .victims import VictimBase
+
+    return _collect("register_victims", Registry("victim", _instance_of(VictimBase, "victim")))
+
+
+def datasets() -> Registry[DatasetBase]:
+    """Every registered dataset (built-in and plugins), in registration order."""
+    from .datasets import DatasetBase
+
+    return _collect("register_datasets", Registry("dataset", _instance_of(DatasetBase, "dataset")))
+
+
+def _instance_of(base: type[T], kind: str) -> Callable[[Any], T]:
+    """Victims and datasets subclass their base class (they have no minimal protocol)."""
+
+    def adapt(registered: Any) -> T:
+        if not isinstance(registered, base):
+            raise SelectionError(f"{kind} {registered.name!r} does not subclass {base.__name__}")
+        return registered
+
+    return adapt
 
 
 #: transfer: craft on the victim, replay on the protected model (the paper's setting);

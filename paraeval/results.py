@@ -37,11 +37,14 @@ class Column:
 
 RESULTS_SCHEMA: tuple[Column, ...] = (
     Column("victim", "the victim model (`paraeval list victims`)"),
+    Column("dataset", "the dataset the victim classifies (`paraeval list datasets`); rows "
+           "stored before this column existed were all `mnist`"),
     Column("defense", "the defense, with the options given (`t1-*:init=dirac`)"),
     Column("attack", "the attack, with the options given"),
     Column("seed", "the cell seed (parasite noise, initialisation, training order)"),
     Column("status", "`ok` or `failed`"),
-    Column("accuracy", "protected model's accuracy (%) on the 10,000 test images"),
+    Column("accuracy", "protected model's accuracy (%) on the dataset's test images (MNIST: "
+           "10,000)"),
     Column("victim_accuracy", "the unprotected victim's accuracy (%) on the same images"),
     Column("m_adv", "% of the adversarial examples (crafted on the victim) that the protected "
            "model classifies correctly (paper Sec. 6.2)"),
@@ -82,8 +85,11 @@ SUMMARY_KEYS = ["victim", "defense", "attack", "mode"]
 
 
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """results.csv: the schema's columns, then every attack metric the rows carry."""
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS + metric_columns(rows))
+    """results.csv: the schema's columns, then every attack metric the rows carry (a row
+    stored before the dataset column existed was an MNIST row: every victim was)."""
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS + metric_columns(rows))
+    frame["dataset"] = frame["dataset"].fillna("mnist")
+    return frame
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -194,6 +200,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     ok = results[results["status"] == "ok"]
     for keys, group in ok.groupby(SUMMARY_KEYS, sort=False):
         record: dict[str, Any] = dict(zip(SUMMARY_KEYS, keys, strict=True))
+        record["dataset"] = group["dataset"].iloc[0] if "dataset" in group else "mnist"
         record["n_seeds"] = len(group)
         for metric, paper_column in (("accuracy", "paper_accuracy"), ("m_adv", "paper_m_adv")):
             mean, std, low, high = t_interval(group[metric].astype(float).tolist())

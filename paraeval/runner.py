@@ -30,18 +30,26 @@ from rich.console import Console
 from . import registry
 from .api import DefenseBase
 from .cells import Cell, group_cells
-from .data import MNIST, load_mnist
+from .datasets import DatasetBase, Splits, dataset_named, load_dataset
 from .dispatch import Chosen, compute
 from .errors import UserError
 from .executors import RunExecutor, open_executor, parse_executor
 from .groups import WorkerSetup
-from .models.victims import VICTIM_ARCHITECTURES
 from .plugins import load_failures
 from .provenance import versions
 from .registry import AnyAttack, Entry
 from .results import results_frame, summarise
 from .store import Store
 from .training import VictimConfig
+from .victims import (
+    ModelFileVictim,
+    ModuleVictim,
+    add_run_victim,
+    check_victim_model,
+    run_victims,
+    victim_named,
+    victims,
+)
 
 
 @dataclass
@@ -71,6 +79,12 @@ class RunConfig:
     dry_run: bool = False
     #: One note per skipped (defense, victim) pair instead of one per victim (`--verbose`).
     verbose: bool = False
+    #: A user's model as `FILE.py:Class` (`--model`), evaluated as one more victim ([K]).
+    model: str | None = None
+    #: Its pretrained weights (safetensors or a torch state dict); None: trained here.
+    weights: Path | None = None
+    #: The dataset `model` classifies (a registered dataset's name).
+    dataset: str | None = None
 
 
 @dataclass
@@ -105,10 +119,15 @@ Attacks = list[Entry[AnyAttack]]
 
 def validate(config: RunConfig) -> tuple[Defenses, Attacks]:
     """Check every name and value before any work starts (errors exit with code 2)."""
-    unknown = [v for v in config.victims if v not in VICTIM_ARCHITECTURES]
+    add_model_victim(config)
+    known = victims()
+    unknown = [v for v in config.victims if v not in known]
     if unknown:
-        valid = ", ".join(VICTIM_ARCHITECTURES)
-        raise UserError(f"unknown victim(s) {', '.join(unknown)}; valid: {valid}")
+        raise UserError(f"unknown victim(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+    if not config.victims:
+        raise UserError("no victim: name one with --victims, or give --model FILE.py:Class")
+    for name in config.victims:
+        dataset_named(known[name].dataset)  # the victim's dataset is registered
     if not config.seeds or any(seed < 0 for seed in config.seeds):
         raise UserError("seeds must be integers >= 0")
     if not 1 <= config.n_images <= 10_000:
@@ -118,8 +137,24 @@ def validate(config: RunConfig) -> tuple[Defenses, Attacks]:
     )
 
 
+def add_model_victim(config: RunConfig) -> None:
+    """`--model FILE:Class [--weights W] --dataset D`: the model becomes this run's victim."""
+    if config.model is None:
+        if config.weights is not None:
+            raise UserError("--weights needs --model FILE.py:Class")
+        return
+    if config.dataset is None:
+        raise UserError("--model needs --dataset (paraeval list datasets)")
+    dataset_named(config.dataset)
+    victim = add_run_victim(ModelFileVictim(config.model, config.dataset, config.weights))
+    model = victim.load() if config.weights else victim.build()
+    check_victim_model(model, dataset_named(config.dataset), f"--model {config.model}")
+    if victim.name not in config.victims:
+        config.victims = [*config.victims, victim.name]
+
+
 def _victim_config(config: RunConfig, victim: str) -> VictimConfig:
-    return VictimConfig(victim, seed=config.victim_seed)
+    return VictimConfig.of(victim_named(victim), seed=config.victim_seed)
 
 
 def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[Cell], list[str]]:
@@ -128,19 +163,42 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
     notes: list[str] = []
     for victim in config.victims:
         victim_config = _victim_config(config, victim)
+        dataset = dataset_named(victim_config.dataset)
+        usable, data_note = _supported(attacks, defenses, victim, dataset)
+        notes += data_note
         notes += [
             f"skipped {attack.name} on {victim}: {attack.obj.skip_reason(victim)}"
             for attack in attacks
-            if not attack.obj.applies_to(victim)
+            if not attack.obj.applies_to(victim) and attack.name in usable
         ]
-        skipped = [d for d in defenses if not d.obj.applies_to(victim)]
+        skipped = [d for d in defenses if not d.obj.applies_to(victim) and d.name in usable]
         notes += _skip_notes(skipped, victim, config.verbose)
+        kept = [a for a in attacks if a.name in usable]
         for defense in defenses:
-            if defense in skipped:
+            if defense in skipped or defense.name not in usable:
                 continue
             for seed in config.seeds:
-                cells += group_cells(victim_config, defense, attacks, seed, config.n_images)
+                cells += group_cells(victim_config, defense, kept, seed, config.n_images)
     return cells, notes
+
+
+def _supported(
+    attacks: Attacks, defenses: Defenses, victim: str, dataset: DatasetBase
+) -> tuple[set[str], list[str]]:
+    """The names of the plugins that handle `dataset`'s inputs, and one note for all others
+    (which say why: the input shapes or class counts they declare)."""
+    usable: set[str] = set()
+    reasons: dict[str, list[str]] = {}
+    for entry in [*attacks, *defenses]:
+        reason = entry.obj.unsupported(dataset.input_shape, dataset.classes)
+        if reason is None:
+            usable.add(entry.name)
+        else:
+            reasons.setdefault(reason, []).append(entry.name)
+    if not reasons:
+        return usable, []
+    why = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
+    return usable, [f"skipped on {victim} ({dataset.name}, {dataset.summary}): {why}"]
 
 
 def _skip_notes(skipped: Defenses, victim: str, verbose: bool = False) -> list[str]:
@@ -172,7 +230,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     result.notes += [f"plugin {f.name} failed to import and was skipped" for f in load_failures]
     if config.dry_run:
         return result
-    mnist = load_mnist(config.data_dir, allow_download=config.allow_download)
+    data = _load_data(config)
     with Store(config.out) as store:
         started = time.perf_counter()
         keys = list(dict.fromkeys([*config.earlier_cells, *(cell.key for cell in cells)]))
@@ -186,8 +244,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
             )
         if pending:
             with open_executor(spec) as executor:
-                setup = _setup(config, mnist, executor)
-                chosen = Chosen(mnist, defenses, attacks, config.jobs)
+                setup = _setup(config, data, executor)
+                chosen = Chosen(data, defenses, attacks, config.jobs)
                 compute(pending, setup, executor, store, run_id, chosen, result.notes, console)
         result.rows = [stored.row for key in keys if (stored := store.cell(key))]
         result.keys = keys
@@ -195,23 +253,42 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     return result
 
 
-def _setup(config: RunConfig, mnist: MNIST, executor: RunExecutor) -> WorkerSetup:
+def _load_data(config: RunConfig) -> dict[str, Splits]:
+    """Each dataset the run's victims classify, loaded and checked once (``--data-dir`` is
+    the folder of the run's file-based dataset; a bundled one ignores it)."""
+    names = dict.fromkeys(victim_named(victim).dataset for victim in config.victims)
+    return {
+        name: load_dataset(name, config.data_dir, allow_download=config.allow_download)
+        for name in names
+    }
+
+
+def _setup(config: RunConfig, data: dict[str, Splits], executor: RunExecutor) -> WorkerSetup:
     """What every worker needs to rebuild the run's cells (the data from where we read it)."""
+    own = run_victims()
+    if executor.pool is not None and any(isinstance(v, ModuleVictim) for v in own.values()):
+        raise UserError("a module object victim runs in this process only (--executor "
+                        "local); for workers: --model FILE.py:Class --weights W")  # fmt: skip
     return WorkerSetup(
         defenses=config.defenses,
         attacks=config.attacks,
         n_images=config.n_images,
         victim_seed=config.victim_seed,
-        data_dir=str(mnist.source),
+        data_dir=str(config.data_dir) if config.data_dir else None,
         allow_download=config.allow_download,
         threads=executor.threads,
-    )
+        data_dirs=tuple((name, splits.source) for name, splits in data.items()
+                        if Path(splits.source).is_dir()),
+        model_file=(config.model, config.dataset or "", str(config.weights or ""))
+        if config.model else None,
+    )  # fmt: skip
 
 
 def _config_record(config: RunConfig) -> dict[str, Any]:
     record = asdict(config)
     record["out"] = str(config.out)
     record["data_dir"] = str(config.data_dir) if config.data_dir else None
+    record["weights"] = str(config.weights) if config.weights else None
     return record
 
 

@@ -24,11 +24,13 @@ from torch import nn
 from .allocator import keep_freed_memory_once, process_pool
 from .cache import cache_dir, config_key, install_entry, load_or_none, save_weights
 from .data import MNIST, random_square_inputs
+from .datasets import Splits
+from .errors import UserError
 from .metrics import accuracy
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiteInit, ParasiticCNN
-from .models.victims import VICTIM_ARCHITECTURES
 from .output import progress
 from .seeding import derive_seed, seeded, single_threaded
+from .victims import Recipe, VictimBase, victim_named
 
 #: Bump when a change to the training code changes the trained victims' weights
 #: (2: victims are trained on one thread, so their weights do not depend on the core count).
@@ -44,16 +46,39 @@ PARASITE_TRAINING_VERSION = 3
 
 @dataclass(frozen=True)
 class VictimConfig:
-    """How a victim is trained. Defaults reach the paper's accuracies in ~1-2 min on 2 cores."""
+    """How a victim is trained (its recipe) and what it is: the key of its cache entry and part
+    of every cell key. Defaults reach the paper's accuracies in ~1-2 min on 2 cores."""
 
     name: str
     seed: int = 0
     epochs: int = 6
     batch_size: int = 128
     lr: float = 2e-3
+    #: The dataset it classifies ([K]); keyed only when not MNIST, so the keys of every
+    #: MNIST victim stored before datasets existed stay the same.
+    dataset: str = "mnist"
+    #: What names a pretrained or user-given model (its files' hash); keyed only when set.
+    fingerprint: str = ""
+
+    @classmethod
+    def of(cls, victim: VictimBase, seed: int = 0) -> VictimConfig:
+        """The config of a registered victim: its recipe (a pretrained one: the defaults,
+        unused), its dataset and fingerprint."""
+        recipe = victim.recipe or Recipe()
+        return cls(victim.name, seed, recipe.epochs, recipe.batch_size, recipe.lr,
+                   victim.dataset, victim.fingerprint())  # fmt: skip
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields a key hashes: the dataset and fingerprint only where they are not the
+        defaults (tests/test_key_stability.py pins the paper study's keys)."""
+        fields = dict(self.__dict__)
+        for name, default in (("dataset", "mnist"), ("fingerprint", "")):
+            if fields[name] == default:
+                del fields[name]
+        return fields
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": "victim", "version": TRAINING_VERSION, **self.__dict__}
+        return {"kind": "victim", "version": TRAINING_VERSION, **self.key_fields()}
 
 
 def victim_path(config: VictimConfig) -> Path:
@@ -61,8 +86,8 @@ def victim_path(config: VictimConfig) -> Path:
     return cache_dir() / "victims" / f"{config.name}-{config_key(config.as_dict())}.safetensors"
 
 
-def train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[str, Any]]:
-    """Adam with a one-cycle schedule, cross-entropy, on all 60,000 training images.
+def train_victim(config: VictimConfig, data: Splits | MNIST) -> tuple[nn.Module, dict[str, Any]]:
+    """Adam with a one-cycle schedule, cross-entropy, on the whole training split.
 
     Trained on one thread: how a convolution's reductions split across threads changes the
     float sums (measured: 1 vs 2 threads differ by 5e-7 after one epoch and by 0.03 pp of
@@ -71,17 +96,25 @@ def train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[st
     the two-thread time (LeNet's convolutions are too small to split well).
     """
     with single_threaded(), torch.enable_grad():  # also when called under torch.no_grad()
-        return _train_victim(config, mnist)
+        return _train_victim(config, as_splits(data))
 
 
-def _train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[str, Any]]:
-    if config.name not in VICTIM_ARCHITECTURES:
-        raise ValueError(f"unknown victim {config.name!r}")
-    images = MNIST.as_float(mnist.train_images)
-    labels = mnist.train_labels
+def as_splits(data: Splits | MNIST) -> Splits:
+    """MNIST as the raw arrays of :mod:`paraeval.data` (older callers) or any dataset's splits."""
+    if isinstance(data, Splits):
+        return data
+    return Splits(MNIST.as_float(data.train_images), data.train_labels,
+                  MNIST.as_float(data.test_images), data.test_labels, str(data.source))  # fmt: skip
+
+
+def _train_victim(config: VictimConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
+    victim = victim_named(config.name)
+    if victim.recipe is None:
+        raise UserError(f"victim {config.name!r} is pretrained: it has no training recipe")
+    images, labels = data.train_images, data.train_labels
     generator = torch.Generator().manual_seed(config.seed)
     with seeded(config.seed):
-        model: nn.Module = VICTIM_ARCHITECTURES[config.name]()
+        model: nn.Module = victim.build()
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -104,25 +137,32 @@ def _train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[s
     model.eval()
     info = {
         "config": config.as_dict(),
-        "test_accuracy": accuracy(model, MNIST.as_float(mnist.test_images), mnist.test_labels),
+        "test_accuracy": accuracy(model, data.test_images, data.test_labels),
         "train_seconds": round(time.perf_counter() - started, 2),
     }
     return model, info
 
 
 def _victim_from(config: VictimConfig, tensors: dict[str, torch.Tensor]) -> nn.Module:
-    model = VICTIM_ARCHITECTURES[config.name]()
+    model = victim_named(config.name).build()
     model.load_state_dict(tensors)
     return model.eval()
 
 
-def load_or_train_victim(config: VictimConfig, mnist: MNIST) -> tuple[nn.Module, dict[str, Any]]:
-    """The cached victim for `config`, training (and caching) it on a miss."""
+def load_or_train_victim(
+    config: VictimConfig, data: Splits | MNIST
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The victim for `config`: a pretrained one loaded, else the cached one, training (and
+    caching) it on a miss."""
+    victim = victim_named(config.name)
+    if victim.recipe is None:
+        model = victim.load()
+        return model, {"config": config.as_dict(), "pretrained": True}
     path = victim_path(config)
     cached = load_or_none(path, lambda tensors, info: (_victim_from(config, tensors), info))
     if cached is not None:
         return cached
-    model, info = train_victim(config, mnist)
+    model, info = train_victim(config, data)
     save_weights(path, model.state_dict(), info)
     return model, info
 

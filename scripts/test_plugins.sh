@@ -16,7 +16,9 @@ for pyproject in "${packages[@]}"; do
   echo "== $name"
   "$python" -m uv pip install --quiet --python "$python" -e "$package"
   (cd "$package" && "$python" -m pytest -q -p no:cacheprovider tests)
-  listed() { "$python" -m paraeval list defenses --format csv; "$python" -m paraeval list attacks --format csv; }
+  listed() {
+    for what in defenses attacks victims datasets; do "$python" -m paraeval list "$what" --format csv; done
+  }
   if [[ "$(listed)" != *"$name"* ]]; then
     echo "error: $name is installed but paraeval lists nothing from it" >&2
     exit 1

@@ -16,18 +16,35 @@ from ..errors import UserError
 Craft = Callable[[float, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def art_classifier(model: nn.Module, input_shape: tuple[int, ...]) -> Any:
-    """An ART PyTorchClassifier on [0, 1] inputs (clip_values (0, 1)), CPU, logits."""
+def art_classifier(model: nn.Module, images: torch.Tensor) -> Any:
+    """An ART PyTorchClassifier on [0, 1] inputs (clip_values (0, 1)), CPU, logits, for
+    inputs shaped like `images` and as many classes as the model has logits."""
     from art.estimators.classification import PyTorchClassifier
 
+    with torch.no_grad():
+        classes = int(model(images[:1]).shape[1])
     return PyTorchClassifier(
         model=model,
         loss=nn.CrossEntropyLoss(),
-        input_shape=input_shape,
-        nb_classes=10,
+        input_shape=tuple(images.shape[1:]),
+        nb_classes=classes,
         clip_values=(0.0, 1.0),
         device_type="cpu",
     )
+
+
+def art_classifiers(model: nn.Module) -> Callable[[torch.Tensor], Any]:
+    """images -> the ART classifier of `model` for inputs of that shape, built once per shape
+    (an attack's sweep calls it for every ε)."""
+    built: dict[tuple[int, ...], Any] = {}
+
+    def classifier(images: torch.Tensor) -> Any:
+        shape = tuple(images.shape[1:])
+        if shape not in built:
+            built[shape] = art_classifier(model, images)
+        return built[shape]
+
+    return classifier
 
 
 def torchattacks_module() -> Any:

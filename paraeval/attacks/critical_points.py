@@ -192,7 +192,7 @@ class CriticalPointAttack(ExtractionAttackBase):
     def extract(
         self, victim: nn.Module, oracle: Oracle, images: torch.Tensor, *, seed: int
     ) -> ExtractionResult:
-        truth = FirstLayer.of(victim)
+        truth = FirstLayer.of(victim, tuple(images.shape[1:]))
         tallies = []
         for kind in self.kinds():
             # A fresh oracle per kind of line: its query count is the kind's, and a randomised
@@ -264,7 +264,7 @@ class CriticalPointAttack(ExtractionAttackBase):
                 step = point.probe_step
                 source = kink_source(
                     oracle.scoring_model, offset + (point.t - step) * direction,
-                    offset + (point.t + step) * direction,
+                    offset + (point.t + step) * direction, truth.image_shape,
                 )  # fmt: skip
             tally.sources[source] += 1
             scored.append((point, source))

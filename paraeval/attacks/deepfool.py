@@ -56,7 +56,7 @@ class DeepFoolAttack(BackendAttack):
 
         def walk(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = DeepFool(
-                art_classifier(model, (1, 28, 28)), max_iter=self.options.steps,
+                art_classifier(model, images), max_iter=self.options.steps,
                 epsilon=self.options.overshoot, nb_grads=10, batch_size=len(images),
                 verbose=False,
             )  # fmt: skip

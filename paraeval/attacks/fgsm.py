@@ -34,7 +34,7 @@ from ..hookspecs import hookimpl
 from ..options import option
 from .backends import (
     Craft,
-    art_classifier,
+    art_classifiers,
     epsilon_grid,
     torchattacks_module,
 )
@@ -75,10 +75,10 @@ class FGSMSweep(SweepAttack):
     def _art(self, model: nn.Module) -> Craft:
         from art.attacks.evasion import FastGradientMethod
 
-        classifier = art_classifier(model, (1, 28, 28))
+        classifier = art_classifiers(model)
 
         def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            attack = FastGradientMethod(classifier, eps=eps, batch_size=len(images))
+            attack = FastGradientMethod(classifier(images), eps=eps, batch_size=len(images))
             adversarial = attack.generate(x=images.numpy(), y=labels.numpy())
             return torch.from_numpy(adversarial.astype(np.float32))
 

@@ -72,6 +72,8 @@ class Knockoff(ExtractionAttackBase):
         "fidelity and accuracy per query budget."
     )
     tags = ("extraction", "functionality", "companion")
+    #: The thief is one of the MNIST architectures and the pools are 28x28 grey images.
+    input_shapes = ((1, 28, 28),)
     options_class = KnockoffOptions
     options: KnockoffOptions
     needs_labels = True

@@ -28,7 +28,7 @@ from ..hookspecs import hookimpl
 from ..options import option, parse_bool
 from .backends import (
     Craft,
-    art_classifier,
+    art_classifiers,
     torchattacks_module,
 )
 from .fgsm import FGSMSweep
@@ -66,12 +66,12 @@ class PGDSweep(SweepAttack):
     def _art(self, model: nn.Module) -> Craft:
         from art.attacks.evasion import ProjectedGradientDescent
 
-        classifier = art_classifier(model, (1, 28, 28))
+        classifier = art_classifiers(model)
         options = self.options
 
         def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = ProjectedGradientDescent(
-                classifier, norm=np.inf, eps=eps, eps_step=self._step(eps),
+                classifier(images), norm=np.inf, eps=eps, eps_step=self._step(eps),
                 max_iter=options.steps, num_random_init=int(options.random_init),
                 batch_size=len(images), verbose=False,
             )  # fmt: skip

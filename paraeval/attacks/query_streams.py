@@ -56,6 +56,8 @@ class QueryStreams(ExtractionAttackBase):
         "TPR at 1 % FPR, alarms, queries to the first alarm."
     )
     tags = ("extraction", "detection", "companion")
+    #: Its streams are MNIST test images, 28x28 noise and crops (like the detectors').
+    input_shapes = ((1, 28, 28),)
     options_class = QueryStreamsOptions
     options: QueryStreamsOptions
     granularity = "probabilities"

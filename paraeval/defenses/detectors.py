@@ -65,6 +65,8 @@ class DetectorDefense(DefenseBase):
 
     stateful = True
     tags: tuple[str, ...] = ("detector", "companion")
+    #: Calibrated on MNIST training streams; atli-ood's negatives are 28x28 crops.
+    input_shapes = (IMAGE_SHAPE,)
     options: DetectorOptions
 
     def __init__(self, **given: Any) -> None:

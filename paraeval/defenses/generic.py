@@ -26,16 +26,17 @@ from typing import Any
 from torch import nn
 
 from ..api import DefenseBase, Protected
+from ..datasets import dataset_named
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
 from ..models.layers import layers
 from ..models.parasite import BiasMode
-from ..models.victims import VICTIM_ARCHITECTURES
 from ..options import at_least, option
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
-from .parasites import parasite_configs, protect_with
+from ..victims import architecture, victims
+from .parasites import input_shape, parasite_configs, protect_with
 from .reading import ParasiteReading
 
 #: Reading options that only the paper rows' fixed placements use.
@@ -95,16 +96,20 @@ class GenericParasite(DefenseBase):
                             self.options.sigma)  # fmt: skip
 
     def applies_to(self, victim: str) -> bool:
-        """Only to victims that have the named layer (a built-in victim is checked by name)."""
-        model = VICTIM_ARCHITECTURES.get(victim)
-        return model is None or any(layer.name == self.options.layer for layer in layers(model()))
+        """Only to victims that have the named layer."""
+        found = victims().get(victim)
+        if found is None:
+            return True  # the run reports the unknown victim
+        shape = dataset_named(found.dataset).input_shape
+        model = architecture(found)
+        return any(layer.name == self.options.layer for layer in layers(model, shape))
 
     def skip_reason(self, victim: str) -> str:
         return f"{victim} has no layer {self.options.layer!r} (paraeval inspect {victim})"
 
     def check(self, model: nn.Module) -> None:
         """A UserError (exit 2) when the named layer is missing or cannot hold the parasite."""
-        found = {layer.name: layer for layer in layers(model)}
+        found = {layer.name: layer for layer in layers(model, input_shape(self.context))}
         layer = found.get(self.options.layer)
         if layer is None:
             raise UserError(f"parasite: {type(model).__name__} has no layer "
@@ -121,7 +126,7 @@ class GenericParasite(DefenseBase):
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         self.check(model)
-        return parasite_configs(model, [self.spec], seed, self.name, self.options)
+        return parasite_configs(model, [self.spec], seed, self.name, self.options, self.context)
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
         self.check(model)

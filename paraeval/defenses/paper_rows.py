@@ -58,7 +58,7 @@ class PaperRowDefense(DefenseBase):
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         """What `protect` will train, so the runner can train it ahead, in parallel."""
-        return parasite_configs(model, self.specs, seed, self.stream, self.reading)
+        return parasite_configs(model, self.specs, seed, self.stream, self.reading, self.context)
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
         return protect_with(model, self.specs, seed, self.stream, self.reading, self.context)

@@ -21,15 +21,19 @@ from ..training import ParasiteConfig, TrainedParasite, load_or_train_parasite
 from .reading import ParasiteReading
 
 DEFAULT_READING = ParasiteReading()
+#: The paper's inputs: one grey 28x28 MNIST image.
+MNIST_SHAPE = (1, 28, 28)
 
 
-def layer_side(victim: nn.Module, placement: Placement) -> int:
-    """Side of the square maps the parasite at `placement` reads on a 28x28 input: the output
-    of the module :meth:`Placement.site` names (for an MLP's fc layer: its F neurons as one
+def layer_side(
+    victim: nn.Module, placement: Placement, input_shape: tuple[int, ...] = MNIST_SHAPE
+) -> int:
+    """Side of the square maps the parasite at `placement` reads on one input: the output of
+    the module :meth:`Placement.site` names (for an MLP's fc layer: its F neurons as one
     square map)."""
     site = placement.site(victim)
     submodule(victim, site)  # a ValueError naming the victim's layers when there is none
-    layer = next(layer for layer in layers(victim) if layer.name == site)
+    layer = next(layer for layer in layers(victim, input_shape) if layer.name == site)
     if len(layer.shape) == 1:
         if not layer.square_count:
             raise ValueError(f"{site} has {layer.neurons} neurons, not a square")
@@ -58,6 +62,7 @@ def parasite_config(
     stream: str,
     slot: int,
     reading: ParasiteReading = DEFAULT_READING,
+    input_shape: tuple[int, ...] = MNIST_SHAPE,
 ) -> ParasiteConfig:
     """The training config of one parasite of a defense (`spec` already read, see read_spec).
 
@@ -68,7 +73,7 @@ def parasite_config(
     ``bias_scope`` only matters with BN, so a no-BN parasite is the same under both scopes.
     """
     side = (
-        layer_side(victim, spec.placement)
+        layer_side(victim, spec.placement, input_shape)
         if spec.placement.neurons == "whole"
         else int(spec.placement.count**0.5)
     )
@@ -91,12 +96,19 @@ def parasite_configs(
     seed: int,
     stream: str,
     reading: ParasiteReading = DEFAULT_READING,
+    context: RunContext | None = None,
 ) -> list[ParasiteConfig]:
     """The training configs of the parasites `protect_with` inserts for these arguments."""
+    shape = input_shape(context)
     return [
-        parasite_config(read_spec(spec, reading), victim, seed, stream, slot, reading)
+        parasite_config(read_spec(spec, reading), victim, seed, stream, slot, reading, shape)
         for slot, spec in enumerate(specs)
     ]
+
+
+def input_shape(context: RunContext | None) -> tuple[int, ...]:
+    """One input's shape: the run's dataset's (MNIST's when no run hands one over)."""
+    return context.input_shape if context is not None else MNIST_SHAPE
 
 
 #: MNIST training images (never test images) whose victim activations recalibrate the BNs.
@@ -118,7 +130,7 @@ def protect_with(
     fits = []
     for slot, spec in enumerate(specs):
         read = read_spec(spec, reading)
-        config = parasite_config(read, victim, seed, stream, slot, reading)
+        config = parasite_config(read, victim, seed, stream, slot, reading, input_shape(context))
         trained: TrainedParasite = load_or_train_parasite(config)
         entries.append((read.placement, trained.model))
         fits.append({"parasite": read.label, **trained.fit})

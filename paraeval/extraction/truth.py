@@ -38,12 +38,60 @@ KINK_SOURCES = ("first-layer", "parasite", "max-pool", "deeper", "unexplained")
 
 
 def first_layer_of(victim: nn.Module) -> nn.Module:
-    """The affine map in front of the victim's first ReLU (see the module docstring)."""
+    """The affine map in front of the victim's first ReLU (see the module docstring): the
+    victim's own ``first_layer()`` when it has one, else everything its forward pass runs
+    before its first ``nn.ReLU`` module (:class:`BeforeFirstReLU`, checked to be affine)."""
     first_layer = getattr(victim, "first_layer", None)
     if callable(first_layer):
         layer: nn.Module = first_layer()
         return layer
-    raise ValueError(f"{type(victim).__name__} does not say what its first layer is")
+    if not any(isinstance(module, nn.ReLU) for module in victim.modules()):
+        raise ValueError(f"{type(victim).__name__} has no nn.ReLU module and no first_layer()")
+    return BeforeFirstReLU(victim)
+
+
+class _Reached(Exception):
+    """Raised by the first ReLU's pre-hook to stop the forward pass there."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+
+
+class BeforeFirstReLU(nn.Module):
+    """z(x): the input of the first ``nn.ReLU`` module the victim's forward pass calls (for a
+    user's model that does not declare ``first_layer()``, issue [K])."""
+
+    def __init__(self, victim: nn.Module) -> None:
+        super().__init__()
+        self.victim = victim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def stop(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            raise _Reached(inputs[0])
+
+        handles = [m.register_forward_pre_hook(stop) for m in self.victim.modules()
+                   if isinstance(m, nn.ReLU)]  # fmt: skip
+        try:
+            self.victim(x)
+        except _Reached as reached:
+            return reached.value
+        finally:
+            for handle in handles:
+                handle.remove()
+        raise ValueError(f"{type(self.victim).__name__}'s forward pass calls no nn.ReLU module")
+
+
+def check_affine(layer: nn.Module, image_shape: tuple[int, ...]) -> None:
+    """A ValueError unless z((x + y) / 2) = (z(x) + z(y)) / 2 on random inputs (float64): the
+    attack's ground truth is a set of hyperplanes only if z is affine."""
+    generator = torch.Generator().manual_seed(0)
+    x, y = (torch.rand(4, *image_shape, generator=generator, dtype=torch.float64)
+            for _ in range(2))  # fmt: skip
+    with torch.no_grad():
+        gap = (layer((x + y) / 2) - (layer(x) + layer(y)) / 2).abs().max()
+    if float(gap) > 1e-9:
+        raise ValueError("the layers before the first ReLU are not affine (max-pool? "
+                         "dropout in train mode?): no hyperplanes to score against")  # fmt: skip
 
 
 @dataclass
@@ -58,6 +106,7 @@ class FirstLayer:
     @classmethod
     def of(cls, victim: nn.Module, image_shape: tuple[int, ...] = (1, 28, 28)) -> FirstLayer:
         layer = float64_copy(first_layer_of(victim))
+        check_affine(layer, image_shape)
         dim = int(torch.tensor(image_shape).prod())
         with torch.no_grad():
             zero = layer(torch.zeros(1, *image_shape, dtype=torch.float64)).flatten(1)
@@ -94,7 +143,10 @@ def _per_probe(activations: torch.Tensor) -> torch.Tensor | None:
     return activations.reshape(2, -1)
 
 
-def kink_source(model: nn.Module, before: torch.Tensor, after: torch.Tensor) -> str:
+def kink_source(
+    model: nn.Module, before: torch.Tensor, after: torch.Tensor,
+    image_shape: tuple[int, ...] = (1, 28, 28),
+) -> str:  # fmt: skip
     """What changes in `model` (float64) between two flat inputs either side of one kink."""
     parasite_relus = {
         id(m) for p in model.modules() if isinstance(p, ParasiticCNN) for m in p.modules()
@@ -125,7 +177,7 @@ def kink_source(model: nn.Module, before: torch.Tensor, after: torch.Tensor) -> 
     ]
     try:
         with torch.no_grad():
-            model(torch.stack([before, after]).reshape(2, 1, 28, 28).to(torch.float64))
+            model(torch.stack([before, after]).reshape(2, *image_shape).to(torch.float64))
     finally:
         for handle in handles:
             handle.remove()

@@ -1,0 +1,110 @@
+"""Datasets as plugins (issue [K]): what a dataset is, and the run's way of loading one.
+
+A dataset has a name, the shape of one input ([C, H, W]), a number of classes, the range of
+its input values and ``load(data_dir, allow_download=)``, which returns :class:`Splits`:
+verified train and test tensors. Built-ins (:mod:`paraeval.datasets.builtin`) register through
+the same ``register_datasets`` hook as a third-party plugin: ``mnist`` (the paper's), ``digits``
+(scikit-learn's bundled 8x8 digits: offline, the small second dataset the tests use),
+``fashion-mnist``, ``kmnist`` and ``cifar10`` (binary version; downloaded for users, checked
+against the publishers' checksums, never unpickled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError, UserError
+from ..plugin import Plugin
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset's tensors: images float [N, C, H, W] in the value range, labels int64 [N]."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    #: Where the data came from (a folder, an archive, a package).
+    source: str
+
+
+class DatasetBase(Plugin):
+    """A dataset (subclass it and override ``load``).
+
+    input_shape  one input's shape [C, H, W]
+    classes      the number of classes; labels are 0 .. classes - 1
+    value_range  (low, high) of every input value
+    """
+
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    classes: int = 10
+    value_range: tuple[float, float] = (0.0, 1.0)
+
+    def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
+        """The verified splits (from `data_dir` when given, else the cache; downloading there
+        when allowed and the dataset has a download path)."""
+        raise NotImplementedError
+
+    @property
+    def shape_text(self) -> str:
+        return "x".join(str(n) for n in self.input_shape)
+
+    @property
+    def summary(self) -> str:
+        """'1x28x28, 10 classes': what `paraeval list datasets` and skip notes say."""
+        return f"{self.shape_text}, {self.classes} classes"
+
+
+def check_splits(dataset: DatasetBase, splits: Splits) -> Splits:
+    """`splits` if they match what `dataset` declares, else a DataError naming the mismatch."""
+    low, high = dataset.value_range
+    for part in ("train", "test"):
+        images: torch.Tensor = getattr(splits, f"{part}_images")
+        labels: torch.Tensor = getattr(splits, f"{part}_labels")
+        where = f"dataset {dataset.name!r}, {part} split"
+        if images.dtype != torch.float32 or tuple(images.shape[1:]) != dataset.input_shape:
+            expected = ", ".join(map(str, dataset.input_shape))
+            raise DataError(f"{where}: images are {images.dtype} {tuple(images.shape)}, "
+                            f"expected float32 [N, {expected}]")  # fmt: skip
+        if labels.dtype != torch.int64 or labels.shape != (len(images),):
+            raise DataError(f"{where}: labels are {labels.dtype} {tuple(labels.shape)}, "
+                            f"expected int64 [{len(images)}]")  # fmt: skip
+        if len(images) and (float(images.min()) < low or float(images.max()) > high):
+            raise DataError(f"{where}: values outside the declared range [{low}, {high}]")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= dataset.classes):
+            raise DataError(f"{where}: labels outside 0..{dataset.classes - 1}")
+    return splits
+
+
+def datasets() -> dict[str, DatasetBase]:
+    """Every registered dataset by name (built-in and plugins)."""
+    from .. import registry
+
+    return {name: entry.obj for name, entry in registry.datasets().entries.items()}
+
+
+def dataset_named(name: str) -> DatasetBase:
+    """The registered dataset `name`, or a UserError listing the valid names."""
+    found = datasets()
+    if name not in found:
+        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(found)}")
+    return found[name]
+
+
+def load_dataset(
+    name: str, data_dir: Path | str | None = None, *, allow_download: bool = True
+) -> Splits:
+    """The dataset's verified splits, loaded once per process (per folder)."""
+    return _load(name, str(data_dir) if data_dir else None, allow_download)
+
+
+@lru_cache(maxsize=8)
+def _load(name: str, data_dir: str | None, allow_download: bool) -> Splits:
+    dataset = dataset_named(name)
+    directory = Path(data_dir).expanduser() if data_dir else None
+    return check_splits(dataset, dataset.load(directory, allow_download=allow_download))
