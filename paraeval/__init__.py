@@ -4,7 +4,8 @@ Public API: :data:`hookimpl` to write plugins; the plugin contract of :mod:`para
 (:class:`Defense` / :class:`Attack` protocols, the :class:`DefenseBase` / :class:`AttackBase` /
 :class:`ExtractionAttackBase` bases, :class:`Protected`, :class:`Oracle`, :class:`StreamDetector`,
 :class:`AdversarialBatch`, :class:`ExtractionResult`); typed options (:class:`Options`,
-:func:`option`); :func:`run` with :class:`RunConfig`; :func:`evaluate` on a module object; :func:`load_results`.
+:func:`option`); :func:`run` with :class:`RunConfig`; :func:`evaluate` on a module object;
+:func:`load_results`.
 Victims and datasets as plugins: :class:`VictimBase`, :class:`Recipe`, :class:`DatasetBase`,
 :class:`Splits`.
 """
@@ -14,10 +15,30 @@ from .options import Options, option
 from .version import __version__
 
 __all__ = [
-    "AdversarialBatch", "Attack", "AttackBase", "Defense", "DefenseBase", "ExtractionAttackBase",
-    "ExtractionResult", "Options", "Oracle", "Protected", "Results", "RunConfig", "RunContext",
-    "StreamDetector", "__version__", "hookimpl", "load_results", "option", "run",
-    "evaluate", "VictimBase", "Recipe", "DatasetBase", "Splits",
+    "AdversarialBatch",
+    "Attack",
+    "AttackBase",
+    "DatasetBase",
+    "Defense",
+    "DefenseBase",
+    "ExtractionAttackBase",
+    "ExtractionResult",
+    "Options",
+    "Oracle",
+    "Protected",
+    "Recipe",
+    "Results",
+    "RunConfig",
+    "RunContext",
+    "Splits",
+    "StreamDetector",
+    "VictimBase",
+    "__version__",
+    "evaluate",
+    "hookimpl",
+    "load_results",
+    "option",
+    "run",
 ]  # fmt: skip
 
 

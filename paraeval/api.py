@@ -301,4 +301,3 @@ def _configured(plugin: Any, kind: str, given: dict[str, str]) -> Any:
 def _plain_options(plugin: Any) -> dict[str, Any]:
     options = _declared(plugin, options=None)["options"]
     return dict(options) if isinstance(options, dict) else {}
-

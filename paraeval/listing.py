@@ -115,12 +115,12 @@ def layer_rows(
     from .datasets import dataset_named
     from .errors import UserError
     from .models.layers import layers
-    from .victims import ModelFileVictim, architecture, victim_named
+    from .victims import ModelFileVictim, VictimBase, architecture, victim_named
 
     if ":" in victim and victim.rpartition(":")[0].endswith(".py"):
         if dataset is None:
             raise UserError("inspect FILE.py:Class needs --dataset (paraeval list datasets)")
-        found = ModelFileVictim(victim, dataset, Path(weights) if weights else None)
+        found: VictimBase = ModelFileVictim(victim, dataset, Path(weights) if weights else None)
     else:
         found = victim_named(victim)
     shape = dataset_named(found.dataset).input_shape

@@ -189,7 +189,8 @@ def _supported(
     (which say why: the input shapes or class counts they declare)."""
     usable: set[str] = set()
     reasons: dict[str, list[str]] = {}
-    for entry in [*attacks, *defenses]:
+    entries: list[Entry[Any]] = [*attacks, *defenses]
+    for entry in entries:
         reason = entry.obj.unsupported(dataset.input_shape, dataset.classes)
         if reason is None:
             usable.add(entry.name)

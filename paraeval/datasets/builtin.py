@@ -50,7 +50,7 @@ class Digits(DatasetBase):
     TRAIN = 1_297
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
         bunch = load_digits()
         images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)

@@ -75,7 +75,7 @@ class ParasiteOptions(ParasiteReading):
 class GenericParasite(DefenseBase):
     name = "parasite"
     description = "The paper's parasitic CNN at any layer of any CNN, by name (paraeval inspect)."
-    tags = ("parasites",)
+    tags: tuple[str, ...] = ("parasites",)
     options_class = ParasiteOptions
     options: ParasiteOptions
 
@@ -124,13 +124,27 @@ class GenericParasite(DefenseBase):
                 f"fewer than neurons={self.options.neurons}"
             )
 
+    @property
+    def specs(self) -> tuple[ParasiteSpec, ...]:
+        """The parasites it inserts (a paper row's preset has its row's)."""
+        return (self.spec,)
+
+    @property
+    def stream(self) -> str:
+        """Names the parasites' seed stream (a paper row's preset: its table's)."""
+        return self.name
+
+    @property
+    def reading(self) -> ParasiteReading:
+        return self.options
+
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         self.check(model)
-        return parasite_configs(model, [self.spec], seed, self.name, self.options, self.context)
+        return parasite_configs(model, self.specs, seed, self.stream, self.reading, self.context)
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
         self.check(model)
-        return protect_with(model, [self.spec], seed, self.name, self.options, self.context)
+        return protect_with(model, self.specs, seed, self.stream, self.reading, self.context)
 
 
 @hookimpl

@@ -1,4 +1,6 @@
-"""One defense per row of the paper's Tables 1-3 (see paraeval.paper for the rows).
+"""One defense per row of the paper's Tables 1-3 (see paraeval.paper for the rows): each a
+preset of the generic `parasite` defense ([K]) - the same insertion and training code, with
+the row's fixed placements, its table's seed stream and the paper's published values.
 
 Every row takes the reading options of :class:`~paraeval.defenses.reading.ParasiteReading`
 (``--defenses 't1-*:init=dirac,bn_stats=training'``); ``paraeval list defenses --options``
@@ -12,22 +14,22 @@ from typing import Any
 
 from torch import nn
 
-from ..api import DefenseBase, Protected
+from ..api import DefenseBase
 from ..hookspecs import hookimpl
 from ..paper import ROWS, PaperRow, ParasiteSpec
-from ..training import ParasiteConfig
-from .parasites import parasite_configs, protect_with
+from .generic import GenericParasite
 from .reading import ParasiteReading
 
 #: The paper row whose layout the ``row12`` reading decides.
 ROW12 = "t3-row12"
 
 
-class PaperRowDefense(DefenseBase):
+class PaperRowDefense(GenericParasite):
     """The parasites of one paper row, inserted into the victim the paper used for it."""
 
-    options_class = ParasiteReading
-    options: ParasiteReading
+    # The reading alone: a row's placements are fixed, it has no layer/neurons options.
+    options_class = ParasiteReading  # type: ignore[assignment]
+    options: ParasiteReading  # type: ignore[assignment]
 
     def __init__(self, row: PaperRow, reading: ParasiteReading | None = None) -> None:
         self.row = row
@@ -37,10 +39,6 @@ class PaperRowDefense(DefenseBase):
         self.description = row.description + (f" [{row.note}]" if row.note else "")
         self.tags = (f"table{row.table}", "parasites", "paper")
         self.victims = (row.victim,)
-
-    @property
-    def reading(self) -> ParasiteReading:
-        return self.options
 
     def key_options(self) -> dict[str, Any]:
         """The reading, hashed into the cell key (``row12`` only where it applies)."""
@@ -56,16 +54,18 @@ class PaperRowDefense(DefenseBase):
             return self.row.parasites[:3]
         return self.row.parasites
 
-    def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
-        """What `protect` will train, so the runner can train it ahead, in parallel."""
-        return parasite_configs(model, self.specs, seed, self.stream, self.reading, self.context)
-
-    def protect(self, model: nn.Module, *, seed: int) -> Protected:
-        return protect_with(model, self.specs, seed, self.stream, self.reading, self.context)
-
     @property
     def stream(self) -> str:
         return f"table{self.row.table}"
+
+    def check(self, model: nn.Module) -> None:
+        """Nothing to check: the row's placements are the paper's, on the paper's victim."""
+
+    def applies_to(self, victim: str) -> bool:
+        return DefenseBase.applies_to(self, victim)
+
+    def skip_reason(self, victim: str) -> str:
+        return DefenseBase.skip_reason(self, victim)
 
 
 @hookimpl
