@@ -61,7 +61,7 @@ def __getattr__(name: str) -> object:
 
         return getattr(loading, name)
     if name == "evaluate":
-        from .evaluate import evaluate
+        from .evaluation import evaluate
 
         return evaluate
     if name in ("run", "RunConfig"):

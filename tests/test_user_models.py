@@ -1,0 +1,207 @@
+"""[K] A user's own model and data: a model file and weights, a module object through
+`paraeval.evaluate`, datasets and victims as plugins, the paper rows as parasite presets, and
+one line with exit code 2 for every mistake a user can make."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from paraeval import registry
+from paraeval.datasets import load_dataset
+
+from .conftest import run_cli
+
+NET = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        """A user's CNN for 8x8 digits, written without paraeval in mind."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+            self.act1 = nn.ReLU()
+            self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+            self.act2 = nn.ReLU()
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 8 * 8, 10))
+
+        def forward(self, x):
+            return self.head(self.act2(self.conv2(self.act1(self.conv1(x)))))
+''')
+
+
+def _train(model: nn.Module, steps: int = 300) -> nn.Module:
+    """A few hundred Adam steps on the digits training split (the user's own training)."""
+    data = load_dataset("digits")
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(steps):
+        batch = torch.randint(0, len(data.train_images), (64,), generator=generator)
+        loss = nn.functional.cross_entropy(
+            model(data.train_images[batch]), data.train_labels[batch]
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def user_model(tmp_path_factory) -> tuple[Path, Path, nn.Module]:
+    """net.py and net.safetensors as a user would have them, and the trained module."""
+    folder = tmp_path_factory.mktemp("user")
+    source = folder / "net.py"
+    source.write_text(NET)
+    namespace: dict = {}
+    exec(compile(NET, str(source), "exec"), namespace)
+    torch.manual_seed(0)
+    model = _train(namespace["Net"]())
+    weights = folder / "net.safetensors"
+    save_file(model.state_dict(), str(weights))
+    return source, weights, model
+
+
+def test_a_model_file_with_weights_is_protected_by_layer_name_and_attacked(user_model, tmp_path):
+    source, weights, model = user_model
+    out = tmp_path / "run"
+    result = run_cli("run", "--model", f"{source}:Net", "--weights", str(weights), "--dataset",
+                     "digits", "--defenses", "none,parasite:layer=conv2,neurons=first:256",
+                     "--attacks", "fgsm,critical-points", "--n-images", "100",
+                     "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 4 and (results["status"] == "ok").all(), results["error"].tolist()
+    assert set(results["victim"]) == {"Net"} and set(results["dataset"]) == {"digits"}
+    # the weights were used as given: the victim's accuracy is the trained model's
+    data = load_dataset("digits")
+    with torch.no_grad():
+        expected = 100.0 * float(
+            (model(data.test_images).argmax(1) == data.test_labels).double().mean()
+        )
+    assert results["victim_accuracy"].iloc[0] == pytest.approx(expected, abs=1e-3)
+    fgsm = results[results["attack"] == "fgsm"].set_index("defense")
+    assert fgsm.loc["none", "m_adv"] == 0.0  # the unprotected model recovers nothing
+    assert fgsm.loc["parasite:layer=conv2,neurons=first:256", "n_adversarial"] > 0
+    points = results[results["attack"] == "critical-points"].set_index("defense")
+    # the first layer is found without the model declaring it: the undefended model's
+    # critical points lie on conv1's hyperplanes more often than the protected model's
+    assert points.loc["none", "cp_points_per_line"] > 0
+    assert (
+        points.loc["none", "cp_precision"]
+        > points.loc["parasite:layer=conv2,neurons=first:256", "cp_precision"]
+    )
+
+
+def test_the_python_api_takes_a_module_object(user_model, tmp_path) -> None:
+    from paraeval import evaluate
+
+    _source, _weights, model = user_model
+    result = evaluate(model, dataset="digits", defenses="none,parasite:layer=act1,neurons=whole",
+                      attacks="fgsm", out=tmp_path / "api", n_images=50, name="mine")  # fmt: skip
+    frame = pd.read_csv(tmp_path / "api" / "results.csv")
+    assert result.ok == 2 and set(frame["victim"]) == {"mine"}
+    assert set(frame["dataset"]) == {"digits"}
+    assert frame.set_index("defense").loc["parasite:layer=act1,neurons=whole", "accuracy"] > 50
+
+
+def test_unsupported_plugins_are_skipped_with_one_note(user_model, tmp_path) -> None:
+    source, weights, _model = user_model
+    result = run_cli("run", "--model", f"{source}:Net", "--weights", str(weights), "--dataset",
+                     "digits", "--defenses", "none,prada,atli-ood", "--attacks",
+                     "fgsm,knockoff,query-streams", "--dry-run")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "need 1x28x28 inputs" in line]
+    assert len(notes) == 1, result.stderr
+    for name in ("knockoff", "query-streams", "prada", "atli-ood"):
+        assert name in notes[0]
+    assert "1 cell" in result.stdout + result.stderr  # none x fgsm only
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [
+        ("syntax", "--model: importing"),
+        ("class", "defines no nn.Module class 'Nett'; it defines: Net"),
+        ("weights", "do not match Net: missing: conv1.weight"),
+        ("layer", "has no layer 'conv9'"),
+        ("shape", "head.1 has 10 neurons"),
+        ("dataset", "the model fails on mnist's inputs [2, 1, 28, 28]"),
+    ],
+)
+def test_each_user_mistake_is_one_line_and_exit_code_2(what, message, user_model, tmp_path):
+    source, weights, _model = user_model
+    model, dataset, defense = f"{source}:Net", "digits", "none"
+    if what == "syntax":
+        model = f"{_write(tmp_path, 'bad.py', 'class Net(:')}:Net"
+    elif what == "class":
+        model = f"{source}:Nett"
+    elif what == "weights":
+        other = tmp_path / "other.safetensors"
+        save_file({"fc.weight": torch.zeros(10, 64)}, str(other))
+        weights = other
+    elif what == "layer":
+        defense = "parasite:layer=conv9"
+    elif what == "shape":
+        defense = "parasite:layer=head.1,neurons=first:16"
+    elif what == "dataset":
+        dataset = "mnist"
+    result = run_cli("run", "--model", model, "--weights", str(weights), "--dataset", dataset,
+                     "--defenses", defense, "--attacks", "fgsm", "--n-images", "10",
+                     "--out", str(tmp_path / "out"))  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_inspect_lists_a_model_files_layers_on_its_dataset(user_model) -> None:
+    source, _weights, _model = user_model
+    result = run_cli("inspect", f"{source}:Net", "--dataset", "digits", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split(",")[0]: line for line in result.stdout.splitlines()[1:]}
+    assert rows["conv2"].split(",")[2] == "16x8x8" and rows["head.1"].split(",")[2] == "10"
+
+
+def test_the_paper_rows_are_presets_of_the_generic_parasite(victims) -> None:
+    """Each Table 1 row is the generic `parasite` at the row's layer (same class, same
+    placement, same training configs once the seed stream is the table's)."""
+    from paraeval.defenses.generic import GenericParasite
+
+    victim = victims["vm"][0]
+    rows = [entry.obj for entry in registry.configured_defenses("table1")]
+    assert rows and all(isinstance(row, GenericParasite) for row in rows)
+    for row in rows:
+        if row.victims != ("vm",):
+            continue
+        (spec,) = row.specs
+        placement = spec.placement
+        neurons = (
+            "whole" if placement.neurons == "whole" else f"{placement.neurons}:{placement.count}"
+        )
+        given = (
+            f"parasite:layer={placement.site(victim)},neurons={neurons},"
+            f"bn={'yes' if spec.batch_norm else 'no'},bias={spec.bias},sigma={spec.sigma}"
+        )
+        (generic,) = registry.configured_defenses(given)
+        preset_configs = row.parasite_configs(victim, seed=3)
+        generic_configs = generic.obj.parasite_configs(victim, seed=3)
+        assert [c.__dict__ | {"seed": 0} for c in preset_configs] == [
+            c.__dict__ | {"seed": 0} for c in generic_configs
+        ], row.name
+        assert generic.obj.specs[0].placement.site(victim) == placement.site(victim)
