@@ -14,9 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from .datasets import dataset_named
+from .lookup import add_run_victim, dataset_named
 from .runner import RunConfig, RunResult, run
-from .victims import ModuleVictim, add_run_victim, check_victim_model
+from .victims import ModuleVictim, check_victim_model
 
 
 def evaluate(

@@ -40,13 +40,14 @@ from .cells import (
     run_cell,
 )
 from .checks import check_protected, sanity_warnings, snapshot
-from .datasets import Splits, load_dataset
+from .datasets import Splits
 from .errors import UserError
+from .lookup import add_run_victim, load_dataset, run_victims, victim_named
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
 from .seeding import derive_seed, seeded
 from .training import VictimConfig, load_or_train_victim
-from .victims import ModelFileVictim, add_run_victim, run_victims, victim_named
+from .victims import ModelFileVictim
 
 #: Images used to probe a protected model for contract violations and sanity warnings.
 PROBE_IMAGES = 16

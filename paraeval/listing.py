@@ -112,10 +112,10 @@ def layer_rows(
 ) -> tuple[list[str], list[list[Any]]]:
     """What `paraeval inspect VICTIM` (or `inspect FILE.py:Class --dataset D`) shows: each
     layer and where a parasite fits."""
-    from .datasets import dataset_named
     from .errors import UserError
+    from .lookup import dataset_named, victim_named
     from .models.layers import layers
-    from .victims import ModelFileVictim, VictimBase, architecture, victim_named
+    from .victims import ModelFileVictim, VictimBase, architecture
 
     if ":" in victim and victim.rpartition(":")[0].endswith(".py"):
         if dataset is None:

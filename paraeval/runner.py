@@ -30,26 +30,26 @@ from rich.console import Console
 from . import registry
 from .api import DefenseBase
 from .cells import Cell, group_cells
-from .datasets import DatasetBase, Splits, dataset_named, load_dataset
+from .datasets import DatasetBase, Splits
 from .dispatch import Chosen, compute
 from .errors import UserError
 from .executors import RunExecutor, open_executor, parse_executor
 from .groups import WorkerSetup
+from .lookup import (
+    add_run_victim,
+    dataset_named,
+    load_dataset,
+    run_victims,
+    victim_named,
+    victims,
+)
 from .plugins import load_failures
 from .provenance import versions
 from .registry import AnyAttack, Entry
 from .results import results_frame, summarise
 from .store import Store
 from .training import VictimConfig
-from .victims import (
-    ModelFileVictim,
-    ModuleVictim,
-    add_run_victim,
-    check_victim_model,
-    run_victims,
-    victim_named,
-    victims,
-)
+from .victims import ModelFileVictim, ModuleVictim, check_victim_model
 
 
 @dataclass

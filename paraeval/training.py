@@ -1,4 +1,5 @@
-"""Deterministic training of victims and parasites, cached as safetensors by config hash.
+"""Deterministic training of parasites (and, re-exported from :mod:`paraeval.victim_training`,
+victims), cached as safetensors by config hash.
 
 A config is a plain dict; its hash (with the training code's version) names the cache file,
 so any change of hyper-parameter trains a new model and a stale file is never reused.
@@ -23,148 +24,21 @@ from torch import nn
 
 from .allocator import keep_freed_memory_once, process_pool
 from .cache import cache_dir, config_key, install_entry, load_or_none, save_weights
-from .data import MNIST, random_square_inputs
-from .datasets import Splits
-from .errors import UserError
-from .metrics import accuracy
+from .data import random_square_inputs
 from .models.parasite import PADDING, BiasMode, BiasScope, ParasiteInit, ParasiticCNN
 from .output import progress
 from .seeding import derive_seed, seeded, single_threaded
-from .victims import Recipe, VictimBase, victim_named
+from .victim_training import TRAINING_VERSION as TRAINING_VERSION
+from .victim_training import VictimConfig as VictimConfig
+from .victim_training import as_splits as as_splits
+from .victim_training import load_or_train_victim as load_or_train_victim
+from .victim_training import train_victim as train_victim
+from .victim_training import victim_path as victim_path
 
-#: Bump when a change to the training code changes the trained victims' weights
-#: (2: victims are trained on one thread, so their weights do not depend on the core count).
-TRAINING_VERSION = 2
 #: Bump when a change to the training code changes the trained parasites' weights
 #: (2: parasites are trained on one thread, so their weights do not depend on the core count;
 #: 3: default reading init=torch, lr=1e-3, Glorot init, training-failure record in the fit).
 PARASITE_TRAINING_VERSION = 3
-
-
-# --------------------------------------------------------------------------------- victims
-
-
-@dataclass(frozen=True)
-class VictimConfig:
-    """How a victim is trained (its recipe) and what it is: the key of its cache entry and part
-    of every cell key. Defaults reach the paper's accuracies in ~1-2 min on 2 cores."""
-
-    name: str
-    seed: int = 0
-    epochs: int = 6
-    batch_size: int = 128
-    lr: float = 2e-3
-    #: The dataset it classifies ([K]); keyed only when not MNIST, so the keys of every
-    #: MNIST victim stored before datasets existed stay the same.
-    dataset: str = "mnist"
-    #: What names a pretrained or user-given model (its files' hash); keyed only when set.
-    fingerprint: str = ""
-
-    @classmethod
-    def of(cls, victim: VictimBase, seed: int = 0) -> VictimConfig:
-        """The config of a registered victim: its recipe (a pretrained one: the defaults,
-        unused), its dataset and fingerprint."""
-        recipe = victim.recipe or Recipe()
-        return cls(victim.name, seed, recipe.epochs, recipe.batch_size, recipe.lr,
-                   victim.dataset, victim.fingerprint())  # fmt: skip
-
-    def key_fields(self) -> dict[str, Any]:
-        """The fields a key hashes: the dataset and fingerprint only where they are not the
-        defaults (tests/test_key_stability.py pins the paper study's keys)."""
-        fields = dict(self.__dict__)
-        for name, default in (("dataset", "mnist"), ("fingerprint", "")):
-            if fields[name] == default:
-                del fields[name]
-        return fields
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": "victim", "version": TRAINING_VERSION, **self.key_fields()}
-
-
-def victim_path(config: VictimConfig) -> Path:
-    """The victim's cache entry (shipped to remote workers with the cells that need it)."""
-    return cache_dir() / "victims" / f"{config.name}-{config_key(config.as_dict())}.safetensors"
-
-
-def train_victim(config: VictimConfig, data: Splits | MNIST) -> tuple[nn.Module, dict[str, Any]]:
-    """Adam with a one-cycle schedule, cross-entropy, on the whole training split.
-
-    Trained on one thread: how a convolution's reductions split across threads changes the
-    float sums (measured: 1 vs 2 threads differ by 5e-7 after one epoch and by 0.03 pp of
-    test accuracy after six), so one thread gives the same victim for the same seed on any
-    core count (same torch build and CPU instruction set). Measured cost on 2 cores: ~1.1x
-    the two-thread time (LeNet's convolutions are too small to split well).
-    """
-    with single_threaded(), torch.enable_grad():  # also when called under torch.no_grad()
-        return _train_victim(config, as_splits(data))
-
-
-def as_splits(data: Splits | MNIST) -> Splits:
-    """MNIST as the raw arrays of :mod:`paraeval.data` (older callers) or any dataset's splits."""
-    if isinstance(data, Splits):
-        return data
-    return Splits(MNIST.as_float(data.train_images), data.train_labels,
-                  MNIST.as_float(data.test_images), data.test_labels, str(data.source))  # fmt: skip
-
-
-def _train_victim(config: VictimConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:
-    victim = victim_named(config.name)
-    if victim.recipe is None:
-        raise UserError(f"victim {config.name!r} is pretrained: it has no training recipe")
-    images, labels = data.train_images, data.train_labels
-    generator = torch.Generator().manual_seed(config.seed)
-    with seeded(config.seed):
-        model: nn.Module = victim.build()
-    steps_per_epoch = math.ceil(len(images) / config.batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    started = time.perf_counter()
-    model.train()
-    with progress(f"training victim {config.name}", config.epochs) as bar:
-        for _ in range(config.epochs):
-            order = torch.randperm(len(images), generator=generator)
-            for start in range(0, len(images), config.batch_size):
-                batch = order[start : start + config.batch_size]
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(images[batch]), labels[batch])
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-            bar.advance(status=f"loss {loss.item():.4f}")
-    model.eval()
-    info = {
-        "config": config.as_dict(),
-        "test_accuracy": accuracy(model, data.test_images, data.test_labels),
-        "train_seconds": round(time.perf_counter() - started, 2),
-    }
-    return model, info
-
-
-def _victim_from(config: VictimConfig, tensors: dict[str, torch.Tensor]) -> nn.Module:
-    model = victim_named(config.name).build()
-    model.load_state_dict(tensors)
-    return model.eval()
-
-
-def load_or_train_victim(
-    config: VictimConfig, data: Splits | MNIST
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The victim for `config`: a pretrained one loaded, else the cached one, training (and
-    caching) it on a miss."""
-    victim = victim_named(config.name)
-    if victim.recipe is None:
-        model = victim.load()
-        return model, {"config": config.as_dict(), "pretrained": True}
-    path = victim_path(config)
-    cached = load_or_none(path, lambda tensors, info: (_victim_from(config, tensors), info))
-    if cached is not None:
-        return cached
-    model, info = train_victim(config, data)
-    save_weights(path, model.state_dict(), info)
-    return model, info
 
 
 # ------------------------------------------------------------------------------- parasites

@@ -9,7 +9,7 @@ hash like every trained artifact - or ``load()`` of pretrained weights (``recipe
 Two ways in without writing a plugin: a model file (``paraeval run --model net.py:Net
 --weights net.safetensors --dataset digits``, :class:`ModelFileVictim`) and, from Python, a
 module object (:func:`paraeval.evaluate`, :class:`ModuleVictim`). Both are registered for the
-run only (:func:`add_run_victim`).
+run only (:func:`paraeval.lookup.add_run_victim`).
 """
 
 from __future__ import annotations
@@ -184,39 +184,6 @@ class ModuleVictim(VictimBase):
             digest.update(key.encode())
             digest.update(value.detach().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
-
-
-#: Victims added for this process's run (a model file, a module object), by name.
-_RUN_VICTIMS: dict[str, VictimBase] = {}
-
-
-def add_run_victim(victim: VictimBase) -> VictimBase:
-    """Register `victim` for this process (beside the plugins'); a name clash is an error."""
-    from . import registry
-
-    if victim.name in registry.victims().entries and victim.name not in _RUN_VICTIMS:
-        raise UserError(f"the model's name {victim.name!r} is already a registered victim")
-    _RUN_VICTIMS[victim.name] = victim
-    return victim
-
-
-def run_victims() -> dict[str, VictimBase]:
-    return dict(_RUN_VICTIMS)
-
-
-def victims() -> dict[str, VictimBase]:
-    """Every victim by name: the plugins' (built-ins first) and this run's own."""
-    from . import registry
-
-    found = {name: entry.obj for name, entry in registry.victims().entries.items()}
-    return found | _RUN_VICTIMS
-
-
-def victim_named(name: str) -> VictimBase:
-    found = victims()
-    if name not in found:
-        raise UserError(f"unknown victim {name!r}; valid: {', '.join(found)}")
-    return found[name]
 
 
 def architecture(victim: VictimBase) -> nn.Module:

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from paraeval import registry
-from paraeval.datasets import load_dataset
+from paraeval.lookup import load_dataset
 
 from .conftest import run_cli
 

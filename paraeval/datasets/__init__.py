@@ -12,12 +12,11 @@ against the publishers' checksums, never unpickled).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from ..errors import DataError, UserError
+from ..errors import DataError
 from ..plugin import Plugin
 
 
@@ -79,32 +78,3 @@ def check_splits(dataset: DatasetBase, splits: Splits) -> Splits:
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= dataset.classes):
             raise DataError(f"{where}: labels outside 0..{dataset.classes - 1}")
     return splits
-
-
-def datasets() -> dict[str, DatasetBase]:
-    """Every registered dataset by name (built-in and plugins)."""
-    from .. import registry
-
-    return {name: entry.obj for name, entry in registry.datasets().entries.items()}
-
-
-def dataset_named(name: str) -> DatasetBase:
-    """The registered dataset `name`, or a UserError listing the valid names."""
-    found = datasets()
-    if name not in found:
-        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(found)}")
-    return found[name]
-
-
-def load_dataset(
-    name: str, data_dir: Path | str | None = None, *, allow_download: bool = True
-) -> Splits:
-    """The dataset's verified splits, loaded once per process (per folder)."""
-    return _load(name, str(data_dir) if data_dir else None, allow_download)
-
-
-@lru_cache(maxsize=8)
-def _load(name: str, data_dir: str | None, allow_download: bool) -> Splits:
-    dataset = dataset_named(name)
-    directory = Path(data_dir).expanduser() if data_dir else None
-    return check_splits(dataset, dataset.load(directory, allow_download=allow_download))

@@ -26,16 +26,16 @@ from typing import Any
 from torch import nn
 
 from ..api import DefenseBase, Protected
-from ..datasets import dataset_named
 from ..errors import UserError
 from ..hookspecs import hookimpl
+from ..lookup import dataset_named, victims
 from ..models.insertion import Placement
 from ..models.layers import layers
 from ..models.parasite import BiasMode
 from ..options import at_least, option
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
-from ..victims import architecture, victims
+from ..victims import architecture
 from .parasites import input_shape, parasite_configs, protect_with
 from .reading import ParasiteReading
 
