@@ -45,7 +45,7 @@ def _paraeval_commands() -> list[list[str]]:
 
 def test_the_readme_names_its_paraeval_commands() -> None:
     names = [c[0] for c in _paraeval_commands()]
-    assert names.count("run") == 3 and {"reproduce", "list", "readings"} <= set(names)
+    assert names.count("run") == 4 and {"reproduce", "list", "readings", "inspect"} <= set(names)
 
 
 @pytest.mark.parametrize("args", _paraeval_commands(), ids=lambda a: " ".join(a))
@@ -54,6 +54,10 @@ def test_every_readme_command_is_valid(args: list[str], victims, tmp_path) -> No
     if args[0] == "list":
         done = run_cli(*args)
         assert done.returncode == 0 and "init" in done.stdout, done.stderr
+        return
+    if args[0] == "inspect":
+        done = run_cli(*args)
+        assert done.returncode == 0 and "conv2" in done.stdout, done.stderr
         return
     quick_start = args == ["run", "--defenses", "none", "--attacks", "fgsm"]
     out = ["--out", str(tmp_path / "run")] if args[0] == "run" and "--out" not in args else []

@@ -82,6 +82,7 @@ def test_a_model_file_with_weights_is_protected_by_layer_name_and_attacked(user_
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 4 and (results["status"] == "ok").all(), results["error"].tolist()
     assert set(results["victim"]) == {"Net"} and set(results["dataset"]) == {"digits"}
+    assert "<td>Net</td><td>digits</td>" in (out / "report.html").read_text()
     # the weights were used as given: the victim's accuracy is the trained model's
     data = load_dataset("digits")
     with torch.no_grad():
