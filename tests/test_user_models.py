@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from paraeval import registry
+from paraeval.errors import UserError
 from paraeval.lookup import load_dataset
 
 from .conftest import run_cli
@@ -205,4 +206,19 @@ def test_the_paper_rows_are_presets_of_the_generic_parasite(victims) -> None:
         assert [c.__dict__ | {"seed": 0} for c in preset_configs] == [
             c.__dict__ | {"seed": 0} for c in generic_configs
         ], row.name
-        assert generic.obj.specs[0].placement.site(victim) == placement.site(victim)
+        assert generic.obj.placed(victim)[0].placement.site(victim) == placement.site(victim)
+
+
+def test_after_activation_finds_the_activation_past_the_normalisation(victims) -> None:
+    """`position=after-activation` on vm-batch's conv2 is act2 (past bn2): the paper's
+    'after BN and activation' without naming the activation."""
+    victim = victims["vm-batch"][0]
+    (entry,) = registry.configured_defenses("parasite:layer=conv2,position=after-activation")
+    (spec,) = entry.obj.placed(victim)
+    assert spec.placement.module == "act2"
+    (plain,) = registry.configured_defenses("parasite:layer=conv2")
+    assert plain.obj.placed(victim)[0].placement.module == "conv2"
+    assert "position" not in plain.obj.key_options()  # the default leaves keys as they were
+    (last,) = registry.configured_defenses("parasite:layer=fc3,position=after-activation")
+    with pytest.raises(UserError, match="no activation module runs after 'fc3'"):
+        last.obj.placed(victim)

@@ -18,6 +18,7 @@ paper rows' fixed placements and are not used here.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,17 @@ class ParasiteOptions(ParasiteReading):
         "the parasite's bias: none (beta = 0) or small (||beta||_2 < 0.05, Sec. 5.3)",
         values=("none", "small"),
     )
+    position: str = option(
+        "output", "output: rewrite the named layer's output (name a convolution for 'before "
+        "BN and activation'); after-activation: rewrite the output of the first activation "
+        "that runs after it, past any normalisation (the paper's 'after')",
+        values=("output", "after-activation"),
+    )  # fmt: skip
+
+
+#: What counts as the activation that follows a layer (`position=after-activation`).
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
+               nn.Hardtanh)  # fmt: skip
 
 
 class GenericParasite(DefenseBase):
@@ -80,13 +92,18 @@ class GenericParasite(DefenseBase):
     options: ParasiteOptions
 
     def key_options(self) -> dict[str, Any]:
+        """The options; `position` only when not the default (it came later: the keys of
+        cells computed before it stay the same)."""
         options = self.options.as_dict()
         for name in PAPER_ONLY:
             del options[name]
+        if options["position"] == "output":
+            del options["position"]
         return options
 
     @property
     def spec(self) -> ParasiteSpec:
+        """The parasite at the named layer's output (see :meth:`placed` for `position`)."""
         kind, _, count = self.options.neurons.partition(":")
         placement = Placement(
             layer=0, position="after", neurons=kind,  # type: ignore[arg-type]
@@ -94,6 +111,26 @@ class GenericParasite(DefenseBase):
         )  # fmt: skip
         return ParasiteSpec(placement, self.options.bn == "yes", self.options.bias,
                             self.options.sigma)  # fmt: skip
+
+    def site(self, model: nn.Module) -> str:
+        """The module whose output the parasite rewrites: the named layer, or with
+        ``position=after-activation`` the first activation module that runs after it."""
+        if self.options.position == "output":
+            return self.options.layer
+        order = [layer.name for layer in layers(model, input_shape(self.context))]
+        after = order[order.index(self.options.layer) + 1 :]
+        found = next((name for name in after
+                      if isinstance(model.get_submodule(name), ACTIVATIONS)), None)  # fmt: skip
+        if found is None:
+            raise UserError(f"parasite: no activation module runs after "
+                            f"{self.options.layer!r} (position=after-activation)")  # fmt: skip
+        return found
+
+    def placed(self, model: nn.Module) -> tuple[ParasiteSpec, ...]:
+        """The parasites it inserts into `model` (a paper row's preset: its row's)."""
+        spec = self.spec
+        placement = dataclasses.replace(spec.placement, module=self.site(model))
+        return (dataclasses.replace(spec, placement=placement),)
 
     def applies_to(self, victim: str) -> bool:
         """Only to victims that have the named layer."""
@@ -110,10 +147,10 @@ class GenericParasite(DefenseBase):
     def check(self, model: nn.Module) -> None:
         """A UserError (exit 2) when the named layer is missing or cannot hold the parasite."""
         found = {layer.name: layer for layer in layers(model, input_shape(self.context))}
-        layer = found.get(self.options.layer)
-        if layer is None:
+        if self.options.layer not in found:
             raise UserError(f"parasite: {type(model).__name__} has no layer "
                             f"{self.options.layer!r}; layers: {', '.join(found)}")  # fmt: skip
+        layer = found[self.site(model)]
         kind, _, count = self.options.neurons.partition(":")
         if kind == "whole" and not (layer.square_maps or layer.square_count):
             raise UserError(f"parasite: neurons=whole needs square maps (or a square neuron "
@@ -123,11 +160,6 @@ class GenericParasite(DefenseBase):
                 f"parasite: {layer.name} has {layer.neurons} neurons ({layer.shape_text}), "
                 f"fewer than neurons={self.options.neurons}"
             )
-
-    @property
-    def specs(self) -> tuple[ParasiteSpec, ...]:
-        """The parasites it inserts (a paper row's preset has its row's)."""
-        return (self.spec,)
 
     @property
     def stream(self) -> str:
@@ -140,11 +172,13 @@ class GenericParasite(DefenseBase):
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         self.check(model)
-        return parasite_configs(model, self.specs, seed, self.stream, self.reading, self.context)
+        specs = self.placed(model)
+        return parasite_configs(model, specs, seed, self.stream, self.reading, self.context)
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
         self.check(model)
-        return protect_with(model, self.specs, seed, self.stream, self.reading, self.context)
+        return protect_with(model, self.placed(model), seed, self.stream, self.reading,
+                            self.context)  # fmt: skip
 
 
 @hookimpl

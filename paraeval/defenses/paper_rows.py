@@ -58,6 +58,9 @@ class PaperRowDefense(GenericParasite):
     def stream(self) -> str:
         return f"table{self.row.table}"
 
+    def placed(self, model: nn.Module) -> tuple[ParasiteSpec, ...]:
+        return self.specs
+
     def check(self, model: nn.Module) -> None:
         """Nothing to check: the row's placements are the paper's, on the paper's victim."""
 
