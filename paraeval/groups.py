@@ -132,11 +132,13 @@ class Worker:
         data: dict[str, Splits] | None = None,
         defenses: list[Entry[DefenseBase]] | None = None,
         attacks: list[Entry[AnyAttack]] | None = None,
+        models: dict[str, nn.Module] | None = None,
     ) -> None:
         self.setup = setup
         setup.add_model_file()
         self._data = dict(data or {})
-        self._models: dict[str, nn.Module] = {}
+        #: The victims' models by name (given: those the run already loaded).
+        self._models: dict[str, nn.Module] = dict(models or {})
         self._contexts: dict[str, RunContext] = {}
         self.victims: dict[str, VictimContext] = {}
         chosen = defenses if defenses is not None else registry.configured_defenses(setup.defenses)

@@ -129,7 +129,7 @@ def test_a_worker_without_our_cache_gets_the_files_and_trains_nothing(
     victims, tmp_path, monkeypatch
 ) -> None:
     """A remote worker: an empty cache, the group's victim and parasites shipped with it."""
-    from paraeval import groups, training
+    from paraeval import groups, training, victim_training
     from paraeval.dispatch import Dispatch
     from paraeval.executors import RunExecutor
     from paraeval.runner import RunConfig, plan, validate
@@ -140,14 +140,16 @@ def test_a_worker_without_our_cache_gets_the_files_and_trains_nothing(
     cells, _ = plan(config, defenses, attacks)
     setup = groups.WorkerSetup(config.defenses, config.attacks, 20, 0, str(SHARED_MNIST), False)
     model = victims["vm"][0]
-    remote = Dispatch(setup, RunExecutor(parse_executor("dask"), shares_cache=False), {"vm": model})
+    worker = groups.Worker(setup, defenses=defenses, attacks=attacks, models={"vm": model})
+    executor = RunExecutor(parse_executor("dask"), shares_cache=False)
+    remote = Dispatch(setup, executor, {"vm": model}, worker)
     training.pretrain_parasites(cells[0].defense.obj.parasite_configs(model, seed=0), 1)
     label = cells[0].defense.label or cells[0].defense.name
     (task,) = [t for t in remote.tasks({("vm", label, 0): cells}, _NoClaims(), "me")]
     assert {Path(p).parent.name for p, _ in task.artifacts} == {"victims", "parasites"}
 
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(training, "train_victim", _must_not_train)
+    monkeypatch.setattr(victim_training, "train_victim", _must_not_train)
     monkeypatch.setattr(training, "train_parasite", _must_not_train)
     monkeypatch.setattr(groups, "_worker", None)
     (outcome,) = groups.run_task(task)
@@ -205,6 +207,7 @@ def test_dask_missing_is_one_line_with_the_install_hint(monkeypatch) -> None:
 def test_a_worker_uses_the_victim_the_run_loaded(monkeypatch, mnist, victims) -> None:
     """In this process the run's victims are passed in: the worker must not load them again."""
     import paraeval.groups as groups
+    from paraeval.training import as_splits
 
     def no_second_load(*_args, **_kwargs):
         raise AssertionError("the worker loaded the victim a second time")
@@ -212,7 +215,8 @@ def test_a_worker_uses_the_victim_the_run_loaded(monkeypatch, mnist, victims) ->
     monkeypatch.setattr(groups, "load_or_train_victim", no_second_load)
     setup = groups.WorkerSetup("none", "fgsm", 20, 0, str(SHARED_MNIST), False)
     model = victims["vm"][0]
-    worker = groups.Worker(setup, mnist, models={"vm": model})
+    data = {"mnist": as_splits(mnist)}
+    worker = groups.Worker(setup, data, models={"vm": model})
     assert worker.victim("vm").model is model
     with pytest.raises(AssertionError, match="second time"):
-        groups.Worker(setup, mnist).victim("vm")
+        groups.Worker(setup, data).victim("vm")

@@ -71,7 +71,7 @@ class DeepFoolAttack(BackendAttack):
             attack = torchattacks.DeepFool(
                 model, steps=self.options.steps, overshoot=self.options.overshoot
             )
-            return attack(images, labels).detach()
+            return attack(images, labels).detach().cpu()
 
         return walk
 

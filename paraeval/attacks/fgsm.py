@@ -88,7 +88,7 @@ class FGSMSweep(SweepAttack):
         torchattacks = torchattacks_module()
 
         def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            return torchattacks.FGSM(model, eps=eps)(images, labels).detach()
+            return torchattacks.FGSM(model, eps=eps)(images, labels).detach().cpu()
 
         return craft
 

@@ -88,7 +88,7 @@ class PGDSweep(SweepAttack):
                 model, eps=eps, alpha=self._step(eps), steps=options.steps,
                 random_start=options.random_init,
             )  # fmt: skip
-            return attack(images, labels).detach()
+            return attack(images, labels).detach().cpu()
 
         return craft
 
