@@ -8,7 +8,8 @@ import pytest
 from .conftest import run_cli
 
 REQUIRED = ["victim", "dataset", "defense", "attack", "seed", "status", "accuracy",
-            "victim_accuracy", "m_adv", "n_attacked", "n_adversarial", "paper_accuracy", "paper_m_adv", "seconds"]  # fmt: skip
+            "victim_accuracy", "m_adv", "n_attacked", "n_adversarial", "paper_accuracy",
+            "paper_m_adv", "seconds"]  # fmt: skip
 
 
 def test_none_fgsm_end_to_end(victims, tmp_path) -> None:
