@@ -72,10 +72,13 @@ class RunContext:
 
     train_images  float [N, C, H, W] in [0, 1], the victim's dataset's training split
     data_dir      the folder the run read its data from
+    device        where the run's models compute ("cpu" or "cuda"; paraeval.devices): what a
+                  defense trains may use it; its `protect` still returns a CPU module
     """
 
     train_images: torch.Tensor
     data_dir: Path | None = None
+    device: str = "cpu"
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -109,6 +109,15 @@ class VictimContext:
     adversarial: dict[str, AdversarialBatch | Exception] = field(default_factory=dict)
     #: The dataset the victim classifies (a results column).
     dataset: str = "mnist"
+    #: The victim on the CPU, which defenses protect, where `model` computes on a GPU
+    #: (paraeval.devices); None: `model` is on the CPU.
+    host: nn.Module | None = None
+    #: Where the run's models compute.
+    device: str = "cpu"
+
+    @property
+    def host_model(self) -> nn.Module:
+        return self.host if self.host is not None else self.model
 
 
 @dataclass

@@ -10,17 +10,15 @@ import dataclasses
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
+from .cli_options import DeviceOption, ExecutorOption, FormatOption
 from .errors import UserError
 from .output import Format, configure, emit, status, stdout
 from .printing import print_plan, print_summary
 from .version import __version__
-
-if TYPE_CHECKING:
-    pass
 
 # Heavy modules (torch, ART, pandas) are imported inside the commands that need them, so that
 # `paraeval --help`, `--version` and argument errors answer at once (test_cli_output.py).
@@ -32,13 +30,6 @@ app = typer.Typer(
 )
 console = stdout  # results
 err_console = status  # notes, progress and status lines (stderr; --quiet, --log)
-
-FormatOption = Annotated[
-    Format,
-    typer.Option(
-        "--format", help="table (terminal), plain (pipes and files), csv or json; auto picks."
-    ),
-]
 
 
 def _version(value: bool) -> None:
@@ -80,16 +71,6 @@ def _parse_seeds(seeds: int | None, seed: list[int] | None) -> list[int]:
     return list(range(count))
 
 
-ExecutorOption = Annotated[
-    str,
-    typer.Option(
-        "--executor",
-        help="Where groups of cells run: local, local:N (processes), dask, dask:N, "
-        "dask:ADDRESS (needs paraeval[dask]).",
-    ),
-]
-
-
 #: Options of `paraeval run` that a grid file may set (the command line overrides them).
 GRID_OPTIONS = ("victims", "defenses", "attacks", "seeds", "seed", "n_images", "victim_seed")
 
@@ -129,6 +110,7 @@ def run_command(
         typer.Option("--dry-run", help="Check names and options, count the cells; run nothing."),
     ] = False,
     executor: ExecutorOption = "local",
+    device: DeviceOption = "auto",
     fmt: FormatOption = Format.auto,
     verbose: Annotated[bool, typer.Option("--verbose", help="List every note.")] = False,
     model: Annotated[str | None, typer.Option(help="Your model: FILE.py:Class.")] = None,
@@ -157,7 +139,7 @@ def run_command(
     common = dict(
         out=out, data_dir=data_dir, allow_download=not no_download, retry_failed=retry_failed,
         jobs=jobs, command=_command(), dry_run=dry_run, verbose=verbose, executor=executor,
-        model=model, weights=weights, dataset=dataset,
+        model=model, weights=weights, dataset=dataset, device=device,
     )  # fmt: skip
     parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
     parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config}, **common)
@@ -199,6 +181,7 @@ def reproduce_command(
         bool, typer.Option("--dry-run", help="Check every part, count the cells; run nothing.")
     ] = False,
     executor: ExecutorOption = "local",
+    device: DeviceOption = "auto",
     fmt: FormatOption = Format.auto,
 ) -> None:
     """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
@@ -208,12 +191,13 @@ def reproduce_command(
 
     if dry_run:
         chosen = [REPRODUCTION[n - 1] for n in parse_parts(parts)]
-        print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in chosen])
+        print_plan([run(dataclasses.replace(c, dry_run=True, device=device), err_console)
+                    for c in chosen])  # fmt: skip
         return
     _check_writable(work)
     result = reproduce(
         work, reports, parse_parts(parts), data_dir=data_dir, command=_command(),
-        executor=executor, runner=lambda config: run(config, err_console),
+        executor=executor, device=device, runner=lambda config: run(config, err_console),
     )  # fmt: skip
     print_summary(result, work, fmt)
     err_console.print(f"copied the report and CSVs into {reports}/")
@@ -251,6 +235,7 @@ def readings_command(
         bool, typer.Option("--dry-run", help="Check the options, count the screen's cells.")
     ] = False,
     executor: ExecutorOption = "local",
+    device: DeviceOption = "auto",
     fmt: FormatOption = Format.auto,
 ) -> None:
     """Measure how every reading of the paper's open choices moves its rows (readings.csv)."""
@@ -274,6 +259,7 @@ def readings_command(
         data_dir=data_dir,
         jobs=jobs,
         executor=executor,
+        device=device,
         command=_command(),
     )
     if base_reading.attack:

@@ -41,6 +41,7 @@ from .cells import (
 )
 from .checks import check_protected, sanity_warnings, snapshot
 from .datasets import Splits
+from .devices import on_device
 from .errors import UserError
 from .lookup import add_run_victim, load_dataset, run_victims, victim_named
 from .metrics import accuracy, predict
@@ -72,10 +73,12 @@ class WorkerSetup:
     data_dirs: tuple[tuple[str, str], ...] = ()
     #: The run's `--model FILE:Class`, its dataset and weights ("" for none), if any.
     model_file: tuple[str, str, str] | None = None
+    #: Where the models compute: "cpu" or "cuda" (resolved; paraeval.devices).
+    device: str = "cpu"
 
     def victim_config(self, name: str) -> VictimConfig:
         """The victim as this run trains and keys it (the run's plan uses the same seed)."""
-        return VictimConfig.of(victim_named(name), seed=self.victim_seed)
+        return VictimConfig.of(victim_named(name), seed=self.victim_seed, device=self.device)
 
     def add_model_file(self) -> None:
         """Register the run's model-file victim in this process (a worker's, too)."""
@@ -160,7 +163,7 @@ class Worker:
         if dataset not in self._contexts:
             splits = self.data(victim)
             folder = Path(splits.source) if Path(splits.source).is_dir() else None
-            self._contexts[dataset] = RunContext(splits.train_images, folder)
+            self._contexts[dataset] = RunContext(splits.train_images, folder, self.setup.device)
         return self._contexts[dataset]
 
     def model(self, name: str) -> nn.Module:
@@ -175,8 +178,9 @@ class Worker:
         if name not in self.victims:
             config = self.setup.victim_config(name)
             self.victims[name] = victim_context(
-                name, self.model(name), self.data(name), self.setup.n_images, config.dataset
-            )
+                name, self.model(name), self.data(name), self.setup.n_images, config.dataset,
+                self.setup.device,
+            )  # fmt: skip
         return self.victims[name]
 
     def cells(self, task: GroupTask) -> list[Cell]:
@@ -230,20 +234,25 @@ class Worker:
 
 
 def victim_context(
-    name: str, model: nn.Module, data: Splits, n_images: int, dataset: str = "mnist"
-) -> VictimContext:
-    """A victim's shared work: its model, test accuracy, attacked images, clean predictions."""
+    name: str, model: nn.Module, data: Splits, n_images: int, dataset: str = "mnist",
+    device: str = "cpu",
+) -> VictimContext:  # fmt: skip
+    """A victim's shared work: its model (computing on `device`), test accuracy, attacked
+    images, clean predictions."""
     images, labels = data.test_images[:n_images], data.test_labels[:n_images]
+    computing = on_device(model, device)
     return VictimContext(
         name=name,
-        model=model,
-        accuracy=accuracy(model, data.test_images, data.test_labels),
+        model=computing,
+        accuracy=accuracy(computing, data.test_images, data.test_labels),
         test_images=data.test_images,
         test_labels=data.test_labels,
         images=images,
         labels=labels,
-        clean_pred=predict(model, images),
+        clean_pred=predict(computing, images),
         dataset=dataset,
+        host=None if computing is model else model,
+        device=device,
     )
 
 
@@ -251,15 +260,17 @@ def protect(ctx: VictimContext, defense: DefenseBase, seed: int) -> Protection:
     """Build and check the protected model; measure its accuracy (seeded per defense x seed)."""
     started = time.perf_counter()
     probe, probe_labels = ctx.test_images[:PROBE_IMAGES], ctx.test_labels[:PROBE_IMAGES]
-    before = snapshot(ctx.model)
+    victim = ctx.host_model  # defenses protect (and return) CPU modules
+    before = snapshot(victim)
     with seeded(derive_seed("cell", defense.name, seed)):
-        returned = Protected.of(defense.protect(ctx.model, seed=seed))
-        check_protected(defense.name, ctx.model, before, returned.model, probe.clone())
+        returned = Protected.of(defense.protect(victim, seed=seed))
+        check_protected(defense.name, victim, before, returned.model, probe.clone())
         warnings = sanity_warnings(returned.model, defense.tags, probe, probe_labels)
-        protected_accuracy = accuracy(returned.model, ctx.test_images, ctx.test_labels)
+        protected = on_device(returned.model, ctx.device)
+        protected_accuracy = accuracy(protected, ctx.test_images, ctx.test_labels)
     return Protection(
         defense=defense,
-        model=returned.model,
+        model=protected,
         accuracy=protected_accuracy,
         warnings=[*warnings, *returned.warnings],
         info=returned.info,

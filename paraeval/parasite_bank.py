@@ -30,20 +30,21 @@ import torch
 from torch import nn
 
 from .models.parasite import BIAS_RADIUS, CHANNELS, KERNEL, PADDING, ParasiticCNN
-from .seeding import derive_seed, seeded
-from .training import (
+from .parasite_training import (
     ParasiteConfig,
     TrainedParasite,
     _parasite_data,
     initialise,
     parasite_fit,
 )
+from .seeding import derive_seed, seeded
 
 
 def bank_key(config: ParasiteConfig) -> tuple[object, ...]:
-    """What parasites must share to train in one bank (everything but seed and sigma)."""
-    return (config.side, config.batch_norm, config.bias, config.bias_scope, config.n_train,
-            config.n_heldout, config.batch_size, config.epoch_count, config.lr)  # fmt: skip
+    """What parasites must share to train in one bank (everything but seed, sigma, init)."""
+    return (config.device, config.side, config.batch_norm, config.bias, config.bias_scope,
+            config.n_train, config.n_heldout, config.batch_size, config.epoch_count,
+            config.lr)  # fmt: skip
 
 
 def banks(configs: Sequence[ParasiteConfig]) -> list[list[ParasiteConfig]]:
@@ -143,11 +144,12 @@ def _slice_into(target: nn.Module, bank: nn.Module, k: int, count: int) -> None:
         tensor.copy_(source[k * size : (k + 1) * size])
 
 
-def train_bank(configs: Sequence[ParasiteConfig], device: str = "cpu") -> list[TrainedParasite]:
-    """Train the parasites of one bank (see :func:`banks`) together on `device`; returns them
-    on the CPU, each with its own noise and fit, in the order of `configs`."""
+def train_bank(configs: Sequence[ParasiteConfig]) -> list[TrainedParasite]:
+    """Train the parasites of one bank (see :func:`banks`) together on their device; returns
+    them on the CPU, each with its own noise and fit, in the order of `configs`."""
     if len({bank_key(c) for c in configs}) != 1:
         raise ValueError("a bank trains parasites of one shape and recipe only")
+    device = configs[0].device
     data = [_parasite_data(config) for config in configs]
     parasites = []
     for config in configs:

@@ -229,6 +229,8 @@ class StudyConfig:
     jobs: int | None = None
     #: Where the groups of cells run (`--executor`).
     executor: str = "local"
+    #: Where the models compute (`--device`).
+    device: str = "auto"
     command: str = ""
 
 
@@ -297,7 +299,7 @@ def run_config(config: StudyConfig, reading: Reading, seeds: list[int]) -> RunCo
     return RunConfig(
         victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,
         data_dir=config.data_dir, n_images=config.n_images, jobs=config.jobs,
-        executor=config.executor,
+        executor=config.executor, device=config.device,
         command=config.command or f"paraeval readings ({reading.name})",
     )  # fmt: skip
 

@@ -29,10 +29,12 @@ REPORT_FILES = (
 )  # fmt: skip
 
 
-def _part(number: int, work: Path, data_dir: Path | None, command: str, executor: str) -> RunConfig:
+def _part(
+    number: int, work: Path, data_dir: Path | None, command: str, executor: str, device: str
+) -> RunConfig:
     part = REPRODUCTION[number - 1]
     return dataclasses.replace(
-        part, out=work, data_dir=data_dir, command=command, executor=executor
+        part, out=work, data_dir=data_dir, command=command, executor=executor, device=device
     )
 
 
@@ -44,6 +46,7 @@ def reproduce(
     data_dir: Path | None = None,
     command: str = "",
     executor: str = "local",
+    device: str = "auto",
     runner: Callable[[RunConfig], RunResult] = run,
 ) -> RunResult:
     """Run the chosen parts into WORK (resumable), write the outputs and copy them into
@@ -51,7 +54,7 @@ def reproduce(
     for name in READINGS_FILES:  # the committed readings study gives the report its section
         if (reports / name).exists() and not (work / name).exists():
             shutil.copy2(reports / name, work / name)
-    chosen = [_part(number, work, data_dir, command, executor) for number in parts]
+    chosen = [_part(number, work, data_dir, command, executor, device) for number in parts]
     result = run_parts(chosen, runner)
     write_outputs(work, result.keys)
     reports.mkdir(parents=True, exist_ok=True)

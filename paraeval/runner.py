@@ -31,6 +31,7 @@ from . import registry
 from .api import DefenseBase
 from .cells import Cell, group_cells
 from .datasets import DatasetBase, Splits
+from .devices import resolve_device
 from .dispatch import Chosen, compute
 from .errors import UserError
 from .executors import RunExecutor, open_executor, parse_executor
@@ -85,6 +86,8 @@ class RunConfig:
     weights: Path | None = None
     #: The dataset `model` classifies (a registered dataset's name).
     dataset: str | None = None
+    #: Where the models compute: auto (CUDA when present), cpu or cuda (paraeval.devices).
+    device: str = "auto"
 
 
 @dataclass
@@ -120,6 +123,7 @@ Attacks = list[Entry[AnyAttack]]
 def validate(config: RunConfig) -> tuple[Defenses, Attacks]:
     """Check every name and value before any work starts (errors exit with code 2)."""
     add_model_victim(config)
+    resolve_device(config.device)  # cuda without CUDA: exit 2 before any work
     known = victims()
     unknown = [v for v in config.victims if v not in known]
     if unknown:
@@ -154,7 +158,8 @@ def add_model_victim(config: RunConfig) -> None:
 
 
 def _victim_config(config: RunConfig, victim: str) -> VictimConfig:
-    return VictimConfig.of(victim_named(victim), seed=config.victim_seed)
+    device = resolve_device(config.device)
+    return VictimConfig.of(victim_named(victim), seed=config.victim_seed, device=device)
 
 
 def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[Cell], list[str]]:
@@ -282,6 +287,7 @@ def _setup(config: RunConfig, data: dict[str, Splits], executor: RunExecutor) ->
                         if Path(splits.source).is_dir()),
         model_file=(config.model, config.dataset or "", str(config.weights or ""))
         if config.model else None,
+        device=resolve_device(config.device),
     )  # fmt: skip
 
 

@@ -47,20 +47,23 @@ class VictimConfig:
     dataset: str = "mnist"
     #: What names a pretrained or user-given model (its files' hash); keyed only when set.
     fingerprint: str = ""
+    #: Where it is trained ("cpu" or "cuda", paraeval.devices); keyed only when not the CPU.
+    device: str = "cpu"
 
     @classmethod
-    def of(cls, victim: VictimBase, seed: int = 0) -> VictimConfig:
+    def of(cls, victim: VictimBase, seed: int = 0, device: str = "cpu") -> VictimConfig:
         """The config of a registered victim: its recipe (a pretrained one: the defaults,
-        unused), its dataset and fingerprint."""
+        unused), its dataset and fingerprint, and the device it is trained on (a pretrained
+        victim is the same on any device: only the cells computed with it are keyed apart)."""
         recipe = victim.recipe or Recipe()
         return cls(victim.name, seed, recipe.epochs, recipe.batch_size, recipe.lr,
-                   victim.dataset, victim.fingerprint())  # fmt: skip
+                   victim.dataset, victim.fingerprint(), device)  # fmt: skip
 
     def key_fields(self) -> dict[str, Any]:
         """The fields a key hashes: the dataset and fingerprint only where they are not the
         defaults (tests/test_key_stability.py pins the paper study's keys)."""
         fields = dict(self.__dict__)
-        for name, default in (("dataset", "mnist"), ("fingerprint", "")):
+        for name, default in (("dataset", "mnist"), ("fingerprint", ""), ("device", "cpu")):
             if fields[name] == default:
                 del fields[name]
         return fields
@@ -99,10 +102,11 @@ def _train_victim(config: VictimConfig, data: Splits) -> tuple[nn.Module, dict[s
     victim = victim_named(config.name)
     if victim.recipe is None:
         raise UserError(f"victim {config.name!r} is pretrained: it has no training recipe")
-    images, labels = data.train_images, data.train_labels
+    # On the CPU `.to` returns the same tensors: the CPU path is unchanged by the device.
+    images, labels = data.train_images.to(config.device), data.train_labels.to(config.device)
     generator = torch.Generator().manual_seed(config.seed)
     with seeded(config.seed):
-        model: nn.Module = victim.build()
+        model: nn.Module = victim.build().to(config.device)
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -115,14 +119,14 @@ def _train_victim(config: VictimConfig, data: Splits) -> tuple[nn.Module, dict[s
         for _ in range(config.epochs):
             order = torch.randperm(len(images), generator=generator)
             for start in range(0, len(images), config.batch_size):
-                batch = order[start : start + config.batch_size]
+                batch = order[start : start + config.batch_size].to(config.device)
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(images[batch]), labels[batch])
                 loss.backward()
                 optimizer.step()
                 schedule.step()
             bar.advance(status=f"loss {loss.item():.4f}")
-    model.eval()
+    model.eval().cpu()
     info = {
         "config": config.as_dict(),
         "test_accuracy": accuracy(model, data.test_images, data.test_labels),

@@ -63,6 +63,7 @@ def parasite_config(
     slot: int,
     reading: ParasiteReading = DEFAULT_READING,
     input_shape: tuple[int, ...] = MNIST_SHAPE,
+    device: str = "cpu",
 ) -> ParasiteConfig:
     """The training config of one parasite of a defense (`spec` already read, see read_spec).
 
@@ -87,6 +88,7 @@ def parasite_config(
         init=reading.init,
         epochs=reading.epochs,
         lr=reading.lr,
+        device=device,
     )
 
 
@@ -99,11 +101,12 @@ def parasite_configs(
     context: RunContext | None = None,
 ) -> list[ParasiteConfig]:
     """The training configs of the parasites `protect_with` inserts for these arguments."""
-    shape = input_shape(context)
+    shape, device = input_shape(context), context.device if context else "cpu"
     return [
-        parasite_config(read_spec(spec, reading), victim, seed, stream, slot, reading, shape)
+        parasite_config(read_spec(spec, reading), victim, seed, stream, slot, reading, shape,
+                        device)
         for slot, spec in enumerate(specs)
-    ]
+    ]  # fmt: skip
 
 
 def input_shape(context: RunContext | None) -> tuple[int, ...]:
@@ -130,7 +133,9 @@ def protect_with(
     fits = []
     for slot, spec in enumerate(specs):
         read = read_spec(spec, reading)
-        config = parasite_config(read, victim, seed, stream, slot, reading, input_shape(context))
+        device = context.device if context else "cpu"
+        config = parasite_config(read, victim, seed, stream, slot, reading, input_shape(context),
+                                 device)  # fmt: skip
         trained: TrainedParasite = load_or_train_parasite(config)
         entries.append((read.placement, trained.model))
         fits.append({"parasite": read.label, **trained.fit})

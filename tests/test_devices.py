@@ -1,0 +1,64 @@
+"""[G] --device: models compute on the device behind a CPU-in, CPU-out wrapper; GPU work is
+keyed apart from CPU work, and every CPU key stays what it was. Checked here on the CPU (the
+GPU side is tests/test_gpu.py, skipped without CUDA)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from paraeval.devices import OnDevice, on_device, resolve_device
+from paraeval.errors import UserError
+from paraeval.training import ParasiteConfig, VictimConfig
+
+from .conftest import run_cli
+
+
+def test_the_wrapper_computes_like_the_model_and_passes_gradients() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    wrapped = OnDevice(model, "cpu")
+    x = torch.rand(2, 1, 2, 2, requires_grad=True)
+    assert torch.equal(wrapped(x), model(x))
+    wrapped(x).sum().backward()
+    assert x.grad is not None and bool(x.grad.abs().sum() > 0)
+    assert wrapped.double()(x.double()).dtype == torch.float64  # a dtype change reaches it
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is its own
+    with torch.no_grad():
+        next(wrapped.parameters()).add_(1.0)
+    assert not torch.equal(next(wrapped.parameters()).float(), next(model.parameters()))
+
+
+def test_on_the_cpu_nothing_is_wrapped() -> None:
+    model = nn.Linear(2, 2)
+    assert on_device(model, "cpu") is model
+
+
+def test_the_device_is_resolved_or_refused() -> None:
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(UserError, match="no CUDA device"):
+            resolve_device("cuda")
+    with pytest.raises(UserError, match="valid: auto, cpu, cuda"):
+        resolve_device("gpu")
+
+
+def test_gpu_artifacts_are_keyed_apart_and_cpu_keys_do_not_move() -> None:
+    parasite = ParasiteConfig(True, "small")
+    assert "device" not in parasite.as_dict()  # the CPU key is the one stored before [G]
+    assert ParasiteConfig(True, "small", device="cuda").as_dict() != parasite.as_dict()
+    victim = VictimConfig("vm")
+    assert "device" not in victim.key_fields()
+    assert VictimConfig("vm", device="cuda").key_fields()["device"] == "cuda"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU machine")
+def test_asking_for_cuda_without_it_is_one_line_and_exit_code_2() -> None:
+    result = run_cli("run", "--device", "cuda", "--dry-run")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --device cuda: this machine has no CUDA device (torch.cuda.is_available() "
+        "is False); use --device cpu or auto"
+    ]

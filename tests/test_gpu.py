@@ -1,0 +1,72 @@
+"""[G] The GPU path, run on a machine with CUDA (the `device` machine); skipped elsewhere.
+
+    pytest -m gpu tests/test_gpu.py
+
+Not run by CI (no GPU there). What they show: a parasite bank trains on the GPU as on the
+CPU; a model on the GPU behind the CPU-in, CPU-out wrapper passes gradients and survives
+ART; Table 1 computed on the GPU agrees with the CPU within the seeds' 95 % intervals.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from .conftest import run_cli
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_a_bank_trains_on_the_gpu_as_on_the_cpu() -> None:
+    from paraeval.parasite_bank import train_bank
+    from paraeval.training import ParasiteConfig
+
+    def configs(device: str) -> list[ParasiteConfig]:
+        return [ParasiteConfig(False, "small", sigma=0.2, side=16, seed=seed, n_train=2000,
+                               epochs=2, device=device) for seed in range(8)]  # fmt: skip
+
+    probe = torch.rand(32, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    for cpu, gpu in zip(train_bank(configs("cpu")), train_bank(configs("cuda")), strict=True):
+        assert next(gpu.model.parameters()).device.type == "cpu"  # handed back on the CPU
+        with torch.no_grad():
+            assert float((cpu.model(probe) - gpu.model(probe)).abs().max()) < 1e-3
+        assert gpu.fit["mse_to_target"] == pytest.approx(cpu.fit["mse_to_target"], rel=0.02)
+
+
+def test_a_model_on_the_gpu_serves_cpu_tensors_and_art(victims) -> None:
+    from paraeval.attacks.backends import art_classifier
+    from paraeval.devices import OnDevice
+    from paraeval.lookup import load_dataset
+
+    model = victims["vm"][0]
+    wrapped = OnDevice(model, "cuda")
+    images = load_dataset("mnist").test_images[:64]
+    x = images.clone().requires_grad_(True)
+    wrapped(x).sum().backward()
+    assert x.grad is not None and x.grad.device.type == "cpu"
+    classifier = art_classifier(wrapped, images)  # ART moves "its" model to the CPU
+    assert next(wrapped.inner.parameters()).device.type == "cuda"
+    with torch.no_grad():
+        assert torch.allclose(wrapped(images), model(images), atol=1e-4)
+    assert classifier.predict(images.numpy()).shape == (64, 10)
+
+
+def test_table1_on_the_gpu_agrees_with_the_cpu(tmp_path) -> None:
+    summaries = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        done = run_cli("run", "--victims", "vm,vm-batch", "--defenses", "table1", "--attacks",
+                       "fgsm", "--seeds", "5", "--device", device, "--executor", "local",
+                       "--out", str(out))  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        summaries[device] = pd.read_csv(out / "summary.csv").set_index(["victim", "defense"])
+    cpu, gpu = summaries["cpu"], summaries["cuda"]
+    assert len(cpu) == len(gpu) == 12
+    for metric in ("accuracy", "m_adv"):
+        overlap = (gpu[f"{metric}_ci_low"] <= cpu[f"{metric}_ci_high"]) & (
+            cpu[f"{metric}_ci_low"] <= gpu[f"{metric}_ci_high"])  # fmt: skip
+        assert overlap.all(), pd.concat([cpu[f"{metric}_mean"], gpu[f"{metric}_mean"]], axis=1)
