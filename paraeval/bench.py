@@ -17,6 +17,10 @@ Rows (issue [G] item 4):
   installed, DCP, on ``vm``);
 * ``parasite-training``: seconds to train one parasite (one thread; the default recipe, or
   200 inputs with ``--quick``); no baseline, so no ratio;
+* ``parasite-bank-cpu`` (and ``parasite-bank-cuda`` where CUDA is present) vs
+  ``one-at-a-time``: :data:`BANK_SIZE` parasites of one recipe trained as one grouped network
+  (:mod:`paraeval.parasite_bank`) against the same parasites trained one after the other on
+  the CPU, as a run on the CPU trains them;
 * ``executor-dask:2`` and ``executor-local:2`` vs ``local``: a whole `paraeval run` of
   :data:`EXECUTOR_GRID` (>= 20 groups; warm model cache, a fresh results store each time, the
   cluster's start-up included) against the default in-process executor; and ``dask:2``
@@ -28,6 +32,7 @@ Rows (issue [G] item 4):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -121,6 +126,7 @@ def bench(config: BenchConfig) -> pd.DataFrame:
         _pgd_row(victim, images, labels, config.repetitions),
         *_latency_rows(mnist, config),
         _parasite_row(config),
+        *_bank_rows(config),
         *_executor_rows(config),
     ]
     device = versions()["device"]
@@ -218,6 +224,33 @@ def _parasite_row(config: BenchConfig) -> Row:
         times.append(time.perf_counter() - started)
     size = f"seconds per 16x16 BN parasite, {n_train} training inputs, one thread"
     return Row("parasite-training", "", times, [], size)
+
+
+#: Parasites per bank in the bank rows.
+BANK_SIZE = 8
+
+
+def _bank_rows(config: BenchConfig) -> list[Row]:
+    from .parasite_bank import train_bank
+    from .training import ParasiteConfig, train_parasite
+
+    n_train = 200 if config.quick else 2_000
+    recipe = ParasiteConfig(batch_norm=True, bias="small", n_train=n_train, epochs=2)
+    alone = [dataclasses.replace(recipe, seed=seed) for seed in range(BANK_SIZE)]
+
+    def one_at_a_time() -> None:
+        for parasite in alone:
+            train_parasite(parasite)
+
+    devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    size = f"{BANK_SIZE} 16x16 BN parasites, {n_train} inputs, 2 epochs"
+    rows = []
+    for device in devices:
+        bank = [dataclasses.replace(parasite, device=device) for parasite in alone]
+        times = paired(functools.partial(train_bank, bank), one_at_a_time,
+                       max(1, config.repetitions // 2))  # fmt: skip
+        rows.append(Row(f"parasite-bank-{device}", "one-at-a-time", *times, size))
+    return rows
 
 
 def _executor_rows(config: BenchConfig) -> list[Row]:

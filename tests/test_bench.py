@@ -19,6 +19,7 @@ def test_bench_writes_every_row(victims, tmp_path) -> None:
         ("pgd", "torchattacks-pgd"),
         ("protected-t1-vm-after-bn-small", "victim"),
         ("parasite-training", ""),
+        ("parasite-bank-cpu", "one-at-a-time"),
         ("executor-local:2", "local"),
         ("executor-dask:2", "local"),
         ("executor-dask:2", "local-1-thread"),
