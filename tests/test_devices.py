@@ -62,3 +62,22 @@ def test_asking_for_cuda_without_it_is_one_line_and_exit_code_2() -> None:
         "error: --device cuda: this machine has no CUDA device (torch.cuda.is_available() "
         "is False); use --device cpu or auto"
     ]
+
+
+def test_every_parasite_defense_declares_its_parasites_on_the_runs_device(victims, mnist):
+    """What a defense declares for pretraining must be what `protect` loads: on a GPU run,
+    GPU parasites (a declaration without the run's device would train them all twice)."""
+    from paraeval import registry
+    from paraeval.api import RunContext
+    from paraeval.data import MNIST
+    from paraeval.models.mlp import MLP
+
+    context = RunContext(MNIST.as_float(mnist.train_images[:10]), device="cuda")
+    models = {"vm": victims["vm"][0], "vm-batch": victims["vm-batch"][0], "mlp": MLP()}
+    checked = 0
+    for entry in registry.defenses().entries.values():
+        victim = entry.obj.victims[0] if entry.obj.victims else "vm"
+        configs = entry.obj.bind(context).parasite_configs(models[victim], seed=0)
+        assert all(config.device == "cuda" for config in configs), entry.name
+        checked += bool(configs)
+    assert checked >= 38  # 36 paper rows, dynamic-parasite, the MLP parasites, parasite

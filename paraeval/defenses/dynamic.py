@@ -116,7 +116,7 @@ class DynamicParasite(DefenseBase):
         return [
             config
             for spec, stream in self._variants()
-            for config in parasite_configs(model, [spec], seed, stream, self.reading)
+            for config in parasite_configs(model, [spec], seed, stream, self.reading, self.context)
         ]
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:

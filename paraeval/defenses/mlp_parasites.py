@@ -41,7 +41,7 @@ class MLPParasite(DefenseBase):
         self.tags = ("mlp", "parasites")
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
-        return parasite_configs(model, [self.spec], seed, "mlp")
+        return parasite_configs(model, [self.spec], seed, "mlp", context=self.context)
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
         return protect_with(model, [self.spec], seed, "mlp", context=self.context)
