@@ -337,12 +337,13 @@ def bench_command(
     repetitions: Annotated[int, typer.Option(min=1, help="Timed repetitions per row.")] = 5,
     quick: Annotated[bool, typer.Option("--quick", help="A small configuration (CI).")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
+    cold: Annotated[bool, typer.Option("--cold", help="Also time Tables 1-3 cold.")] = False,
     fmt: FormatOption = Format.auto,
 ) -> None:
     """Time the hot paths as ratios against baselines run in the same process (bench.csv)."""
     from .bench import BenchConfig, bench
 
-    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out))
+    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out, cold))
     emit(console, list(frame.columns), frame.values.tolist(), fmt, f"wrote {out}")
 
 

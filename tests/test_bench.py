@@ -32,7 +32,7 @@ def test_bench_writes_every_row(victims, tmp_path) -> None:
 
 
 def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
-    from paraeval.bench import performance_page
+    from paraeval.bench_page import performance_page
 
     from .conftest import ROOT
 
@@ -43,7 +43,8 @@ def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
 
 
 def test_the_executor_verdict_follows_the_measured_ratios() -> None:
-    from paraeval.bench import BENCH_COLUMNS, performance_page
+    from paraeval.bench import BENCH_COLUMNS
+    from paraeval.bench_page import performance_page
 
     def page(dask_ratio: float) -> str:
         rows = [("executor-local:2", "local", 0.6), ("executor-dask:2", "local", dask_ratio),
@@ -59,3 +60,17 @@ def test_the_executor_verdict_follows_the_measured_ratios() -> None:
     assert "ran 2.00x as fast as the in-process default" in fast and "is met" in fast
     assert "ran 0.50x as fast" in slow and "is not met" in slow and "pays its own start-up" in slow
     assert "pays its own start-up" not in fast  # explained only when slow
+
+
+def test_the_cold_verdict_follows_the_measured_time() -> None:
+    from paraeval.bench import BENCH_COLUMNS
+    from paraeval.bench_page import performance_page
+
+    def page(seconds: float) -> str:
+        row = {c: None for c in BENCH_COLUMNS} | {
+            "name": "cold-tables-1-3", "baseline": None, "ratio": None, "candidate_s": seconds,
+            "repetitions": 1, "size": "grid", "device": "cpu (2 threads)"}  # fmt: skip
+        return performance_page(pd.DataFrame([row]), "bench.csv")
+
+    assert "took 12.0 min on cpu (2 threads); [G]'s target" in page(720.0)
+    assert "15 min: met." in page(720.0) and "15 min: not met." in page(1320.0)
