@@ -1,5 +1,8 @@
-"""docs/performance.md from a bench.csv: the table and the sentences generated from it
-(`python -m paraeval.bench_page docs/performance.md reports/bench.csv`)."""
+"""docs/performance.md and the README's Performance block from a bench.csv: the table and
+the sentences generated from it, each [G] target said met or not from the measured rows::
+
+    python -m paraeval.bench_page docs/performance.md reports/bench.csv README.md
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ COLD_TARGET_2_CORES_S = 15 * 60
 def performance_page(frame: pd.DataFrame, source: str) -> str:
     """docs/performance.md from a bench.csv (`python -m paraeval.bench_page docs/performance.md
     reports/bench.csv`); a test checks the page against the committed file."""
-    device = ", ".join(sorted(set(frame["device"].astype(str))))
+    device = _devices(frame)
     lines = [
         "# Performance",
         "",
@@ -25,7 +28,7 @@ def performance_page(frame: pd.DataFrame, source: str) -> str:
         "process on the same inputs, interleaved; low/high is the range of the per-repetition",
         "ratios. Below 1: the candidate is faster. The executor rows time whole `paraeval run`",
         "commands (warm model cache, fresh results store, cluster start-up included), one",
-        "repetition each unless said. GPU figures: not measured yet (issue [G]).",
+        "repetition each unless said.",
         "",
         "| candidate | baseline | ratio | low-high | candidate (s) | baseline (s) | reps | size |",
         "|---|---|---|---|---|---|---|---|",
@@ -91,8 +94,63 @@ def _cold_lines(frame: pd.DataFrame) -> list[str]:
             f"CPU machine is {COLD_TARGET_2_CORES_S // 60} min: {verdict}."]  # fmt: skip
 
 
+#: The README's generated block.
+BEGIN, END = "<!-- performance -->", "<!-- /performance -->"
+
+#: [G]'s ratio targets: (candidate, baseline) -> (bound, the target in words).
+RATIO_TARGETS = {
+    ("fgsm-sweep", "art-per-eps"): (1.0, "FGSM sweep <= 1.0x ART's per-eps loop"),
+    ("fgsm-sweep", "per-image"): (0.1, "FGSM sweep >= 10x faster than a per-image loop"),
+    ("pgd", "torchattacks-pgd"): (1.2, "PGD within 1.2x of torchattacks"),
+    ("protected-t1-vm-after-bn-small", "victim"): (1.1, "Table 1 parasite overhead <= 10 %"),
+}
+
+
+def readme_block(frame: pd.DataFrame, source: str) -> str:
+    """The README's Performance block: each [G] target against its measured ratio."""
+    ratios = {(r["name"], "" if pd.isna(r["baseline"]) else r["baseline"]): r
+              for r in frame.to_dict("records")}  # fmt: skip
+    lines = [BEGIN, f"Measured by `paraeval bench` ({source}, {_devices(frame)}):", ""]
+    for key, (bound, target) in RATIO_TARGETS.items():
+        row = ratios.get(key)
+        if row is not None:
+            verdict = "met" if row["ratio"] <= bound else "not met"
+            lines.append(f"- {target}: {row['ratio']:.2f}x ({row['repetitions']} reps): "
+                         f"{verdict}.")  # fmt: skip
+    bank = ratios.get(("parasite-bank-cpu", "one-at-a-time"))
+    if bank is not None:
+        lines.append(f"- {bank['size']} as one grouped network on the CPU: "
+                     f"{bank['ratio']:.2f}x the time one at a time (so the CPU trains them one "
+                     "at a time).")  # fmt: skip
+    dask = ratios.get(("executor-dask:2", "local"))
+    if dask is not None:
+        speedup = 1 / dask["ratio"]
+        verdict = "met" if speedup >= DASK_TARGET_SPEEDUP else "not met"
+        lines.append(f"- Dask with two one-thread workers: {speedup:.2f}x as fast as `local` "
+                     f"(target >= {DASK_TARGET_SPEEDUP}x: {verdict}).")  # fmt: skip
+    lines += [f"- {line.strip()}" for line in _cold_lines(frame) if line.strip()]
+    if not frame["device"].astype(str).str.contains("cuda").any():
+        lines.append("- GPU: no figure yet (no GPU run has been measured; `--device cuda` and "
+                     "`pytest -m gpu` are ready for one).")  # fmt: skip
+    lines += ["", "Every row, its spread and how to reproduce it: "
+              "[docs/performance.md](docs/performance.md).", END]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _devices(frame: pd.DataFrame) -> str:
+    return ", ".join(sorted(set(frame["device"].astype(str))))
+
+
+def update_readme(readme: Path, frame: pd.DataFrame, source: str) -> None:
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + readme_block(frame, source) + text[end:])
+
+
 if __name__ == "__main__":
     import sys
 
     page, csv = Path(sys.argv[1]), sys.argv[2]
     page.write_text(performance_page(pd.read_csv(csv), csv))
+    if len(sys.argv) > 3:
+        update_readme(Path(sys.argv[3]), pd.read_csv(csv), csv)

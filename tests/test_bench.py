@@ -74,3 +74,15 @@ def test_the_cold_verdict_follows_the_measured_time() -> None:
 
     assert "took 12.0 min on cpu (2 threads); [G]'s target" in page(720.0)
     assert "15 min: met." in page(720.0) and "15 min: not met." in page(1320.0)
+
+
+def test_the_readme_performance_block_is_generated_from_the_committed_bench() -> None:
+    from paraeval.bench_page import BEGIN, END, readme_block
+
+    from .conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
+    committed = pd.read_csv(ROOT / "reports" / "bench.csv")
+    assert block == readme_block(committed, "reports/bench.csv")
+    assert "FGSM sweep <= 1.0x ART's per-eps loop" in block
