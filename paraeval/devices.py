@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import torch
 from torch import nn
@@ -59,6 +59,17 @@ class OnDevice(nn.Module):
         self.inner._apply(fn, recurse)
         self.inner.to(self.device)
         return self
+
+    def __getattr__(self, name: str) -> Any:
+        """The inner model's attributes (`hidden`, ...) for code that reads them; nn.Module's
+        own lookup (parameters, buffers, submodules) first."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self._modules.get("inner")
+            if inner is None or name.startswith("__"):
+                raise
+            return getattr(inner, name)
 
     def first_layer(self) -> nn.Module:
         """The inner model's first affine layer on the CPU (extraction ground truth)."""

@@ -30,6 +30,16 @@ def test_the_wrapper_computes_like_the_model_and_passes_gradients() -> None:
     assert not torch.equal(next(wrapped.parameters()).float(), next(model.parameters()))
 
 
+def test_the_wrapper_shows_the_inner_models_attributes() -> None:
+    from paraeval.models.mlp import MLP
+
+    wrapped = OnDevice(MLP(hidden=16), "cpu")
+    assert wrapped.hidden == 16  # fee reads it
+    assert torch.equal(wrapped.first_layer()[1].weight, wrapped.inner.fc1.weight)
+    with pytest.raises(AttributeError):
+        _ = wrapped.no_such_attribute
+
+
 def test_on_the_cpu_nothing_is_wrapped() -> None:
     model = nn.Linear(2, 2)
     assert on_device(model, "cpu") is model
