@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .models.parasite import BIAS_RADIUS, CHANNELS, KERNEL, PADDING, ParasiticCNN
+from .models.parasite import BIAS_RADIUS, CHANNELS, KERNEL, PADDING, ParasiticCNN, beta, zeroed
 from .parasite_training import (
     ParasiteConfig,
     TrainedParasite,
@@ -88,22 +88,14 @@ class Bank(nn.Module):
         return torch.cat([t.reshape(self.count, -1) for t in tensors], dim=1)
 
     def bias_parameters(self) -> list[torch.Tensor]:
-        convs = [m for m in self.layers if isinstance(m, nn.Conv2d)]
-        params = [conv.bias for conv in convs if conv.bias is not None]
-        if self.bias_scope == "all":
-            params += [m.bias for m in self.layers if isinstance(m, nn.BatchNorm2d)]
-        return params
+        return beta(self.layers, self.bias_scope)
 
     @torch.no_grad()
     def project_bias(self) -> None:
         """Each parasite's beta onto the ball of radius BIAS_RADIUS (or kept 0), as
         :meth:`ParasiticCNN.project_bias` does for one."""
         params = self.bias_parameters()
-        if not params:
-            return
-        if self.bias_mode == "none":
-            for p in params:
-                p.zero_()
+        if zeroed(params, self.bias_mode):
             return
         norms = self._per_parasite([p.detach() for p in params]).norm(dim=1)
         scale = torch.where(norms > BIAS_RADIUS, BIAS_RADIUS / norms, torch.ones_like(norms))

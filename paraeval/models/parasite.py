@@ -81,10 +81,7 @@ class ParasiticCNN(nn.Module):
 
     def bias_parameters(self) -> list[torch.Tensor]:
         """The parameters that form beta (see the module docstring)."""
-        params = [conv.bias for conv in self.convolutions() if conv.bias is not None]
-        if self.bias_scope == "all":
-            params += [bn.bias for bn in self.batch_norms()]
-        return params
+        return beta(self.layers, self.bias_scope)
 
     def bias_norm(self) -> float:
         """||beta||_2 over :meth:`bias_parameters` (0.0 when there are none)."""
@@ -101,14 +98,28 @@ class ParasiticCNN(nn.Module):
     @torch.no_grad()
     def project_bias(self) -> None:
         """Project beta onto the ball of radius BIAS_RADIUS (`small`) or keep it 0 (`none`)."""
+        if zeroed(self.bias_parameters(), self.bias_mode):
+            return
         params = self.bias_parameters()
-        if not params:
-            return
-        if self.bias_mode == "none":
-            for p in params:
-                p.zero_()
-            return
         norm = self.bias_norm()
         if norm > BIAS_RADIUS:
             for p in params:
                 p.mul_(BIAS_RADIUS / norm)
+
+
+def beta(layers: nn.Module, bias_scope: BiasScope) -> list[torch.Tensor]:
+    """beta among `layers`' modules: the convolution biases, and the BN shifts when
+    ``bias_scope == "all"`` (a parasite's, or a bank of them: paraeval.parasite_bank)."""
+    params = [m.bias for m in layers.modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
+    if bias_scope == "all":
+        params += [m.bias for m in layers.modules() if isinstance(m, nn.BatchNorm2d)]
+    return params
+
+
+@torch.no_grad()
+def zeroed(params: list[torch.Tensor], bias_mode: BiasMode) -> bool:
+    """Keep beta at 0 where the mode forbids a bias; True when nothing is left to project."""
+    if bias_mode == "none":
+        for p in params:
+            p.zero_()
+    return not params or bias_mode == "none"
