@@ -41,7 +41,7 @@ from .victims import VictimBase as VictimBase
 
 if TYPE_CHECKING:
     from .paper import PaperRow
-    from .training import ParasiteConfig
+    from .parasite_training import ParasiteConfig
 
 
 @dataclass(frozen=True)
