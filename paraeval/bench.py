@@ -19,8 +19,8 @@ Rows (issue [G] item 4):
   200 inputs with ``--quick``); no baseline, so no ratio;
 * ``parasite-bank-cpu`` (and ``parasite-bank-cuda`` where CUDA is present) vs
   ``one-at-a-time``: :data:`BANK_SIZE` parasites of one recipe trained as one grouped network
-  (:mod:`paraeval.parasite_bank`) against the same parasites trained one after the other on
-  the CPU, as a run on the CPU trains them;
+  (:mod:`paraeval.parasite_bank`; on the CPU with one thread) against the same parasites
+  trained one after the other on one CPU thread, as each worker of a CPU run trains them;
 * ``executor-dask:2`` and ``executor-local:2`` vs ``local``: a whole `paraeval run` of
   :data:`EXECUTOR_GRID` (>= 20 groups; warm model cache, a fresh results store each time, the
   cluster's start-up included) against the default in-process executor; and ``dask:2``
@@ -235,6 +235,7 @@ BANK_SIZE = 8
 
 def _bank_rows(config: BenchConfig) -> list[Row]:
     from .parasite_bank import train_bank
+    from .seeding import single_threaded
     from .training import ParasiteConfig, train_parasite
 
     n_train = 200 if config.quick else 2_000
@@ -245,12 +246,19 @@ def _bank_rows(config: BenchConfig) -> list[Row]:
         for parasite in alone:
             train_parasite(parasite)
 
+    def bank_on(device: str) -> None:
+        bank = [dataclasses.replace(parasite, device=device) for parasite in alone]
+        if device == "cpu":
+            with single_threaded():  # one core against one core: the baseline's one thread
+                train_bank(bank)
+        else:
+            train_bank(bank)
+
     devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    size = f"{BANK_SIZE} 16x16 BN parasites, {n_train} inputs, 2 epochs"
+    size = f"{BANK_SIZE} 16x16 BN parasites, {n_train} inputs, 2 epochs, one CPU thread"
     rows = []
     for device in devices:
-        bank = [dataclasses.replace(parasite, device=device) for parasite in alone]
-        times = paired(functools.partial(train_bank, bank), one_at_a_time,
+        times = paired(functools.partial(bank_on, device), one_at_a_time,
                        max(1, config.repetitions // 2))  # fmt: skip
         rows.append(Row(f"parasite-bank-{device}", "one-at-a-time", *times, size))
     return rows

@@ -119,9 +119,8 @@ def readme_block(frame: pd.DataFrame, source: str) -> str:
                          f"{verdict}.")  # fmt: skip
     bank = ratios.get(("parasite-bank-cpu", "one-at-a-time"))
     if bank is not None:
-        lines.append(f"- {bank['size']} as one grouped network on the CPU: "
-                     f"{bank['ratio']:.2f}x the time one at a time (so the CPU trains them one "
-                     "at a time).")  # fmt: skip
+        lines.append(f"- {bank['size']}, as one grouped network: {bank['ratio']:.2f}x the "
+                     "time of training them one at a time.")  # fmt: skip
     dask = ratios.get(("executor-dask:2", "local"))
     if dask is not None:
         speedup = 1 / dask["ratio"]

@@ -43,7 +43,7 @@ from .checks import check_protected, sanity_warnings, snapshot
 from .datasets import Splits
 from .devices import on_device
 from .errors import UserError
-from .lookup import add_run_victim, load_dataset, run_victims, victim_named
+from .lookup import add_run_victim, load_dataset, victim_named
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
 from .seeding import derive_seed, seeded
@@ -82,7 +82,7 @@ class WorkerSetup:
 
     def add_model_file(self) -> None:
         """Register the run's model-file victim in this process (a worker's, too)."""
-        if self.model_file is not None and not run_victims():
+        if self.model_file is not None:
             model, dataset, weights = self.model_file
             add_run_victim(ModelFileVictim(model, dataset, Path(weights) if weights else None))
 
