@@ -8,6 +8,11 @@ from typing import Any, ClassVar, Self
 from .options import NoOptions, Options
 
 
+def shape_text(shape: tuple[int, ...]) -> str:
+    """(1, 28, 28) -> '1x28x28': how shapes are written in listings and notes."""
+    return "x".join(str(n) for n in shape)
+
+
 class Plugin:
     """Members shared by defenses and attacks, with their defaults.
 
@@ -50,7 +55,7 @@ class Plugin:
         """Why it cannot run on a dataset of these inputs and classes (None: it can), from
         ``input_shapes`` and ``class_counts``; the run skips such pairs with one note."""
         if self.input_shapes and tuple(input_shape) not in self.input_shapes:
-            shapes = " or ".join("x".join(map(str, shape)) for shape in self.input_shapes)
+            shapes = " or ".join(shape_text(shape) for shape in self.input_shapes)
             return f"need {shapes} inputs"
         if self.class_counts and classes not in self.class_counts:
             return f"need {' or '.join(map(str, self.class_counts))} classes"

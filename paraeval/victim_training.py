@@ -20,6 +20,7 @@ from torch import nn
 from .cache import cache_dir, config_key, load_or_none, save_weights
 from .data import MNIST
 from .datasets import Splits
+from .datasets.builtin import mnist_splits
 from .errors import UserError
 from .lookup import victim_named
 from .metrics import accuracy
@@ -92,10 +93,7 @@ def train_victim(config: VictimConfig, data: Splits | MNIST) -> tuple[nn.Module,
 
 def as_splits(data: Splits | MNIST) -> Splits:
     """MNIST as the raw arrays of :mod:`paraeval.data` (older callers) or any dataset's splits."""
-    if isinstance(data, Splits):
-        return data
-    return Splits(MNIST.as_float(data.train_images), data.train_labels,
-                  MNIST.as_float(data.test_images), data.test_labels, str(data.source))  # fmt: skip
+    return data if isinstance(data, Splits) else mnist_splits(data)
 
 
 def _train_victim(config: VictimConfig, data: Splits) -> tuple[nn.Module, dict[str, Any]]:

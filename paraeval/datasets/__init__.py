@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from ..plugin import Plugin
+from ..plugin import Plugin, shape_text
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class DatasetBase(Plugin):
 
     @property
     def shape_text(self) -> str:
-        return "x".join(str(n) for n in self.input_shape)
+        return shape_text(self.input_shape)
 
     @property
     def summary(self) -> str:

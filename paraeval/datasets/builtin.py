@@ -37,9 +37,13 @@ class Mnist(DatasetBase):
     description = "MNIST handwritten digits (LeCun et al.), 60,000 train / 10,000 test: the paper's"
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
-        mnist = load_mnist(data_dir, allow_download=allow_download)
-        train, test = MNIST.as_float(mnist.train_images), MNIST.as_float(mnist.test_images)
-        return Splits(train, mnist.train_labels, test, mnist.test_labels, str(mnist.source))
+        return mnist_splits(load_mnist(data_dir, allow_download=allow_download))
+
+
+def mnist_splits(mnist: MNIST) -> Splits:
+    """MNIST's raw arrays (:mod:`paraeval.data`) as a dataset's splits."""
+    train, test = MNIST.as_float(mnist.train_images), MNIST.as_float(mnist.test_images)
+    return Splits(train, mnist.train_labels, test, mnist.test_labels, str(mnist.source))
 
 
 class Digits(DatasetBase):

@@ -35,7 +35,7 @@ def verified(path: Path, md5: str) -> Path:
     return path
 
 
-def download(name: str, url: str, target: Path, md5: str) -> None:
+def download(url: str, target: Path, md5: str) -> None:
     """Fetch `url` into `target` (through a .part file), verified before it is kept."""
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -75,7 +75,7 @@ def locate(
         errors = []
         for mirror in mirrors:
             try:
-                download(name, mirror + file, folder / file, files[file])
+                download(mirror + file, folder / file, files[file])
                 break
             except (OSError, DataError) as exc:
                 errors.append(f"{mirror}: {exc}")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..plugin import shape_text
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -24,7 +26,7 @@ class Layer:
 
     @property
     def shape_text(self) -> str:
-        return "x".join(str(n) for n in self.shape)
+        return shape_text(self.shape)
 
     @property
     def square_maps(self) -> bool:
