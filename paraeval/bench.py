@@ -66,6 +66,10 @@ LATENCY_ROWS = ("t1-vm-after-bn-small", "t2-bn-small-sigma0.2", "t3-row01")
 COMPANION_LATENCY_ROWS = ("reverse-sigmoid", "dcp")
 
 
+#: The row groups `paraeval bench --rows` chooses from (the cold row has its own --cold).
+ROW_GROUPS = ("fgsm", "pgd", "latency", "parasite", "bank", "executors")
+
+
 @dataclass
 class BenchConfig:
     images: int = 200
@@ -75,6 +79,9 @@ class BenchConfig:
     out: Path = Path("bench.csv")
     #: Also time :data:`COLD_GRID` from a fresh model cache (tens of minutes on 2 cores).
     cold: bool = False
+    #: Which row groups to time (:data:`ROW_GROUPS`); all by default. A GPU machine's short
+    #: lease times only ``bank`` and the cold row, say.
+    rows: tuple[str, ...] = ()
 
 
 @dataclass
@@ -123,16 +130,19 @@ def bench(config: BenchConfig) -> pd.DataFrame:
     images = MNIST.as_float(mnist.test_images[:n])
     labels = mnist.test_labels[:n]
     victim, _ = load_or_train_victim(VictimConfig("vm"), mnist)
-    rows = [
-        *_fgsm_rows(victim, images, labels, config.repetitions),
-        _pgd_row(victim, images, labels, config.repetitions),
-        *_latency_rows(mnist, config),
-        _parasite_row(config),
-        *_bank_rows(config),
-        *_executor_rows(config),
-        *([_cold_row(config)] if config.cold else []),
-    ]
-    device = versions()["device"]
+    timed: dict[str, Callable[[], list[Row]]] = {
+        "fgsm": lambda: _fgsm_rows(victim, images, labels, config.repetitions),
+        "pgd": lambda: [_pgd_row(victim, images, labels, config.repetitions)],
+        "latency": lambda: _latency_rows(mnist, config),
+        "parasite": lambda: [_parasite_row(config)],
+        "bank": lambda: _bank_rows(config),
+        "executors": lambda: _executor_rows(config),
+    }
+    chosen = config.rows or ROW_GROUPS
+    rows = [row for group in ROW_GROUPS if group in chosen for row in timed[group]()]
+    rows += [_cold_row(config)] if config.cold else []
+    found = versions()
+    device = found["device"] + (f"; {found['gpu']}" if found.get("gpu") else "")
     frame = pd.DataFrame([row.record(device) for row in rows], columns=BENCH_COLUMNS)
     frame.to_csv(config.out, index=False)
     return frame
@@ -304,8 +314,8 @@ def _cold_row(config: BenchConfig) -> Row:
     previous = os.environ.get(CACHE_ENV)
     with tempfile.TemporaryDirectory() as cache:
         os.environ[CACHE_ENV] = cache
-        try:
-            seconds = _run_grid(COLD_GRID, "local", config)
+        try:  # minutes long: its progress lines go to stderr
+            seconds = _run_grid(COLD_GRID, "local", config, quiet=False)
         finally:
             if previous is None:
                 os.environ.pop(CACHE_ENV, None)
@@ -316,9 +326,14 @@ def _cold_row(config: BenchConfig) -> Row:
 
 
 def _run_grid(
-    grid: dict[str, Any], executor: str, config: BenchConfig, threads: int | None = None
+    grid: dict[str, Any],
+    executor: str,
+    config: BenchConfig,
+    threads: int | None = None,
+    quiet: bool = True,
 ) -> float:
-    """Seconds for one whole run of `grid` into a fresh results store."""
+    """Seconds for one whole run of `grid` into a fresh results store (its progress on stderr
+    unless `quiet`)."""
     import io
     import tempfile
 
@@ -328,14 +343,28 @@ def _run_grid(
     from .runner import RunConfig, run
 
     previous_threads, previous_quiet = torch.get_num_threads(), output.status.quiet
-    output.status.quiet = True
+    output.status.quiet = quiet
+    console = Console(file=io.StringIO()) if quiet else Console(stderr=True)
     try:
         torch.set_num_threads(threads or previous_threads)
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            run(RunConfig(**grid, out=Path(out), data_dir=config.data_dir, executor=executor),
-                Console(file=io.StringIO()))  # fmt: skip
+            run(
+                RunConfig(**grid, out=Path(out), data_dir=config.data_dir, executor=executor),
+                console,
+            )
             return time.perf_counter() - started
     finally:
         torch.set_num_threads(previous_threads)
         output.status.quiet = previous_quiet
+
+
+def row_groups(text: str) -> tuple[str, ...]:
+    """`--rows fgsm,bank`: the chosen groups (empty: all); an unknown name exits 2."""
+    from .errors import UserError
+
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in ROW_GROUPS]
+    if unknown:
+        raise UserError(f"--rows {', '.join(unknown)}: unknown; valid: {', '.join(ROW_GROUPS)}")
+    return chosen

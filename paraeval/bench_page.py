@@ -1,7 +1,9 @@
 """docs/performance.md and the README's Performance block from a bench.csv: the table and
-the sentences generated from it, each [G] target said met or not from the measured rows::
+the sentences generated from it, each [G] target said met or not from the measured rows; with
+``--gpu FOLDER``, also what a GPU machine measured (:mod:`paraeval.device_evidence`)::
 
-    python -m paraeval.bench_page docs/performance.md reports/bench.csv README.md
+    python -m paraeval.bench_page docs/performance.md reports/bench.csv README.md \
+        --gpu reports/gpu-h200
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from .device_evidence import DeviceEvidence, page_lines, readme_lines
+
 #: [G]'s target for the cold Tables 1-3 run on a 2-core CPU machine, in seconds.
 COLD_TARGET_2_CORES_S = 15 * 60
 
 
-def performance_page(frame: pd.DataFrame, source: str) -> str:
+def performance_page(frame: pd.DataFrame, source: str, gpu: DeviceEvidence | None = None) -> str:
     """docs/performance.md from a bench.csv (`python -m paraeval.bench_page docs/performance.md
-    reports/bench.csv`); a test checks the page against the committed file."""
+    reports/bench.csv`) and a GPU run's folder; a test checks the page against the committed
+    file."""
     device = _devices(frame)
     lines = [
         "# Performance",
@@ -46,6 +51,7 @@ def performance_page(frame: pd.DataFrame, source: str) -> str:
     lines += _executor_lines(frame)
     lines += _cold_lines(frame)
     lines += ["", "Reproduce: `paraeval bench --out reports/bench.csv`."]
+    lines += page_lines(gpu) if gpu else []
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +112,7 @@ RATIO_TARGETS = {
 }
 
 
-def readme_block(frame: pd.DataFrame, source: str) -> str:
+def readme_block(frame: pd.DataFrame, source: str, gpu: DeviceEvidence | None = None) -> str:
     """The README's Performance block: each [G] target against its measured ratio."""
     ratios = {(r["name"], "" if pd.isna(r["baseline"]) else r["baseline"]): r
               for r in frame.to_dict("records")}  # fmt: skip
@@ -128,7 +134,9 @@ def readme_block(frame: pd.DataFrame, source: str) -> str:
         lines.append(f"- Dask with two one-thread workers: {speedup:.2f}x as fast as `local` "
                      f"(target >= {DASK_TARGET_SPEEDUP}x: {verdict}).")  # fmt: skip
     lines += [f"- {line.strip()}" for line in _cold_lines(frame) if line.strip()]
-    if not frame["device"].astype(str).str.contains("cuda").any():
+    if gpu is not None:
+        lines += readme_lines(gpu)
+    else:
         lines.append("- GPU: no figure yet (no GPU run has been measured; `--device cuda` and "
                      "`pytest -m gpu` are ready for one).")  # fmt: skip
     lines += ["", "Every row, its spread and how to reproduce it: "
@@ -140,16 +148,28 @@ def _devices(frame: pd.DataFrame) -> str:
     return ", ".join(sorted(set(frame["device"].astype(str))))
 
 
-def update_readme(readme: Path, frame: pd.DataFrame, source: str) -> None:
+def update_readme(
+    readme: Path, frame: pd.DataFrame, source: str, gpu: DeviceEvidence | None = None
+) -> None:
     text = readme.read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + readme_block(frame, source) + text[end:])
+    readme.write_text(text[:start] + readme_block(frame, source, gpu) + text[end:])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m paraeval.bench_page")
+    parser.add_argument("page", type=Path)
+    parser.add_argument("csv")
+    parser.add_argument("readme", type=Path, nargs="?")
+    parser.add_argument("--gpu", help="a GPU run's folder (scripts/gpu_checks.sh outputs)")
+    args = parser.parse_args(argv)
+    frame, gpu = pd.read_csv(args.csv), DeviceEvidence.read(args.gpu) if args.gpu else None
+    args.page.write_text(performance_page(frame, args.csv, gpu))
+    if args.readme:
+        update_readme(args.readme, frame, args.csv, gpu)
 
 
 if __name__ == "__main__":
-    import sys
-
-    page, csv = Path(sys.argv[1]), sys.argv[2]
-    page.write_text(performance_page(pd.read_csv(csv), csv))
-    if len(sys.argv) > 3:
-        update_readme(Path(sys.argv[3]), pd.read_csv(csv), csv)
+    main()

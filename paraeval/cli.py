@@ -338,12 +338,20 @@ def bench_command(
     quick: Annotated[bool, typer.Option("--quick", help="A small configuration (CI).")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
     cold: Annotated[bool, typer.Option("--cold", help="Also time Tables 1-3 cold.")] = False,
+    rows: Annotated[
+        str,
+        typer.Option(
+            help="Row groups, comma-separated: fgsm, pgd, latency, "
+            "parasite, bank, executors (default: all)."
+        ),
+    ] = "",
     fmt: FormatOption = Format.auto,
 ) -> None:
     """Time the hot paths as ratios against baselines run in the same process (bench.csv)."""
-    from .bench import BenchConfig, bench
+    from .bench import BenchConfig, bench, row_groups
 
-    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out, cold))
+    chosen = row_groups(rows)
+    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out, cold, chosen))
     emit(console, list(frame.columns), frame.values.tolist(), fmt, f"wrote {out}")
 
 

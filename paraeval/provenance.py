@@ -26,6 +26,8 @@ def versions() -> dict[str, str]:
         "torchattacks": _distribution_version("torchattacks"),
     }
     found["device"] = f"cpu ({torch.get_num_threads()} threads, {cpu_model()})"
+    if torch.cuda.is_available():  # the GPU a `--device auto|cuda` run computes on
+        found["gpu"] = f"cuda ({torch.cuda.get_device_name(0)})"
     found["git_commit"] = _git_commit()
     return found
 

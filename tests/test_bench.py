@@ -31,6 +31,16 @@ def test_bench_writes_every_row(victims, tmp_path) -> None:
     assert (frame["repetitions"] >= 1).all() and frame["device"].str.startswith("cpu").all()
 
 
+def test_bench_times_only_the_chosen_row_groups(victims, tmp_path) -> None:
+    out = tmp_path / "bench.csv"
+    done = run_cli("bench", "--quick", "--repetitions", "1", "--rows", "pgd,parasite",
+                   "--out", str(out), "--format", "csv")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert list(pd.read_csv(out)["name"]) == ["pgd", "parasite-training"]
+    wrong = run_cli("bench", "--rows", "pgd,nope", "--out", str(out))
+    assert wrong.returncode == 2 and "--rows nope: unknown; valid: fgsm, pgd" in wrong.stderr
+
+
 def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
     from paraeval.bench_page import performance_page
 
@@ -38,8 +48,9 @@ def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
 
     committed = ROOT / "reports" / "bench.csv"
     page = (ROOT / "docs" / "performance.md").read_text()
-    assert page == performance_page(pd.read_csv(committed), "reports/bench.csv")
+    assert page == performance_page(pd.read_csv(committed), "reports/bench.csv", _gpu_run())
     assert "| fgsm-sweep | art-per-eps |" in page
+    assert "## On a GPU: NVIDIA H200" in page and "| parasite-bank-cuda |" in page
 
 
 def test_the_executor_verdict_follows_the_measured_ratios() -> None:
@@ -84,5 +95,75 @@ def test_the_readme_performance_block_is_generated_from_the_committed_bench() ->
     text = (ROOT / "README.md").read_text()
     block = text[text.index(BEGIN) : text.index(END) + len(END)]
     committed = pd.read_csv(ROOT / "reports" / "bench.csv")
-    assert block == readme_block(committed, "reports/bench.csv")
+    assert block == readme_block(committed, "reports/bench.csv", _gpu_run())
     assert "FGSM sweep <= 1.0x ART's per-eps loop" in block
+
+
+def _gpu_run():
+    """The committed GPU run (scripts/gpu_checks.sh on the device machine)."""
+    from paraeval.device_evidence import DeviceEvidence
+
+    from .conftest import ROOT
+
+    return DeviceEvidence(ROOT / "reports" / "gpu-h200", "reports/gpu-h200")
+
+
+def _device_folder(tmp_path, *, cold_s: float, reproduce: tuple[int, int], accuracies) -> object:
+    """A folder as scripts/gpu_checks.sh leaves it, with chosen measurements."""
+    from paraeval.bench import BENCH_COLUMNS
+    from paraeval.device_evidence import DeviceEvidence
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    device = "cpu (16 threads, X); cuda (NVIDIA H100 80GB HBM3)"
+    rows = [{c: None for c in BENCH_COLUMNS} | {"name": "cold-tables-1-3", "candidate_s": cold_s,
+             "repetitions": 1, "size": "grid", "device": device}]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "bench.csv", index=False)
+    rc, wall = reproduce
+    step = {"step": "reproduce", "command": "paraeval reproduce", "limit_s": 600, "rc": rc,
+            "wall_s": wall}  # fmt: skip
+    pd.DataFrame([step]).to_csv(tmp_path / "steps.csv", index=False)
+    (tmp_path / "gpu-tests.log").write_text(
+        "FAILED tests/test_gpu.py::test_x - AssertionError\n"
+        "==== 1 failed, 2 passed in 70.01s (0:01:10) ====\n"
+    )
+    for device_name, (mean, victim) in zip(("cpu", "cuda"), accuracies, strict=True):
+        pd.DataFrame([{"victim": "vm", "defense": "t1", "accuracy_mean": mean,
+                       "accuracy_ci_low": mean - 0.05, "accuracy_ci_high": mean + 0.05,
+                       "m_adv_mean": 20.0, "m_adv_ci_low": 18.0, "m_adv_ci_high": 22.0,
+                       "victim_accuracy": victim}]).to_csv(
+            tmp_path / f"table1-summary-{device_name}.csv", index=False)  # fmt: skip
+    return DeviceEvidence(tmp_path, "gpu-run")
+
+
+def test_the_gpu_sentences_follow_the_device_run(tmp_path) -> None:
+    from paraeval.device_evidence import cold_lines, readme_lines, reproduce_lines, table1_lines
+
+    fast = _device_folder(tmp_path / "a", cold_s=80.0, reproduce=(0, 500),
+                          accuracies=[(98.9, 99.0), (98.92, 99.0)])  # fmt: skip
+    (line,) = cold_lines(fast)
+    assert "80.0 s on one NVIDIA H100 80GB HBM3;" in line and line.endswith("is met on this card.")
+    slow = _device_folder(tmp_path / "b", cold_s=95.0, reproduce=(0, 700),
+                          accuracies=[(1, 1), (1, 1)])  # fmt: skip
+    assert "700 s; [G]'s target, 10 min on one H100, is not met" in reproduce_lines(slow)[0]
+    assert reproduce_lines(fast)[0].endswith(
+        "on one NVIDIA H100 80GB HBM3: 500 s; [G]'s "
+        "target, 10 min on one H100, is met on this card."
+    )
+    assert table1_lines(fast) == ["Table 1 (5 seeds, FGSM) on the CPU and on the GPU: 2 of 2 95 % "
+                                  "intervals (accuracy and M_adv per row) overlap."]  # fmt: skip
+    assert "1 failed, 2 passed in 70.01s (docs/" in readme_lines(fast)[-1]
+    assert fast.failed_tests() == ["test_x"]
+
+
+def test_the_gpu_comparison_names_the_intervals_apart(tmp_path) -> None:
+    from paraeval.device_evidence import cold_lines, reproduce_lines, table1_lines
+
+    apart = _device_folder(tmp_path, cold_s=120.0, reproduce=(124, 300),
+                           accuracies=[(98.9, 99.05), (99.1, 99.11)])  # fmt: skip
+    (line,) = table1_lines(apart)
+    assert "1 of 2 95 % intervals" in line
+    assert "apart: accuracy of vm t1: 98.900 on the CPU, 99.100 on the GPU." in line
+    assert "own victims (trained on its device; test accuracy vm 99.05 % vs 99.11 %)" in line
+    assert cold_lines(apart)[0].endswith("is not met on this card.")
+    assert "stopped at its 600 s limit (exit 124)" in reproduce_lines(apart)[0]
+    assert "target is not shown" in reproduce_lines(apart)[0]
