@@ -66,7 +66,8 @@ LATENCY_ROWS = ("t1-vm-after-bn-small", "t2-bn-small-sigma0.2", "t3-row01")
 COMPANION_LATENCY_ROWS = ("reverse-sigmoid", "dcp")
 
 
-#: The row groups `paraeval bench --rows` chooses from (the cold row has its own --cold).
+#: The row groups `paraeval bench` times by default; `--rows` chooses among them and ``cold``
+#: (the same as `--cold`; alone, ``--rows cold`` times that row only).
 ROW_GROUPS = ("fgsm", "pgd", "latency", "parasite", "bank", "executors")
 
 
@@ -82,6 +83,8 @@ class BenchConfig:
     #: Which row groups to time (:data:`ROW_GROUPS`); all by default. A GPU machine's short
     #: lease times only ``bank`` and the cold row, say.
     rows: tuple[str, ...] = ()
+    #: Keep the other rows of an existing `out` (:func:`merged`).
+    merge: bool = False
 
 
 @dataclass
@@ -138,14 +141,31 @@ def bench(config: BenchConfig) -> pd.DataFrame:
         "bank": lambda: _bank_rows(config),
         "executors": lambda: _executor_rows(config),
     }
-    chosen = config.rows or ROW_GROUPS
+    groups = [group for group in config.rows if group != "cold"]
+    chosen = groups or ([] if config.rows else ROW_GROUPS)  # `--rows cold`: that row alone
     rows = [row for group in ROW_GROUPS if group in chosen for row in timed[group]()]
-    rows += [_cold_row(config)] if config.cold else []
+    rows += [_cold_row(config)] if config.cold or "cold" in config.rows else []
     found = versions()
     device = found["device"] + (f"; {found['gpu']}" if found.get("gpu") else "")
     frame = pd.DataFrame([row.record(device) for row in rows], columns=BENCH_COLUMNS)
+    if config.merge and config.out.exists():
+        frame = merged(pd.read_csv(config.out), frame)
     frame.to_csv(config.out, index=False)
     return frame
+
+
+def merged(earlier: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+    """`--merge`: the earlier bench.csv with the rows measured now in place of theirs (same
+    candidate and baseline), new ones appended: a row timed alone (the cold one, tens of
+    minutes) joins the file without re-timing the others."""
+
+    def key(frame: pd.DataFrame) -> pd.Series:
+        return frame["name"] + "|" + frame["baseline"].fillna("").astype(str)
+
+    updated = {k: row for k, row in zip(key(measured), measured.to_dict("records"), strict=True)}
+    rows = [updated.pop(k) if k in updated else row
+            for k, row in zip(key(earlier), earlier.to_dict("records"), strict=True)]  # fmt: skip
+    return pd.DataFrame([*rows, *updated.values()], columns=BENCH_COLUMNS)
 
 
 def _fgsm_rows(
@@ -364,7 +384,8 @@ def row_groups(text: str) -> tuple[str, ...]:
     from .errors import UserError
 
     chosen = tuple(name.strip() for name in text.split(",") if name.strip())
-    unknown = [name for name in chosen if name not in ROW_GROUPS]
+    valid = (*ROW_GROUPS, "cold")
+    unknown = [name for name in chosen if name not in valid]
     if unknown:
-        raise UserError(f"--rows {', '.join(unknown)}: unknown; valid: {', '.join(ROW_GROUPS)}")
+        raise UserError(f"--rows {', '.join(unknown)}: unknown; valid: {', '.join(valid)}")
     return chosen

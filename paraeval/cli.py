@@ -341,17 +341,18 @@ def bench_command(
     rows: Annotated[
         str,
         typer.Option(
-            help="Row groups, comma-separated: fgsm, pgd, latency, "
-            "parasite, bank, executors (default: all)."
+            help="Row groups, comma-separated: fgsm, pgd, latency, parasite, bank, "
+            "executors, cold (default: all but cold; `cold` alone: that row only)."
         ),
     ] = "",
+    merge: Annotated[bool, typer.Option("--merge", help="Keep OUT's other rows.")] = False,
     fmt: FormatOption = Format.auto,
 ) -> None:
     """Time the hot paths as ratios against baselines run in the same process (bench.csv)."""
     from .bench import BenchConfig, bench, row_groups
 
     chosen = row_groups(rows)
-    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out, cold, chosen))
+    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out, cold, chosen, merge))
     emit(console, list(frame.columns), frame.values.tolist(), fmt, f"wrote {out}")
 
 

@@ -47,7 +47,7 @@ from .lookup import add_run_victim, load_dataset, victim_named
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
 from .seeding import derive_seed, seeded
-from .training import VictimConfig, load_or_train_victim
+from .training import VictimConfig, load_or_train_victim, victim_path
 from .victims import ModelFileVictim
 
 #: Images used to probe a protected model for contract violations and sanity warnings.
@@ -312,6 +312,16 @@ def run_task(task: GroupTask) -> list[Outcome]:
 def examples_task(task: ExamplesTask) -> Examples:
     """An executor's entry point: one attack's adversarial examples on one victim."""
     return _process_worker(task.setup, task.artifacts).examples(task)
+
+
+def victim_task(setup: WorkerSetup, name: str) -> bytes:
+    """An entry point of a local worker process: the victim trained (on one thread, as in the
+    run's own process, so the weights are the same) and its cache file's bytes."""
+    keep_freed_memory_once()
+    setup.add_model_file()
+    config = setup.victim_config(name)
+    load_or_train_victim(config, setup.load(config.dataset))
+    return victim_path(config).read_bytes()
 
 
 def install_artifacts(artifacts: Artifacts) -> None:

@@ -167,3 +167,21 @@ def test_the_gpu_comparison_names_the_intervals_apart(tmp_path) -> None:
     assert cold_lines(apart)[0].endswith("is not met on this card.")
     assert "stopped at its 600 s limit (exit 124)" in reproduce_lines(apart)[0]
     assert "target is not shown" in reproduce_lines(apart)[0]
+
+
+def test_merge_replaces_the_rows_measured_again_and_keeps_the_others() -> None:
+    from paraeval.bench import BENCH_COLUMNS, merged, row_groups
+
+    def frame(*rows: tuple[str, str | None, float]) -> pd.DataFrame:
+        return pd.DataFrame([{c: None for c in BENCH_COLUMNS} | {"name": n, "baseline": b,
+                              "candidate_s": s} for n, b, s in rows])  # fmt: skip
+
+    earlier = frame(("fgsm-sweep", "art-per-eps", 1.0), ("fgsm-sweep", "per-image", 2.0),
+                    ("cold-tables-1-3", None, 900.0))  # fmt: skip
+    now = frame(("cold-tables-1-3", None, 800.0), ("fgsm-sweep", "per-image", 3.0),
+                ("parasite-bank-cuda", "one-at-a-time", 0.4))  # fmt: skip
+    result = merged(earlier, now)
+    assert list(zip(result["name"], result["candidate_s"], strict=True)) == [
+        ("fgsm-sweep", 1.0), ("fgsm-sweep", 3.0), ("cold-tables-1-3", 800.0),
+        ("parasite-bank-cuda", 0.4)]  # fmt: skip
+    assert row_groups("cold") == ("cold",) and row_groups("") == ()

@@ -222,3 +222,28 @@ def test_after_activation_finds_the_activation_past_the_normalisation(victims) -
     (last,) = registry.configured_defenses("parasite:layer=fc3,position=after-activation")
     with pytest.raises(UserError, match="no activation module runs after 'fc3'"):
         last.obj.placed(victim)
+
+
+def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_path) -> None:
+    """Two missing victims (a registered one and a model file) train in two worker processes;
+    each equals the victim this process trains for the same config."""
+    from safetensors.torch import load_file
+
+    from paraeval.lookup import victim_named
+    from paraeval.training import VictimConfig, train_victim, victim_path
+
+    source = tmp_path / "net.py"
+    source.write_text(NET)
+    cache = tmp_path / "cache"
+    done = run_cli("run", "--victims", "mlp", "--model", f"{source}:Net", "--dataset", "digits",
+                   "--defenses", "none", "--attacks", "fgsm", "--seeds", "1", "--n-images", "20",
+                   "--out", str(tmp_path / "out"),
+                   env={"PARAEVAL_CACHE_DIR": str(cache)})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "training victims: 2/2" in done.stderr
+    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 2
+    config = VictimConfig.of(victim_named("mlp"))
+    stored = load_file(cache / "victims" / victim_path(config).name)
+    inline, _ = train_victim(config, load_dataset("mnist"))
+    for name, tensor in inline.state_dict().items():
+        assert torch.equal(stored[name], tensor), name
