@@ -50,7 +50,11 @@ def performance_page(frame: pd.DataFrame, source: str, gpu: DeviceEvidence | Non
         )
     lines += _executor_lines(frame)
     lines += _cold_lines(frame)
-    lines += ["", "Reproduce: `paraeval bench --out reports/bench.csv`."]
+    lines += [
+        "",
+        "Reproduce: `paraeval bench --out reports/bench.csv`; the cold row alone, kept "
+        "beside the others: `paraeval bench --rows cold --merge --out reports/bench.csv`.",
+    ]
     lines += page_lines(gpu) if gpu else []
     return "\n".join(lines) + "\n"
 

@@ -139,11 +139,14 @@ def scaling_lines(evidence: DeviceEvidence) -> list[str]:
             finals[done.group(1)] = int(done.group(4))
     finished = r"(training parasites|cells): \d+/\d+, (\d+) s, ETA 0 s"
     phases = {name: int(seconds) for name, seconds in re.findall(finished, text)}
-    parts = [f"victims {' + '.join(f'{s} s ({n})' for n, s in finals.items())} one after the "
-             "other, on one thread each"]  # fmt: skip
+    side_by_side = "training victims:" in text  # the pool's bar (paraeval.dispatch)
+    parts = [f"victims {' + '.join(f'{s} s ({n})' for n, s in finals.items())} "
+             + ("side by side" if side_by_side else "one after the other (since then, missing "
+                "victims train side by side)") + ", on one thread each"]  # fmt: skip
     parts += [f"{name} {seconds} s" for name, seconds in phases.items()]
     return [f"CPU scaling: Tables 1-3 x 1 seed (FGSM) cold with `--executor local:16 --device cpu`"
-            f" on the machine's 16 cores: {step['wall_s']} s ({'; '.join(parts)})."]  # fmt: skip
+            f" on the {evidence.gpu} machine's 16 CPU cores: {step['wall_s']} s "
+            f"({'; '.join(parts)})."]  # fmt: skip
 
 
 def reproduce_lines(evidence: DeviceEvidence) -> list[str]:
@@ -190,7 +193,7 @@ def page_lines(evidence: DeviceEvidence) -> list[str]:
 
 def readme_lines(evidence: DeviceEvidence) -> list[str]:
     """The README's GPU lines (the cold time, the GPU tests, reproduce)."""
-    lines = [*cold_lines(evidence), *reproduce_lines(evidence)]
+    lines = [*cold_lines(evidence), *reproduce_lines(evidence), *scaling_lines(evidence)]
     lines.append(f"GPU tests on the {evidence.gpu}: {evidence.test_outcome()} "
                  "(docs/performance.md says which and why).")  # fmt: skip
     return [f"- {line}" for line in lines]

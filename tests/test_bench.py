@@ -185,3 +185,20 @@ def test_merge_replaces_the_rows_measured_again_and_keeps_the_others() -> None:
         ("fgsm-sweep", 1.0), ("fgsm-sweep", 3.0), ("cold-tables-1-3", 800.0),
         ("parasite-bank-cuda", 0.4)]  # fmt: skip
     assert row_groups("cold") == ("cold",) and row_groups("") == ()
+
+
+def test_the_scaling_sentence_says_where_the_time_went(tmp_path) -> None:
+    from paraeval.device_evidence import scaling_lines
+
+    evidence = _device_folder(tmp_path, cold_s=80.0, reproduce=(0, 500),
+                              accuracies=[(1, 1), (1, 1)])  # fmt: skip
+    steps = pd.read_csv(tmp_path / "steps.csv")
+    steps.loc[1] = ["scaling", "paraeval run", 200, 0, 120]
+    steps.to_csv(tmp_path / "steps.csv", index=False)
+    log = tmp_path / "scaling-16-cores.log"
+    log.write_text("training victims: 2/2, 40 s, ETA 0 s, vm\ntraining victim vm: 6/6, 39 s, "
+                   "ETA 0 s\ntraining parasites: 25/25, 30 s, ETA 0 s\ncells: 36/36, 14 s, ETA "
+                   "0 s, vm\n")  # fmt: skip
+    (line,) = scaling_lines(evidence)
+    assert "16 CPU cores: 120 s (victims 39 s (vm) side by side, on one thread each; " in line
+    assert line.endswith("training parasites 30 s; cells 14 s).")
