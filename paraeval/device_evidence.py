@@ -132,17 +132,14 @@ def scaling_lines(evidence: DeviceEvidence) -> list[str]:
     if step is None or not log.exists():
         return []
     text = log.read_text()
-    finals = {}
-    for line in text.splitlines():
-        done = re.match(r"training victim (\S+): (\d+)/(\d+), (\d+) s", line)
-        if done and done.group(2) == done.group(3):
-            finals[done.group(1)] = int(done.group(4))
-    finished = r"(training parasites|cells): \d+/\d+, (\d+) s, ETA 0 s"
+    finished = r"(training parasites|cells|training victims): \d+/\d+, (\d+) s, ETA 0 s"
     phases = {name: int(seconds) for name, seconds in re.findall(finished, text)}
-    side_by_side = "training victims:" in text  # the pool's bar (paraeval.dispatch)
-    parts = [f"victims {' + '.join(f'{s} s ({n})' for n, s in finals.items())} "
-             + ("side by side" if side_by_side else "one after the other (since then, missing "
-                "victims train side by side)") + ", on one thread each"]  # fmt: skip
+    if "training victims" in phases:  # side by side, one bar (paraeval.dispatch)
+        parts = [f"victims {phases.pop('training victims')} s side by side"]
+    else:
+        finals = re.findall(r"training victim (\S+): (\d+)/\2, (\d+) s", text)
+        parts = [f"victims {' + '.join(f'{s} s ({n})' for n, _, s in finals)} one after the "
+                 "other (since then, missing victims train side by side)"]  # fmt: skip
     parts += [f"{name} {seconds} s" for name, seconds in phases.items()]
     return [f"CPU scaling: Tables 1-3 x 1 seed (FGSM) cold with `--executor local:16 --device cpu`"
             f" on the {evidence.gpu} machine's 16 CPU cores: {step['wall_s']} s "

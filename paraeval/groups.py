@@ -316,7 +316,11 @@ def examples_task(task: ExamplesTask) -> Examples:
 
 def victim_task(setup: WorkerSetup, name: str) -> bytes:
     """An entry point of a local worker process: the victim trained (on one thread, as in the
-    run's own process, so the weights are the same) and its cache file's bytes."""
+    run's own process, so the weights are the same) and its cache file's bytes. Quiet: the
+    run's own bar shows the victims (two live bars from two processes would garble a terminal)."""
+    from . import output
+
+    output.status.quiet = True
     keep_freed_memory_once()
     setup.add_model_file()
     config = setup.victim_config(name)

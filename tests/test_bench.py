@@ -200,5 +200,6 @@ def test_the_scaling_sentence_says_where_the_time_went(tmp_path) -> None:
                    "ETA 0 s\ntraining parasites: 25/25, 30 s, ETA 0 s\ncells: 36/36, 14 s, ETA "
                    "0 s, vm\n")  # fmt: skip
     (line,) = scaling_lines(evidence)
-    assert "16 CPU cores: 120 s (victims 39 s (vm) side by side, on one thread each; " in line
-    assert line.endswith("training parasites 30 s; cells 14 s).")
+    assert line.endswith(
+        "16 CPU cores: 120 s (victims 40 s side by side; training parasites 30 s; cells 14 s)."
+    )
