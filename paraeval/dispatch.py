@@ -51,7 +51,6 @@ from .training import (
     pretrain_parasites,
     victim_path,
 )
-from .victims import ModuleVictim
 
 #: The pending cells per (victim, defense label, seed): one protected model each.
 Groups = dict[tuple[str, str, int], list[Cell]]
@@ -231,8 +230,7 @@ def pretrain_victims(setup: WorkerSetup, names: list[str], jobs: int | None = No
 
 
 def _trains_in_a_worker(setup: WorkerSetup, name: str) -> bool:
-    victim = victim_named(name)
-    if setup.device != "cpu" or victim.recipe is None or isinstance(victim, ModuleVictim):
+    if setup.device != "cpu" or victim_named(name).recipe is None:  # a module object has none
         return False
     return not victim_path(setup.victim_config(name)).exists()
 

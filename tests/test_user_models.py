@@ -247,3 +247,25 @@ def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_p
     inline, _ = train_victim(config, load_dataset("mnist"))
     for name, tensor in inline.state_dict().items():
         assert torch.equal(stored[name], tensor), name
+
+
+def test_only_missing_cpu_victims_with_a_recipe_train_in_workers(tmp_path, monkeypatch) -> None:
+    from paraeval import lookup
+    from paraeval.dispatch import _trains_in_a_worker, pretrain_victims
+    from paraeval.groups import WorkerSetup
+    from paraeval.lookup import victim_named
+    from paraeval.training import VictimConfig, victim_path
+    from paraeval.victims import ModuleVictim
+
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    cpu = WorkerSetup("none", "fgsm", 1, 0, None, False)
+    gpu = WorkerSetup("none", "fgsm", 1, 0, None, False, device="cuda")
+    given = ModuleVictim(nn.Linear(64, 10), "digits", name="given")
+    monkeypatch.setitem(lookup._RUN_VICTIMS, "given", given)  # this test's only
+    assert _trains_in_a_worker(cpu, "mlp") and not _trains_in_a_worker(gpu, "mlp")
+    assert not _trains_in_a_worker(cpu, "given")  # a module object: no recipe
+    assert pretrain_victims(cpu, ["mlp", "given"]) == 0  # one missing victim: no pool
+    path = victim_path(VictimConfig.of(victim_named("mlp")))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert not _trains_in_a_worker(cpu, "mlp")  # cached: loaded where needed
