@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .device_evidence import DeviceEvidence, page_lines, readme_lines
+from .device_evidence import DeviceEvidence, finding_lines, heading_lines, readme_lines
 
 #: [G]'s target for the cold Tables 1-3 run on a 2-core CPU machine, in seconds.
 COLD_TARGET_2_CORES_S = 15 * 60
@@ -35,6 +35,23 @@ def performance_page(frame: pd.DataFrame, source: str, gpu: DeviceEvidence | Non
         "commands (warm model cache, fresh results store, cluster start-up included), one",
         "repetition each unless said.",
         "",
+        *_table(frame),
+    ]
+    lines += _executor_lines(frame)
+    lines += _cold_lines(frame)
+    lines += [
+        "",
+        "Reproduce: `paraeval bench --out reports/bench.csv`; the cold row alone, kept "
+        "beside the others: `paraeval bench --rows cold --merge --out reports/bench.csv`.",
+    ]
+    if gpu is not None:
+        lines += [*heading_lines(gpu), *_table(gpu.bench), *finding_lines(gpu)]
+    return "\n".join(lines) + "\n"
+
+
+def _table(frame: pd.DataFrame) -> list[str]:
+    """bench.csv's rows as a Markdown table."""
+    lines = [
         "| candidate | baseline | ratio | low-high | candidate (s) | baseline (s) | reps | size |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -48,15 +65,7 @@ def performance_page(frame: pd.DataFrame, source: str, gpu: DeviceEvidence | Non
             f"| {row['name']} | {baseline} | {ratio} | {spread} | {row['candidate_s']:.4f} | "
             f"{base} | {row['repetitions']} | {row['size']} |"
         )
-    lines += _executor_lines(frame)
-    lines += _cold_lines(frame)
-    lines += [
-        "",
-        "Reproduce: `paraeval bench --out reports/bench.csv`; the cold row alone, kept "
-        "beside the others: `paraeval bench --rows cold --merge --out reports/bench.csv`.",
-    ]
-    lines += page_lines(gpu) if gpu else []
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 #: [G]'s target: Dask with 2 one-thread workers at least this much faster than `local`.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -33,15 +34,19 @@ class DeviceEvidence:
     def read(cls, folder: Path | str) -> DeviceEvidence:
         return cls(Path(folder), Path(folder).as_posix())
 
-    @property
+    @cached_property
     def bench(self) -> pd.DataFrame:
         return pd.read_csv(self.folder / "bench.csv")
 
-    @property
+    @cached_property
     def steps(self) -> pd.DataFrame:
         return pd.read_csv(self.folder / "steps.csv")
 
-    @property
+    @cached_property
+    def tests_log(self) -> str:
+        return (self.folder / "gpu-tests.log").read_text()
+
+    @cached_property
     def gpu(self) -> str:
         """The card, as the bench rows' device column names it."""
         found = re.search(r"cuda \(([^)]*)\)", str(self.bench["device"].iloc[0]))
@@ -53,13 +58,12 @@ class DeviceEvidence:
 
     def test_outcome(self) -> str:
         """pytest's closing line (e.g. "1 failed, 2 passed in 73.72s")."""
-        text = (self.folder / "gpu-tests.log").read_text()
-        found = re.findall(r"=+ (.*(?:passed|failed).*?)(?: \(\d+:\d+:\d+\))? =+", text)
+        found = re.findall(r"=+ (.*(?:passed|failed).*?)(?: \(\d+:\d+:\d+\))? =+", self.tests_log)
         return found[-1] if found else "no result line"
 
     def failed_tests(self) -> list[str]:
-        text = (self.folder / "gpu-tests.log").read_text()
-        return list(dict.fromkeys(re.findall(r"^FAILED \S+::(\w+)", text, re.MULTILINE)))
+        failed = re.findall(r"^FAILED \S+::(\w+)", self.tests_log, re.MULTILINE)
+        return list(dict.fromkeys(failed))
 
     def table1(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         def read(device: str) -> pd.DataFrame:
@@ -161,25 +165,18 @@ def reproduce_lines(evidence: DeviceEvidence) -> list[str]:
             f"so [G]'s {REPRODUCE_TARGET_H100_S // 60}-minute target is not shown."]  # fmt: skip
 
 
-def page_lines(evidence: DeviceEvidence) -> list[str]:
-    """docs/performance.md's GPU section."""
-    lines = ["", f"## On a GPU: {evidence.gpu}", "",
-             f"From `{evidence.source}/` (`scripts/gpu_checks.sh` on the `device` machine: "
-             f"{evidence.bench['device'].iloc[0]}).", "",
-             "| candidate | baseline | ratio | low-high | candidate (s) | baseline (s) | reps |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for row in evidence.bench.to_dict("records"):
-        has_ratio = not pd.isna(row["ratio"])
-        lines.append(
-            f"| {row['name']} | {'' if pd.isna(row['baseline']) else row['baseline']} | "
-            f"{row['ratio']:.3f} | {row['ratio_low']:.3f}-{row['ratio_high']:.3f} | "
-            f"{row['candidate_s']:.3f} | {row['baseline_s']:.3f} | {row['repetitions']} |"
-            if has_ratio else
-            f"| {row['name']} |  |  |  | {row['candidate_s']:.3f} |  | {row['repetitions']} |"
-        )  # fmt: skip
+def heading_lines(evidence: DeviceEvidence) -> list[str]:
+    """docs/performance.md's GPU section up to its table (paraeval.bench_page renders it)."""
+    return ["", f"## On a GPU: {evidence.gpu}", "",
+            f"From `{evidence.source}/` (`scripts/gpu_checks.sh` on the `device` machine: "
+            f"{evidence.bench['device'].iloc[0]}).", ""]  # fmt: skip
+
+
+def finding_lines(evidence: DeviceEvidence) -> list[str]:
+    """docs/performance.md's GPU section after its table: the tests and each finding."""
     failed = evidence.failed_tests()
-    lines += ["", f"GPU tests (`pytest -m gpu tests/test_gpu.py`): {evidence.test_outcome()}"
-              + (f" (failed: {', '.join(failed)})." if failed else "."), ""]  # fmt: skip
+    lines = ["", f"GPU tests (`pytest -m gpu tests/test_gpu.py`): {evidence.test_outcome()}"
+             + (f" (failed: {', '.join(failed)})." if failed else "."), ""]  # fmt: skip
     for said in (cold_lines, bank_lines, table1_lines, scaling_lines, reproduce_lines):
         lines += [f"- {line}" for line in said(evidence)]
     lines += ["", "Each step's command, limit, exit status and wall time: "

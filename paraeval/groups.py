@@ -321,11 +321,8 @@ def victim_task(setup: WorkerSetup, name: str) -> bytes:
     from . import output
 
     output.status.quiet = True
-    keep_freed_memory_once()
-    setup.add_model_file()
-    config = setup.victim_config(name)
-    load_or_train_victim(config, setup.load(config.dataset))
-    return victim_path(config).read_bytes()
+    _process_worker(setup, ()).model(name)
+    return victim_path(setup.victim_config(name)).read_bytes()
 
 
 def install_artifacts(artifacts: Artifacts) -> None:
