@@ -97,7 +97,27 @@ def _executor_lines(frame: pd.DataFrame) -> list[str]:
             "in-process run, whose PyTorch uses every core; the executors are for machines "
             "with more cores than one group's convolutions can use, and for clusters."
         )
+        lines[-1] += _executor_ceiling(frame)
     return lines
+
+
+def _executor_ceiling(frame: pd.DataFrame) -> str:
+    """How fast two one-thread workers could be at best against `local`, from the rows: half
+    the one-thread run's time (a perfect split, no start-up), against the in-process run."""
+    rows = frame[frame["name"] == "executor-dask:2"].set_index("baseline")
+    if not {"local", "local-1-thread"} <= set(rows.index):
+        return ""
+    local_s = float(rows.loc["local", "baseline_s"])
+    one_thread_s = float(rows.loc["local-1-thread", "baseline_s"])
+    ceiling = local_s / (one_thread_s / 2)
+    text = (
+        f" The in-process run already spreads its convolutions over the cores (on one thread "
+        f"it takes {one_thread_s / local_s:.2f}x as long), so two one-thread workers with no "
+        f"start-up cost at all could be at most {ceiling:.2f}x as fast as it"
+    )
+    if ceiling < DASK_TARGET_SPEEDUP:
+        return text + ": the target cannot be met on this machine, whatever the executor."
+    return text + "."
 
 
 def _cold_lines(frame: pd.DataFrame) -> list[str]:

@@ -73,6 +73,27 @@ def test_the_executor_verdict_follows_the_measured_ratios() -> None:
     assert "pays its own start-up" not in fast  # explained only when slow
 
 
+def test_the_executor_ceiling_is_computed_from_the_one_thread_and_local_runs() -> None:
+    from paraeval.bench import BENCH_COLUMNS
+    from paraeval.bench_page import performance_page
+
+    def page(local_s: float, one_thread_s: float) -> str:
+        rows = [("executor-local:2", "local", local_s), ("executor-dask:2", "local", local_s),
+                ("executor-dask:2", "local-1-thread", one_thread_s)]  # fmt: skip
+        frame = pd.DataFrame(
+            [{c: None for c in BENCH_COLUMNS} | {"name": n, "baseline": b, "ratio": 1.3,
+              "ratio_low": 1.3, "ratio_high": 1.3, "candidate_s": 20.0, "baseline_s": s,
+              "repetitions": 1, "size": "grid", "device": "cpu"} for n, b, s in rows]
+        )  # fmt: skip
+        return performance_page(frame, "bench.csv")
+
+    two_cores = page(16.0, 28.0)  # the in-process run already uses both cores
+    assert "on one thread it takes 1.75x as long" in two_cores
+    assert "could be at most 1.14x as fast as it: the target cannot be met" in two_cores
+    serial = page(20.0, 22.0)  # an in-process run that gains little from its threads
+    assert "could be at most 1.82x as fast as it." in serial and "cannot be met" not in serial
+
+
 def test_the_cold_verdict_follows_the_measured_time() -> None:
     from paraeval.bench import BENCH_COLUMNS
     from paraeval.bench_page import performance_page
