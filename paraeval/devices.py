@@ -80,3 +80,10 @@ class OnDevice(nn.Module):
 def on_device(model: nn.Module, device: str) -> nn.Module:
     """`model` itself on the CPU, else wrapped to compute on `device`."""
     return model if device == "cpu" else OnDevice(model, device)
+
+
+def device_of(model: nn.Module) -> str:
+    """Where `model` computes: the device of an :class:`OnDevice` wrapper, else "cpu" (the
+    pipeline hands every other model over on the CPU). An attack that trains a model of its
+    own (Knockoff's thief) trains it there, so a GPU run trains it on the GPU."""
+    return str(model.device) if isinstance(model, OnDevice) else "cpu"

@@ -55,3 +55,40 @@ def test_options_set_the_oracle_and_reject_what_cannot_work() -> None:
         _attack("knockoff:strategy=adaptive,pool=noise")
     with pytest.raises(UserError, match="budgets"):
         _attack("knockoff:budgets=5")
+
+
+def test_the_thief_trains_where_the_victim_computes(victims, mnist, monkeypatch) -> None:
+    """[G] On a GPU run the victim reaches the attack wrapped (paraeval.devices.OnDevice) and
+    the thief trains behind the same wrapper. Checked here on the CPU, where the wrapper is
+    forced: the thief then trains through it (ART fitting a wrapped model, the optimizer over
+    the wrapper's parameters) and must steal exactly what the unwrapped thief steals."""
+    import paraeval.attacks.knockoff as knockoff
+    from paraeval.api import Oracle
+    from paraeval.data import MNIST
+    from paraeval.devices import OnDevice, device_of
+
+    model = victims["vm"][0]
+    images = MNIST.as_float(mnist.test_images)
+    attack = _attack("knockoff:budgets=100,epochs=1")
+
+    def steal(victim: torch.nn.Module):
+        oracle = Oracle(model, granularity="probabilities")
+        return attack.extract(victim, oracle, images, seed=0, labels=mnist.test_labels)
+
+    plain = steal(model)
+    thieves = []  # what each budget's _steal trained
+    steal_method = knockoff.Knockoff._steal
+
+    def recording(self, *args, **kwargs):
+        thief, queried = steal_method(self, *args, **kwargs)
+        thieves.append(thief)
+        return thief, queried
+
+    monkeypatch.setattr(knockoff.Knockoff, "_steal", recording)
+    monkeypatch.setattr(knockoff, "on_device", lambda m, device: OnDevice(m, device))
+    wrapped_victim = OnDevice(model, "cpu")
+    assert device_of(wrapped_victim) == "cpu" and device_of(model) == "cpu"
+    wrapped = steal(wrapped_victim)
+    assert [type(thief) for thief in thieves] == [OnDevice]
+    timed = {"latency_ratio": wrapped.metrics["latency_ratio"]}  # a timing, not a result
+    assert wrapped.metrics == plain.metrics | timed and wrapped.metrics["fidelity_victim"] > 0

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..api import ExtractionAttackBase, ExtractionResult, Oracle, float64_copy
+from ..devices import device_of, on_device
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..metrics import predict
@@ -123,9 +124,10 @@ class Knockoff(ExtractionAttackBase):
         victim_pred = _argmax(victim, scoring)
         protected_pred = _argmax(oracle.scoring_model, scoring)
         details = []
+        device = device_of(victim)  # the thief trains where the run's models compute
         for budget in self.options.budgets:
             counted = oracle.fork()
-            thief, queried = self._steal(counted, pool, pool_labels, budget, seed)
+            thief, queried = self._steal(counted, pool, pool_labels, budget, seed, device)
             thief_pred = _argmax(thief, scoring)
             detail = {
                 "budget": budget,
@@ -140,7 +142,8 @@ class Knockoff(ExtractionAttackBase):
                 detail["queries_to_alarm"] = alarm
                 detail["fidelity_at_alarm"] = detail["fidelity_victim"]
                 if alarm is not None and alarm < counted.queries:
-                    caught, _ = self._steal(oracle.fork(), pool, pool_labels, alarm, seed)
+                    caught, _ = self._steal(oracle.fork(), pool, pool_labels, alarm, seed,
+                                            device)  # fmt: skip
                     at_alarm = _argmax(caught, scoring)
                     detail["fidelity_at_alarm"] = _percent(at_alarm == victim_pred)
             details.append(detail)
@@ -165,8 +168,14 @@ class Knockoff(ExtractionAttackBase):
         pool_labels: torch.Tensor | None,
         budget: int,
         seed: int,
+        device: str = "cpu",
     ) -> tuple[nn.Module, torch.Tensor]:
-        """ART's KnockoffNets with `budget` queries; the thief and the images it queried."""
+        """ART's KnockoffNets with `budget` queries; the thief and the images it queried.
+
+        The thief trains on `device` behind the CPU-in, CPU-out wrapper (ART sees a CPU
+        model): on a GPU run the thieves of every Knockoff cell would otherwise train on one
+        CPU thread, the longest part of `paraeval reproduce` there. A GPU run's cells are
+        keyed apart from the CPU's (paraeval.devices), so CPU results are unchanged."""
         from art.attacks.extraction import KnockoffNets
         from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier
 
@@ -186,7 +195,7 @@ class Knockoff(ExtractionAttackBase):
         # the core count (as for the victims, paraeval.training), so every defense's thief
         # sees the same queries and starts, trains and ends the same way given the same answers.
         with seeded(derive_seed("knockoff-thief", seed, budget)), single_threaded():
-            thief = VICTIM_ARCHITECTURES[self.options.thief]()
+            thief = on_device(VICTIM_ARCHITECTURES[self.options.thief](), device)
             estimator = PyTorchClassifier(
                 thief, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
                 optimizer=torch.optim.Adam(thief.parameters(), lr=1e-3), clip_values=(0.0, 1.0),
