@@ -82,6 +82,12 @@ def on_device(model: nn.Module, device: str) -> nn.Module:
     return model if device == "cpu" else OnDevice(model, device)
 
 
+def on_cpu(model: nn.Module) -> nn.Module:
+    """`model` computing on the CPU: a copy of an :class:`OnDevice` wrapper's inner model moved
+    back, any other model itself."""
+    return copy.deepcopy(model.inner).cpu() if isinstance(model, OnDevice) else model
+
+
 def device_of(model: nn.Module) -> str:
     """Where `model` computes: the device of an :class:`OnDevice` wrapper, else "cpu" (the
     pipeline hands every other model over on the CPU). An attack that trains a model of its

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .devices import on_cpu
 from .errors import UserError
 
 #: A query monitor: sees every batch of queries an extraction attack sends (rows [n, 784]).
@@ -120,6 +121,14 @@ class Oracle:
             m.fresh() if isinstance(m, StreamDetector) else m for m in self.monitors
         )
         return forked
+
+    def answer_on_cpu(self) -> None:
+        """Answer on the CPU from now on (the same model; on a GPU run, moved back from the GPU).
+
+        For attacks that send one query at a time: a GPU round trip per query (copy in, a few
+        kernels, copy out) costs more than the CPU's forward pass of one row (ART's FEE sends
+        1.6 million single-row queries to the `mlp` victim's oracle)."""
+        self.scoring_model = on_cpu(self.scoring_model)
 
     @property
     def detectors(self) -> tuple[StreamDetector, ...]:

@@ -40,6 +40,42 @@ def test_the_wrapper_shows_the_inner_models_attributes() -> None:
         _ = wrapped.no_such_attribute
 
 
+def test_a_one_query_at_a_time_attack_has_its_oracle_answer_on_the_cpu(monkeypatch) -> None:
+    """ART's FEE sends single-row queries: on a GPU run its oracle moves back to the CPU (one
+    GPU round trip per row would cost more than the row). The oracle keeps its answers and its
+    count; FEE's art backend asks for it before ART sends anything."""
+    import art.attacks.extraction
+
+    from paraeval import registry
+    from paraeval.api import Oracle
+    from paraeval.models.mlp import MLP
+
+    torch.manual_seed(0)
+    model = MLP(hidden=16)
+    oracle = Oracle(OnDevice(model, "cpu"), granularity="logits")  # what a GPU run builds
+    rows = torch.rand(3, 784, dtype=torch.float64)
+    before = oracle(rows)
+    oracle.answer_on_cpu()
+    assert not isinstance(oracle.scoring_model, OnDevice) and oracle.queries == 3
+    assert torch.equal(oracle(rows), before) and oracle.queries == 6
+
+    seen = []
+
+    class RecordingFEE:  # stands in for ART's attack: records whom it would query
+        def __init__(self, classifier, num_neurons) -> None:
+            seen.append(type(fee_oracle.scoring_model))
+
+        def extract(self, *args, **kwargs):
+            raise ValueError("stopped before any query")
+
+    monkeypatch.setattr(art.attacks.extraction, "FunctionallyEquivalentExtraction", RecordingFEE)
+    fee_oracle = Oracle(OnDevice(model, "cpu"), granularity="logits")
+    (entry,) = registry.configured_attacks("fee:backend=art")
+    result = entry.obj.extract(OnDevice(model, "cpu"), fee_oracle, rows.float(), seed=0)
+    assert seen and seen[0] is not OnDevice
+    assert result.metrics["fee_extracted"] == 0 and "stopped" in result.metrics["fee_failure"]
+
+
 def test_on_the_cpu_nothing_is_wrapped() -> None:
     model = nn.Linear(2, 2)
     assert on_device(model, "cpu") is model

@@ -10,7 +10,10 @@ are skipped with a note). Two backends:
   so the oracle is a float64 subclass (``Float64BlackBox``). Measured on the unprotected `mlp`
   (seed 0): it finds 63 of 64 critical points and raises, because two hidden units cross its
   line at t = 0.80008 and 0.80065 (5.7e-4 apart) and its fixed-step search (delta_0 = 0.05,
-  slopes over a tenth of the step) merges them; its other points are 4e-4 to 5e-3 off.
+  slopes over a tenth of the step) merges them; its other points are 4e-4 to 5e-3 off. It
+  queries one row at a time (1.6 million queries on the `mlp` victim), so on a GPU run its
+  oracle answers on the CPU (:meth:`~paraeval.api.Oracle.answer_on_cpu`): a GPU round trip
+  per row costs more.
 * ``paraeval`` (default): the same extraction with paraeval's own critical-point search
   (`paraeval.extraction.two_layer`), as the issue asks when ART cannot extract the
   unprotected MLP.
@@ -117,6 +120,7 @@ class FunctionallyEquivalentExtraction(ExtractionAttackBase):
     ) -> tuple[torch.Tensor | None, dict[str, Any]]:
         from art.attacks.extraction import FunctionallyEquivalentExtraction as ArtFEE
 
+        oracle.answer_on_cpu()  # ART queries one row at a time: no GPU round trip per query
         classifier = float64_black_box(
             lambda x: oracle(torch.from_numpy(np.ascontiguousarray(x))).numpy()
         )
