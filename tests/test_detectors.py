@@ -141,3 +141,20 @@ def test_the_report_and_the_verdict_show_the_companion_cells(victims, tmp_path) 
     assert any(s.startswith("Detector atli-ood:") and "(vm): true-positive" in s for s in found)
     evading = [s for s in found if s.startswith("knockoff") and "against atli-ood" in s]
     assert len(evading) == 1 and "raised the alarm in 1 of 1 seed(s)" in evading[0]
+
+
+def test_pradas_shapiro_wilk_is_scipys_statistic_bit_for_bit() -> None:
+    import warnings
+
+    import numpy as np
+    from scipy.stats import shapiro
+
+    from paraeval.defenses.detectors import shapiro_statistic
+
+    fast = shapiro_statistic()
+    rng = np.random.default_rng(0)
+    for n in (3, 4, 100, 101, 999, 5001):
+        values = list(rng.exponential(size=n))  # PRADA's distances: positive, skewed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert fast(np.asarray(values)).statistic == shapiro(values).statistic

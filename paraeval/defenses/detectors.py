@@ -115,6 +115,17 @@ def calibrate(
     return threshold, reached
 
 
+def shapiro_statistic() -> Callable[[np.ndarray], Any]:
+    """SciPy's Shapiro-Wilk test without its array-API and NaN-policy wrapper where SciPy
+    exposes it (``__wrapped__``): PRADA tests the growing set after every query (~200,000
+    times in one `query-streams` cell), and the wrapper cost ~4.6x the test itself (measured,
+    SciPy 1.17: 77 us vs 17 us on 300 values). Same statistic, bit for bit (a test checks);
+    the wrapped function where there is no ``__wrapped__``."""
+    from scipy.stats import shapiro
+
+    return getattr(shapiro, "__wrapped__", shapiro)
+
+
 class Prada(StreamDetector):
     """PRADA's growing sets and the Shapiro-Wilk test of the minimum distances (see module)."""
 
@@ -130,8 +141,7 @@ class Prada(StreamDetector):
         self.distances: list[float] = []
 
     def observe(self, rows: torch.Tensor) -> Sequence[float]:
-        from scipy.stats import shapiro
-
+        shapiro = shapiro_statistic()
         classes = predict(self.model, rows.reshape(-1, *IMAGE_SHAPE)).tolist()
         suspicion = []
         for x, c in zip(rows, classes, strict=True):
@@ -141,7 +151,7 @@ class Prada(StreamDetector):
                 continue
             with warnings.catch_warnings():  # p-value accuracy warnings above N = 5000
                 warnings.simplefilter("ignore")
-                suspicion.append(1.0 - float(shapiro(self.distances).statistic))
+                suspicion.append(1.0 - float(shapiro(np.asarray(self.distances)).statistic))
         return suspicion
 
     def _add(self, x: torch.Tensor, c: int) -> None:
