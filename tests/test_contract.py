@@ -163,6 +163,20 @@ def test_the_oracle_counts_bounds_and_answers_at_its_granularity() -> None:
         Oracle(model, granularity="scores")  # type: ignore[arg-type]
 
 
+def test_the_oracle_answers_any_number_of_rows_alike(monkeypatch) -> None:
+    """One row, BATCH rows, more (several forward calls) and none: the same logits per row."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).double()
+    monkeypatch.setattr(Oracle, "BATCH", 4)
+    oracle = Oracle(model)
+    rows = torch.rand(9, 784, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model(rows)
+    assert torch.allclose(oracle(rows), expected)  # 3 calls of at most 4 rows
+    assert torch.allclose(oracle(rows[:4]), expected[:4])
+    assert torch.allclose(oracle(rows[5:6]), expected[5:6])
+    assert oracle(rows[:0]).shape == (0, 10) and oracle.queries == 14
+
+
 def test_typed_options_parse_validate_and_list() -> None:
     from paraeval.attacks.pgd import PGDSweep
 
