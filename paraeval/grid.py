@@ -12,12 +12,14 @@ in every part.
 from __future__ import annotations
 
 import dataclasses
+import time
 import tomllib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import output
 from .errors import UserError
 from .runner import RunConfig, RunResult
 
@@ -81,13 +83,24 @@ def run_parts(
     parts: tuple[RunConfig, ...] | list[RunConfig], runner: Callable[[RunConfig], RunResult]
 ) -> RunResult:
     """Run `parts` one after the other into their directory; each part's run lists the
-    earlier parts' cells too, so the last result (returned) lists every cell."""
+    earlier parts' cells too, so the last result (returned) lists every cell. With several
+    parts, each one's wall time is a status line (which part of a long study is slow)."""
     keys: list[str] = []
     result = RunResult()
-    for part in parts:
+    for number, part in enumerate(parts, start=1):
+        started = time.perf_counter()
         result = runner(dataclasses.replace(part, earlier_cells=keys))
         keys = result.keys
+        if len(parts) > 1:
+            seconds = time.perf_counter() - started
+            output.status.print(part_line(number, len(parts), result, seconds))
     return result
+
+
+def part_line(number: int, count: int, result: RunResult, seconds: float) -> str:
+    """'part 2 of 8 done in 70 s: 410 cell(s), 190 stored before'."""
+    stored = f", {result.reused} stored before" if result.reused else ""
+    return f"part {number} of {count} done in {seconds:.0f} s: {result.planned} cell(s){stored}"
 
 
 def reproduction() -> tuple[RunConfig, ...]:

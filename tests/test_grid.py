@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -69,6 +71,10 @@ def test_a_two_part_grid_equals_the_same_command_line(victims, tmp_path) -> None
         pd.read_csv(tmp_path / d / "results.csv").drop(columns="seconds") for d in ("file", "hand")
     )
     pd.testing.assert_frame_equal(a, b)
+    assert re.search(r"part 1 of 2 done in \d+ s: 1 cell\(s\)\n", from_file.stderr)
+    assert "part 2 of 2 done in" in from_file.stderr and "part " not in by_hand.stderr
+    again = run_cli("run", "--config", str(grid), "--out", str(tmp_path / "file"))
+    assert re.search(r"part 2 of 2 done in \d+ s: 1 cell\(s\), 1 stored before", again.stderr)
     overridden = run_cli("run", "--config", str(grid), "--n-images", "5", "--out",
                          str(tmp_path / "override"))  # fmt: skip
     assert overridden.returncode == 0, overridden.stderr
