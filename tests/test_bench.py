@@ -187,7 +187,13 @@ def test_the_gpu_comparison_names_the_intervals_apart(tmp_path) -> None:
     assert "own victims (trained on its device; test accuracy vm 99.05 % vs 99.11 %)" in line
     assert cold_lines(apart)[0].endswith("is not met on this card.")
     assert "stopped at its 600 s limit (exit 124)" in reproduce_lines(apart)[0]
-    assert "target is not shown" in reproduce_lines(apart)[0]
+    assert reproduce_lines(apart)[0].endswith("target is not shown.")  # no part times logged
+    (tmp_path / "reproduce-partial.log").write_text(
+        "cells: 3/3\npart 1 of 8 done in 81 s: 190 cell(s)\ncells: 9/9\n"
+        "part 2 of 8 done in 70 s: 600 cell(s), 190 stored before\ncells: 0/70\n"
+    )
+    assert apart.part_times() == [(1, 81), (2, 70)]
+    assert reproduce_lines(apart)[0].endswith("not shown. Part 1: 81 s. Part 2: 70 s.")
 
 
 def test_merge_replaces_the_rows_measured_again_and_keeps_the_others() -> None:
