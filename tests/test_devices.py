@@ -127,3 +127,22 @@ def test_every_parasite_defense_declares_its_parasites_on_the_runs_device(victim
         assert all(config.device == "cuda" for config in configs), entry.name
         checked += bool(configs)
     assert checked >= 38  # 36 paper rows, dynamic-parasite, the MLP parasites, parasite
+
+
+def test_prada_predicts_on_the_runs_device(victims, mnist, monkeypatch) -> None:
+    """PRADA classifies every query with its own float64 copy of the model: on a GPU run that
+    copy computes on the GPU (recorded here, without CUDA, where it would be moved)."""
+    import paraeval.defenses.detectors as detectors
+    from paraeval import registry
+    from paraeval.api import RunContext
+    from paraeval.data import MNIST
+
+    moved = []
+    monkeypatch.setattr(detectors, "on_device", lambda model, device: moved.append(device) or model)
+    (entry,) = registry.configured_defenses("prada:streams=10,stream=120")
+    for device in ("cpu", "cuda"):
+        context = RunContext(MNIST.as_float(mnist.train_images), device=device)
+        protected = entry.obj.bind(context).protect(victims["vm"][0], seed=0)
+        (detector,) = protected.monitors
+        assert next(detector.model.parameters()).dtype == torch.float64
+    assert moved == ["cpu", "cuda"]

@@ -4,8 +4,8 @@
 
 Not run by CI (no GPU there). What they show: a parasite bank trains on the GPU as on the
 CPU; a model on the GPU behind the CPU-in, CPU-out wrapper passes gradients and survives
-ART; Knockoff's thief trains on the GPU; Table 1 computed on the GPU agrees with the CPU within
-the seeds' 95 % intervals.
+ART; Knockoff's thief and PRADA's classifier compute on the GPU; Table 1 computed on the GPU
+agrees with the CPU within the seeds' 95 % intervals.
 """
 
 from __future__ import annotations
@@ -88,6 +88,22 @@ def test_knockoffs_thief_trains_on_the_gpu(victims, mnist) -> None:
     assert next(thieves[-1].parameters()).device.type == "cuda"
     cpu, gpu = (results[d].metrics["fidelity_victim"] for d in ("cpu", "cuda"))
     assert abs(cpu - gpu) < 5.0, (cpu, gpu)  # percentage points: other arithmetic, same thief
+
+
+def test_prada_classifies_queries_on_the_gpu(victims, mnist) -> None:
+    from paraeval import registry
+    from paraeval.api import RunContext, float64_copy
+    from paraeval.data import MNIST
+    from paraeval.metrics import predict
+
+    (entry,) = registry.configured_defenses("prada:streams=10,stream=120")
+    context = RunContext(MNIST.as_float(mnist.train_images), device="cuda")
+    (detector,) = entry.obj.bind(context).protect(victims["vm"][0], seed=0).monitors
+    assert next(detector.model.parameters()).device.type == "cuda"
+    images = MNIST.as_float(mnist.test_images[:500]).double()
+    on_gpu = predict(detector.model, images)
+    on_cpu = predict(float64_copy(victims["vm"][0]), images)
+    assert (on_gpu == on_cpu).float().mean() > 0.99  # float64 on both: near-ties at most
 
 
 def test_table1_on_the_gpu_agrees_with_the_cpu(victims, tmp_path) -> None:

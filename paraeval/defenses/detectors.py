@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..api import DefenseBase, Protected, StreamDetector, float64_copy
+from ..devices import on_device
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..metrics import predict
@@ -129,8 +130,10 @@ def shapiro_statistic() -> Callable[[np.ndarray], Any]:
 class Prada(StreamDetector):
     """PRADA's growing sets and the Shapiro-Wilk test of the minimum distances (see module)."""
 
-    def __init__(self, model: nn.Module, min_distances: int) -> None:
-        self.model = float64_copy(model)
+    def __init__(self, model: nn.Module, min_distances: int, device: str = "cpu") -> None:
+        #: Predicts each query's class on the run's device (on a GPU run, float64 LeNet
+        #: forward passes were a CPU-bound third of a `query-streams` cell).
+        self.model = on_device(float64_copy(model), device)
         self.min_distances = min_distances
         super().__init__()
 
@@ -180,7 +183,8 @@ class PradaDefense(DetectorDefense):
     options: PradaOptions
 
     def build(self, model: nn.Module, seed: int) -> tuple[StreamDetector, dict[str, Any]]:
-        return Prada(model, self.options.min_distances), {}
+        device = self.context.device if self.context is not None else "cpu"
+        return Prada(model, self.options.min_distances, device), {}
 
 
 class OodDetector(StreamDetector):
