@@ -70,12 +70,6 @@ class OnDevice(nn.Module):
                 raise
             return getattr(inner, name)
 
-    def first_layer(self) -> nn.Module:
-        """The inner model's first affine layer on the CPU (extraction ground truth)."""
-        from .extraction.truth import first_layer_of
-
-        return copy.deepcopy(first_layer_of(self.inner)).cpu()  # shares the inner's layers
-
 
 def on_device(model: nn.Module, device: str) -> nn.Module:
     """`model` itself on the CPU, else wrapped to compute on `device`."""

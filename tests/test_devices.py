@@ -35,7 +35,11 @@ def test_the_wrapper_shows_the_inner_models_attributes() -> None:
 
     wrapped = OnDevice(MLP(hidden=16), "cpu")
     assert wrapped.hidden == 16  # fee reads it
-    assert torch.equal(wrapped.first_layer()[1].weight, wrapped.inner.fc1.weight)
+    from paraeval.extraction.truth import first_layer_of
+
+    layer = first_layer_of(wrapped)  # extraction's ground truth: a CPU copy of the inner layer
+    assert torch.equal(layer[1].weight, wrapped.inner.fc1.weight)
+    assert layer[1].weight.data_ptr() != wrapped.inner.fc1.weight.data_ptr()
     with pytest.raises(AttributeError):
         _ = wrapped.no_such_attribute
 

@@ -18,6 +18,7 @@ randomised model that routes the two probes to different variants).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..api import float64_copy
+from ..devices import OnDevice
 from ..models.parasite import ParasiticCNN
 
 #: A critical point lies on a first-layer hyperplane when some unit's crossing along the line
@@ -40,7 +42,10 @@ KINK_SOURCES = ("first-layer", "parasite", "max-pool", "deeper", "unexplained")
 def first_layer_of(victim: nn.Module) -> nn.Module:
     """The affine map in front of the victim's first ReLU (see the module docstring): the
     victim's own ``first_layer()`` when it has one, else everything its forward pass runs
-    before its first ``nn.ReLU`` module (:class:`BeforeFirstReLU`, checked to be affine)."""
+    before its first ``nn.ReLU`` module (:class:`BeforeFirstReLU`, checked to be affine).
+    A GPU run's victim (:class:`~paraeval.devices.OnDevice`): its inner model's, on the CPU."""
+    if isinstance(victim, OnDevice):  # a copy: the inner model stays where it computes
+        return copy.deepcopy(first_layer_of(victim.inner)).cpu()
     first_layer = getattr(victim, "first_layer", None)
     if callable(first_layer):
         layer: nn.Module = first_layer()
