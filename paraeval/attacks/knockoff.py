@@ -173,9 +173,10 @@ class Knockoff(ExtractionAttackBase):
         """ART's KnockoffNets with `budget` queries; the thief and the images it queried.
 
         The thief trains on `device` behind the CPU-in, CPU-out wrapper (ART sees a CPU
-        model): on a GPU run the thieves of every Knockoff cell would otherwise train on one
-        CPU thread, the longest part of `paraeval reproduce` there. A GPU run's cells are
-        keyed apart from the CPU's (paraeval.devices), so CPU results are unchanged."""
+        model): on a GPU run the thief of every Knockoff cell would otherwise train on one CPU
+        thread (the stored CPU cells took ~40 s each on 2 cores; `paraeval reproduce` has 28).
+        A GPU run's cells are keyed apart from the CPU's (paraeval.devices), so CPU results
+        are unchanged."""
         from art.attacks.extraction import KnockoffNets
         from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier
 
