@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -46,6 +46,9 @@ from torch import nn
 
 from .data import MNIST, load_mnist
 from .provenance import versions
+
+if TYPE_CHECKING:
+    from .dispatch import Phases
 
 BENCH_COLUMNS = [
     "name", "baseline", "ratio", "ratio_low", "ratio_high", "candidate_s", "baseline_s",
@@ -306,7 +309,7 @@ def _executor_rows(config: BenchConfig) -> list[Row]:
     for _ in range(1 if config.quick else max(1, config.repetitions // 3)):
         for name, executor in variants.items():
             threads = 1 if name == "local-1-thread" else None
-            times[name].append(_run_grid(grid, executor, config, threads))
+            times[name].append(_run_grid(grid, executor, config, threads)[0])
     size = f"{'quick grid' if config.quick else 'Tables 1 and 3'}, fgsm, seed 0, whole run"
     rows = [Row("executor-local:2", "local", times["local:2"], times["local"], size)]
     if "dask:2" in times:
@@ -335,13 +338,13 @@ def _cold_row(config: BenchConfig) -> Row:
     with tempfile.TemporaryDirectory() as cache:
         os.environ[CACHE_ENV] = cache
         try:  # minutes long: its progress lines go to stderr
-            seconds = _run_grid(COLD_GRID, "local", config, quiet=False)
+            seconds, phases = _run_grid(COLD_GRID, "local", config, quiet=False)
         finally:
             if previous is None:
                 os.environ.pop(CACHE_ENV, None)
             else:
                 os.environ[CACHE_ENV] = previous
-    size = "Tables 1-3 x 5 seeds, fgsm, empty model cache, whole run"
+    size = f"Tables 1-3 x 5 seeds, fgsm, empty model cache, whole run ({phases.line()})"
     return Row("cold-tables-1-3", "", [seconds], [], size)
 
 
@@ -351,9 +354,9 @@ def _run_grid(
     config: BenchConfig,
     threads: int | None = None,
     quiet: bool = True,
-) -> float:
-    """Seconds for one whole run of `grid` into a fresh results store (its progress on stderr
-    unless `quiet`)."""
+) -> tuple[float, Phases]:
+    """Seconds for one whole run of `grid` into a fresh results store, and where they went
+    (its progress on stderr unless `quiet`)."""
     import io
     import tempfile
 
@@ -369,11 +372,11 @@ def _run_grid(
         torch.set_num_threads(threads or previous_threads)
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            run(
+            result = run(
                 RunConfig(**grid, out=Path(out), data_dir=config.data_dir, executor=executor),
                 console,
             )
-            return time.perf_counter() - started
+            return time.perf_counter() - started, result.phases
     finally:
         torch.set_num_threads(previous_threads)
         output.status.quiet = previous_quiet

@@ -32,7 +32,7 @@ from .api import DefenseBase
 from .cells import Cell, group_cells
 from .datasets import DatasetBase, Splits
 from .devices import resolve_device
-from .dispatch import Chosen, compute
+from .dispatch import Chosen, Phases, compute
 from .errors import UserError
 from .executors import RunExecutor, open_executor, parse_executor
 from .groups import WorkerSetup
@@ -101,6 +101,8 @@ class RunResult:
     planned: int = 0
     #: Content keys of every cell this run lists (earlier parts included).
     keys: list[str] = field(default_factory=list)
+    #: Where this run's time went (empty when every cell was stored already).
+    phases: Phases = field(default_factory=Phases)
 
     @property
     def failed(self) -> int:
@@ -252,7 +254,10 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
             with open_executor(spec) as executor:
                 setup = _setup(config, data, executor)
                 chosen = Chosen(data, defenses, attacks, config.jobs)
-                compute(pending, setup, executor, store, run_id, chosen, result.notes, console)
+                result.phases = compute(
+                    pending, setup, executor, store, run_id, chosen, result.notes, console
+                )
+            console.print(f"time: {result.phases.line()}")
         result.rows = [stored.row for key in keys if (stored := store.cell(key))]
         result.keys = keys
         store.finish_run(run_id, time.perf_counter() - started)

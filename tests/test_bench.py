@@ -106,6 +106,40 @@ def test_the_cold_verdict_follows_the_measured_time() -> None:
 
     assert "took 12.0 min on cpu (2 threads); [G]'s target" in page(720.0)
     assert "15 min: met." in page(720.0) and "15 min: not met." in page(1320.0)
+    assert "Where the time went" not in page(1320.0)  # a row measured before phases were kept
+
+
+def test_the_cold_row_says_where_its_time_went() -> None:
+    from paraeval.bench import BENCH_COLUMNS
+    from paraeval.bench_page import performance_page, readme_block
+
+    def frame(parasite_s: int) -> pd.DataFrame:
+        phases = f"victims 56 s, 125 parasites {parasite_s} s, examples 0 s, cells 310 s"
+        size = f"Tables 1-3, whole run ({phases})"
+        row = {c: None for c in BENCH_COLUMNS} | {
+            "name": "cold-tables-1-3", "baseline": None, "ratio": None, "candidate_s": 1455.0,
+            "repetitions": 1, "size": size, "device": "cpu"}  # fmt: skip
+        return pd.DataFrame([row])
+
+    slow = performance_page(frame(1086), "bench.csv")
+    assert (
+        "not met. Where the time went: victims 56 s, 125 parasites 1086 s, examples 0 s, "
+        "cells 310 s. Training the 125 parasites alone took longer than the target" in slow
+    )
+    assert "Training the" not in performance_page(frame(500), "bench.csv")
+    short = readme_block(frame(1086), "bench.csv")
+    assert "Where the time went: victims 56 s" in short and "Training the" not in short
+
+
+def test_a_run_says_where_its_time_went() -> None:
+    from paraeval.dispatch import Phases
+
+    phases = Phases()
+    for name in ("victims", "parasites", "cells"):
+        with phases.timing(name):
+            pass
+    phases.parasites = 3
+    assert phases.line() == "victims 0 s, 3 parasites 0 s, cells 0 s"
 
 
 def test_the_readme_performance_block_is_generated_from_the_committed_bench() -> None:
