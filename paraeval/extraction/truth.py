@@ -18,7 +18,6 @@ randomised model that routes the two probes to different variants).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..api import float64_copy
-from ..devices import OnDevice
+from ..devices import OnDevice, on_cpu
 from ..models.parasite import ParasiticCNN
 
 #: A critical point lies on a first-layer hyperplane when some unit's crossing along the line
@@ -45,7 +44,7 @@ def first_layer_of(victim: nn.Module) -> nn.Module:
     before its first ``nn.ReLU`` module (:class:`BeforeFirstReLU`, checked to be affine).
     A GPU run's victim (:class:`~paraeval.devices.OnDevice`): its inner model's, on the CPU."""
     if isinstance(victim, OnDevice):  # a copy: the inner model stays where it computes
-        return copy.deepcopy(first_layer_of(victim.inner)).cpu()
+        return first_layer_of(on_cpu(victim))
     first_layer = getattr(victim, "first_layer", None)
     if callable(first_layer):
         layer: nn.Module = first_layer()
