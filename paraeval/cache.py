@@ -5,6 +5,8 @@ written to a temporary file and renamed into place so that a killed training nev
 half-written file that a later run would trust. A file that is damaged anyway (a full disk, a
 bad copy) is reported in one line, moved aside as ``*.corrupt`` and retrained
 (:func:`load_or_none`); `paraeval cache list|verify|clear` shows and checks the entries.
+Two runs sharing the cache never train the same entry twice: whoever trains a missing entry
+holds its lock (:func:`entry_lock`), and the other waits for the file.
 
 Where: ``PARAEVAL_CACHE_DIR``, else the platform's user cache folder (``$XDG_CACHE_HOME/paraeval``
 or ``~/.cache/paraeval`` on Linux, via platformdirs).
@@ -18,10 +20,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import filelock
 import platformdirs
 import torch
 from safetensors.torch import load_file, safe_open, save_file
@@ -75,6 +79,38 @@ def install_entry(path: Path, data: bytes) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def entry_lock(path: Path) -> filelock.BaseFileLock:
+    """The lock a run holds while it trains the entry `path` (``<path>.lock``, beside it).
+
+    Two runs on one cache (two terminals, a local run beside a Dask one, two CI jobs) would
+    otherwise both train a missing parasite or victim: minutes of identical work each. The
+    second waits on the lock and then reads the first's file. It is an OS lock (``flock``, or
+    ``LockFileEx`` on Windows, through filelock), so a killed run frees it at once and the
+    waiting run then trains the entry itself. Lock files are empty and stay (deleting one
+    another run holds would let a third run in).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(f"{path}.lock")
+
+
+def claim(path: Path, held: ExitStack) -> bool:
+    """Take `path`'s lock without waiting, held until `held` closes; False when another run
+    holds it (it is training that entry)."""
+    lock = entry_lock(path)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return False
+    held.callback(lock.release)
+    return True
+
+
+def held_elsewhere(path: Path) -> bool:
+    """Whether another run holds `path`'s lock now: a hint for ordering work, not a claim."""
+    with ExitStack() as probe:
+        return not claim(path, probe)
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -20,9 +20,18 @@ from typing import Any
 import torch
 
 from .allocator import keep_freed_memory_once, process_pool
-from .cache import cache_dir, config_key, install_entry, load_or_none, save_weights
+from .cache import (
+    cache_dir,
+    claim,
+    config_key,
+    entry_lock,
+    held_elsewhere,
+    install_entry,
+    load_or_none,
+    save_weights,
+)
 from .models.parasite import ParasiticCNN
-from .output import progress
+from .output import progress, status
 from .parasite_bank import banks, train_bank
 from .parasite_training import PARASITE_TRAINING_VERSION as PARASITE_TRAINING_VERSION
 from .parasite_training import ParasiteConfig as ParasiteConfig
@@ -55,11 +64,23 @@ def _parasite_from(
 
 
 def load_or_train_parasite(config: ParasiteConfig) -> TrainedParasite:
-    """The cached parasite for `config`, training (and caching) it on a miss."""
-    path = parasite_path(config)
-    cached = load_or_none(path, lambda tensors, meta: _parasite_from(config, tensors, meta))
+    """The cached parasite for `config`, training (and caching) it on a miss; when another run
+    is training it (:func:`~paraeval.cache.entry_lock`), its file once that run is done."""
+    cached = _cached_parasite(config)
     if cached is not None:
         return cached
+    with entry_lock(parasite_path(config)):
+        cached = _cached_parasite(config)  # the run that held the lock may have trained it
+        return cached if cached is not None else _train_and_save(config)
+
+
+def _cached_parasite(config: ParasiteConfig) -> TrainedParasite | None:
+    return load_or_none(
+        parasite_path(config), lambda tensors, meta: _parasite_from(config, tensors, meta)
+    )
+
+
+def _train_and_save(config: ParasiteConfig) -> TrainedParasite:
     started = time.perf_counter()
     trained = train_parasite(config) if config.device == "cpu" else train_bank([config])[0]
     save_parasite(config, trained, time.perf_counter() - started)
@@ -108,7 +129,7 @@ def pretrain_parasites(
     (a run's executor, e.g. a Dask cluster) the parasites train there and their files come
     back into this machine's cache. Returns how many were trained.
     """
-    missing = [c for c in dict.fromkeys(configs) if not is_cached(c)]
+    missing = _others_last([c for c in dict.fromkeys(configs) if not is_cached(c)])
     on_gpu = [c for c in missing if c.device != "cpu"]
     if on_gpu:
         train_banks(on_gpu)
@@ -132,12 +153,29 @@ def pretrain_parasites(
     return len(missing) + len(on_gpu)
 
 
+def _others_last(configs: list[ParasiteConfig]) -> list[ParasiteConfig]:
+    """`configs` with those another run is training now moved to the end (with a note): this
+    run trains the rest first, and by the time it asks for those their files are likely there
+    (:func:`load_or_train_parasite` waits for them rather than training them twice)."""
+    elsewhere = [c for c in configs if held_elsewhere(parasite_path(c))]
+    if elsewhere:
+        status.print(f"[yellow]note:[/] another run is training {len(elsewhere)} of these "
+                     "parasite(s); this run waits for their files rather than train them again")  # fmt: skip
+    return [c for c in configs if c not in elsewhere] + elsewhere
+
+
 def train_banks(configs: list[ParasiteConfig]) -> None:
     """Train and cache GPU parasites, each bank (one shape and recipe) at once, in this
-    process (the GPU is the parallelism; :mod:`paraeval.parasite_bank`)."""
-    grouped = banks(configs)
-    with progress("training parasite banks", len(grouped)) as bar:
-        for bank in grouped:
-            for config, trained in zip(bank, train_bank(bank), strict=True):
-                save_parasite(config, trained, seconds=0.0)
-            bar.advance(status=f"{len(bank)} parasites")
+    process (the GPU is the parallelism; :mod:`paraeval.parasite_bank`). Parasites another
+    run is training stay out of the banks; their files are awaited after."""
+    with ExitStack() as held:
+        mine = [c for c in configs if claim(parasite_path(c), held) and not is_cached(c)]
+        grouped = banks(mine)
+        with progress("training parasite banks", len(grouped)) as bar:
+            for bank in grouped:
+                for config, trained in zip(bank, train_bank(bank), strict=True):
+                    save_parasite(config, trained, seconds=0.0)
+                bar.advance(status=f"{len(bank)} parasites")
+    for config in configs:
+        if config not in mine and not is_cached(config):
+            load_or_train_parasite(config)  # waits for the run training it

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .cache import cache_dir, config_key, load_or_none, save_weights
+from .cache import cache_dir, config_key, entry_lock, load_or_none, save_weights
 from .data import MNIST
 from .datasets import Splits
 from .datasets.builtin import mnist_splits
@@ -148,10 +148,19 @@ def load_or_train_victim(
     if victim.recipe is None:
         model = victim.load()
         return model, {"config": config.as_dict(), "pretrained": True}
-    path = victim_path(config)
-    cached = load_or_none(path, lambda tensors, info: (_victim_from(config, tensors), info))
+    cached = _cached_victim(config)
     if cached is not None:
         return cached
-    model, info = train_victim(config, data)
-    save_weights(path, model.state_dict(), info)
+    with entry_lock(victim_path(config)):  # another run training this victim: wait for its file
+        cached = _cached_victim(config)
+        if cached is not None:
+            return cached
+        model, info = train_victim(config, data)
+        save_weights(victim_path(config), model.state_dict(), info)
     return model, info
+
+
+def _cached_victim(config: VictimConfig) -> tuple[nn.Module, dict[str, Any]] | None:
+    return load_or_none(
+        victim_path(config), lambda tensors, info: (_victim_from(config, tensors), info)
+    )

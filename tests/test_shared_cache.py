@@ -1,0 +1,116 @@
+"""[G] Two runs on one cache never train the same parasite or victim twice: the second waits
+for the first's file (paraeval.cache.entry_lock), and trains the entry itself only when the
+first run ended without writing it (killed)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from paraeval import training, victim_training
+from paraeval.cache import entry_lock, load_weights
+from paraeval.training import (
+    ParasiteConfig,
+    VictimConfig,
+    load_or_train_victim,
+    parasite_path,
+    pretrain_parasites,
+    save_parasite,
+    train_banks,
+    victim_path,
+)
+
+from .conftest import MODEL_CACHE
+
+#: A real, tiny parasite (8x8 inputs, one epoch of 200): trains in well under a second.
+SMALL = {"batch_norm": False, "bias": "small", "side": 8, "n_train": 200, "n_heldout": 50,
+         "epochs": 1}  # fmt: skip
+#: What "the other run" writes as its training time, to tell its file from this run's.
+THEIRS = 12345.0
+
+
+def _parasites() -> tuple[ParasiteConfig, ParasiteConfig]:
+    return ParasiteConfig(seed=1, **SMALL), ParasiteConfig(seed=2, **SMALL)  # type: ignore[arg-type]
+
+
+def _waits(run: threading.Thread, ready: Callable[[], bool]) -> bool:
+    """Whether `run`, once `ready()`, is still blocked a second later."""
+    deadline = time.monotonic() + 120
+    while not ready() and run.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.join(timeout=1.0)
+    return run.is_alive()
+
+
+@pytest.mark.parametrize("other_run_finishes", [True, False], ids=["finishes", "is-killed"])
+def test_a_run_waits_for_the_parasite_another_run_trains(
+    tmp_path, monkeypatch, capsys, other_run_finishes: bool
+) -> None:
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    theirs, ours = _parasites()
+    real, trained_here = training.train_parasite, []
+    monkeypatch.setattr(training, "train_parasite", lambda c: trained_here.append(c) or real(c))
+    other_run = entry_lock(parasite_path(theirs))
+    other_run.acquire()
+    run = threading.Thread(target=pretrain_parasites, args=([theirs, ours], 1))
+    run.start()
+    assert _waits(run, parasite_path(ours).exists)  # its own parasite first, then it waits
+    assert trained_here == [ours] and not parasite_path(theirs).exists()
+    assert "another run is training 1 of these parasite(s)" in capsys.readouterr().err
+    if other_run_finishes:
+        save_parasite(theirs, real(theirs), seconds=THEIRS)
+    other_run.release()
+    run.join(timeout=120)
+    assert not run.is_alive()
+    _, meta = load_weights(parasite_path(theirs))
+    if other_run_finishes:  # read, not trained again
+        assert trained_here == [ours] and meta["train_seconds"] == THEIRS
+    else:  # the lock died with its run: this run trains the parasite itself
+        assert trained_here == [ours, theirs] and meta["train_seconds"] != THEIRS
+
+
+def test_a_gpu_bank_leaves_out_the_parasites_another_run_trains(tmp_path, monkeypatch) -> None:
+    """The bank path (GPU runs), exercised on the CPU: a bank trains only what it claimed."""
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    theirs, ours = _parasites()
+    real, banked = training.train_bank, []
+    monkeypatch.setattr(training, "train_bank", lambda b: banked.append(list(b)) or real(b))
+    other_run = entry_lock(parasite_path(theirs))
+    other_run.acquire()
+    run = threading.Thread(target=train_banks, args=([theirs, ours],))
+    run.start()
+    assert _waits(run, parasite_path(ours).exists)
+    save_parasite(theirs, training.train_parasite(theirs), seconds=THEIRS)
+    other_run.release()
+    run.join(timeout=120)
+    assert not run.is_alive() and banked == [[ours]]
+    assert load_weights(parasite_path(theirs))[1]["train_seconds"] == THEIRS
+
+
+def test_a_run_waits_for_the_victim_another_run_trains(
+    tmp_path, monkeypatch, mnist, victims
+) -> None:
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    config = VictimConfig("vm")
+    trained_here = []
+    monkeypatch.setattr(victim_training, "train_victim", lambda *args: trained_here.append(args))
+    path = victim_path(config)
+    other_run = entry_lock(path)
+    other_run.acquire()
+    loaded = []
+    run = threading.Thread(target=lambda: loaded.append(load_or_train_victim(config, mnist)))
+    run.start()
+    assert _waits(run, lambda: True) and not trained_here
+    theirs = MODEL_CACHE / "victims" / path.name  # the other run's victim (the session's)
+    shutil.copy2(theirs, path)
+    other_run.release()
+    run.join(timeout=60)
+    assert not run.is_alive() and not trained_here
+    ((model, _info),) = loaded
+    for name, tensor in load_weights(theirs)[0].items():
+        assert torch.equal(model.state_dict()[name], tensor)
