@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -68,17 +69,29 @@ class Protected:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What a run hands its defenses: its training images (never its test images).
+    """What a run hands its defenses and attacks (:meth:`Bindable.bind`): its training images
+    (never its test images) and what it knows of their dataset.
 
     train_images  float [N, C, H, W] in [0, 1], the victim's dataset's training split
     data_dir      the folder the run read its data from
     device        where the run's models compute ("cpu" or "cuda"; paraeval.devices): what a
                   defense trains may use it; its `protect` still returns a CPU module
+    pixel_std     the dataset's declared normalisation std (DatasetBase.pixel_std); None: not
+                  declared (:attr:`normalization_std` computes it)
     """
 
     train_images: torch.Tensor
     data_dir: Path | None = None
     device: str = "cpu"
+    pixel_std: float | None = None
+
+    @cached_property
+    def normalization_std(self) -> float:
+        """The unit of "normalised" input steps: the declared std, else the training pixels'
+        (computed once per context)."""
+        if self.pixel_std is not None:
+            return self.pixel_std
+        return float(self.train_images.double().std())
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -135,7 +148,22 @@ class Attack(Protocol):
     ) -> AdversarialBatch: ...
 
 
-class DefenseBase(Plugin):
+class Bindable(Plugin):
+    """A plugin the runner hands its :class:`RunContext` before using it.
+
+    context  the run's :class:`RunContext` (set by :meth:`bind`; None outside a run)
+    """
+
+    context: RunContext | None = None
+
+    def bind(self, context: RunContext) -> Self:
+        """A copy that knows the run's data (no module globals: the runner hands it over)."""
+        bound = copy.copy(self)
+        bound.context = context
+        return bound
+
+
+class DefenseBase(Bindable):
     """A defense with every optional member declared (subclass it, override ``protect``).
 
     paper     the published row it reproduces (:class:`paraeval.paper.PaperRow`) or None
@@ -147,17 +175,10 @@ class DefenseBase(Plugin):
 
     paper: PaperRow | None = None
     stateful: bool = False
-    context: RunContext | None = None
 
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module | Protected:
         """The protected copy of `model` (never modify `model`), seeded by `seed`."""
         raise NotImplementedError
-
-    def bind(self, context: RunContext) -> Self:
-        """A copy that knows the run's data (no module globals: the runner hands it over)."""
-        bound = copy.copy(self)
-        bound.context = context
-        return bound
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
         """The parasites ``protect`` will train, so the runner trains them ahead, in parallel."""
@@ -167,10 +188,12 @@ class DefenseBase(Plugin):
         """Forget earlier queries (stateful defenses)."""
 
 
-class AttackBase(Plugin):
+class AttackBase(Bindable):
     """An evasion attack with every optional member declared.
 
-    kind  "evasion" (crafts examples) or "extraction" (see :class:`ExtractionAttackBase`)
+    kind     "evasion" (crafts examples) or "extraction" (see :class:`ExtractionAttackBase`)
+    context  the run's :class:`RunContext` (set by :meth:`bind` before ``generate``; e.g.
+             the dataset's normalisation std for steps in normalised units)
     """
 
     kind: ClassVar[str] = "evasion"

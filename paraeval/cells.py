@@ -32,6 +32,7 @@ from .api import (
     ExtractionAttackBase,
     Monitor,
     Oracle,
+    RunContext,
 )
 from .cache import config_key
 from .errors import UserError
@@ -114,6 +115,8 @@ class VictimContext:
     host: nn.Module | None = None
     #: Where the run's models compute.
     device: str = "cpu"
+    #: What the run hands the attacks (AttackBase.bind; None: they run unbound).
+    context: RunContext | None = None
 
     @property
     def host_model(self) -> nn.Module:
@@ -211,13 +214,20 @@ def adversarial(ctx: VictimContext, attack: AttackBase, seed: int) -> Adversaria
     if key not in ctx.adversarial:
         try:
             with seeded(derive_seed("attack", attack.name, seed)):
-                ctx.adversarial[key] = attack.generate(ctx.model, ctx.images, ctx.labels, seed=seed)
+                crafting = bound(attack, ctx)
+                batch = crafting.generate(ctx.model, ctx.images, ctx.labels, seed=seed)
+                ctx.adversarial[key] = batch
         except Exception as exc:  # stored, reported for every cell that needs it
             ctx.adversarial[key] = exc
     cached = ctx.adversarial[key]
     if isinstance(cached, Exception):
         raise cached
     return cached
+
+
+def bound(attack: AttackBase, ctx: VictimContext) -> AttackBase:
+    """`attack` bound to the run's context (the dataset's normalisation, ...) where it has one."""
+    return attack.bind(ctx.context) if ctx.context is not None else attack
 
 
 def _evasion(cell: Cell) -> AttackBase:
@@ -273,7 +283,8 @@ def _adaptive(ctx: VictimContext, cell: Cell, protection: Protection) -> Measure
     """Attack the protected model itself; robust accuracy, never M_adv (a different question)."""
     attack = _evasion(cell)
     with seeded(derive_seed("adaptive", cell.defense.name, cell.attack.name, cell.seed)):
-        batch = attack.generate(protection.model, ctx.images, ctx.labels, seed=cell.seed)
+        attacking = bound(attack, ctx)
+        batch = attacking.generate(protection.model, ctx.images, ctx.labels, seed=cell.seed)
         clean = predict(protection.model, ctx.images)
         attacked = predict(protection.model, batch.adversarial)
     victim_pred = predict(ctx.model, batch.adversarial)

@@ -43,7 +43,7 @@ from .checks import check_protected, sanity_warnings, snapshot
 from .datasets import Splits
 from .devices import on_device
 from .errors import UserError
-from .lookup import add_run_victim, load_dataset, victim_named
+from .lookup import add_run_victim, dataset_named, load_dataset, victim_named
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
 from .seeding import derive_seed, seeded
@@ -163,7 +163,10 @@ class Worker:
         if dataset not in self._contexts:
             splits = self.data(victim)
             folder = Path(splits.source) if Path(splits.source).is_dir() else None
-            self._contexts[dataset] = RunContext(splits.train_images, folder, self.setup.device)
+            declared = dataset_named(dataset).pixel_std
+            self._contexts[dataset] = RunContext(
+                splits.train_images, folder, self.setup.device, pixel_std=declared
+            )
         return self._contexts[dataset]
 
     def model(self, name: str) -> nn.Module:
@@ -179,7 +182,7 @@ class Worker:
             config = self.setup.victim_config(name)
             self.victims[name] = victim_context(
                 name, self.model(name), self.data(name), self.setup.n_images, config.dataset,
-                self.setup.device,
+                self.setup.device, self.context(name),
             )  # fmt: skip
         return self.victims[name]
 
@@ -235,10 +238,10 @@ class Worker:
 
 def victim_context(
     name: str, model: nn.Module, data: Splits, n_images: int, dataset: str = "mnist",
-    device: str = "cpu",
+    device: str = "cpu", context: RunContext | None = None,
 ) -> VictimContext:  # fmt: skip
     """A victim's shared work: its model (computing on `device`), test accuracy, attacked
-    images, clean predictions."""
+    images, clean predictions, and the run's context its attacks are bound to."""
     images, labels = data.test_images[:n_images], data.test_labels[:n_images]
     computing = on_device(model, device)
     return VictimContext(
@@ -253,6 +256,7 @@ def victim_context(
         dataset=dataset,
         host=None if computing is model else model,
         device=device,
+        context=context,
     )
 
 

@@ -159,8 +159,10 @@ def _others_last(configs: list[ParasiteConfig]) -> list[ParasiteConfig]:
     (:func:`load_or_train_parasite` waits for them rather than training them twice)."""
     elsewhere = [c for c in configs if held_elsewhere(parasite_path(c))]
     if elsewhere:
-        status.print(f"[yellow]note:[/] another run is training {len(elsewhere)} of these "
-                     "parasite(s); this run waits for their files rather than train them again")  # fmt: skip
+        status.print(
+            f"[yellow]note:[/] another run is training {len(elsewhere)} of these parasite(s); "
+            "this run waits for their files, not training them again"
+        )
     return [c for c in configs if c not in elsewhere] + elsewhere
 
 

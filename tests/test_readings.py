@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from paraeval import registry
+from paraeval.api import RunContext
 from paraeval.attacks.fgsm import MNIST_STD, FGSMSweep
 from paraeval.cells import cell_key
 from paraeval.defenses.reading import ParasiteReading, reading_options
 from paraeval.errors import UserError
+from paraeval.lookup import dataset_named
 from paraeval.readings import Reading, combinations, one_factor_readings, parse_reading
 
 from .conftest import kill_after_first_cell, run_cli, stored_cells
@@ -109,6 +111,18 @@ def test_normalized_eps_unit_scales_the_sweep_and_changes_the_key() -> None:
     none = registry.configured_defenses("none")[0]
     keys = {cell_key({"name": "vm"}, none, a, 0, 200) for a in entries}
     assert len(keys) == 2
+
+
+def test_a_normalized_step_is_the_bound_datasets_std() -> None:
+    """Bound to a run (as the runner binds every attack), one normalised step is the run's
+    dataset's std: the declared one, else its training pixels'; MNIST declares 0.3081."""
+    images = torch.rand(50, 1, 8, 8)
+    declared = FGSMSweep(eps_unit="normalized").bind(RunContext(images, pixel_std=0.5))
+    assert declared.epsilons()[:2] == pytest.approx([0.025, 0.05])
+    computed = FGSMSweep(eps_unit="normalized").bind(RunContext(images))
+    assert computed.epsilons()[0] == pytest.approx(0.05 * float(images.double().std()))
+    assert FGSMSweep().bind(RunContext(images, pixel_std=0.5)).epsilons()[0] == 0.05  # pixel
+    assert dataset_named("mnist").pixel_std == MNIST_STD
 
 
 def test_reading_parser_and_combinations() -> None:
@@ -225,7 +239,7 @@ def test_list_options_shows_every_reading_with_its_values() -> None:
         assert f" {name} " in listed.stdout
     assert "torch|dirac|kaiming|glorot" in listed.stdout
     attacks = run_cli("list", "attacks", "--options", env={"COLUMNS": "250"})
-    assert "eps_unit" in attacks.stdout and "pixel or normalized" in attacks.stdout
+    assert "eps_unit" in attacks.stdout and "(x the dataset's pixel std" in attacks.stdout
 
 
 def test_reading_dataclass_round_trips_through_its_options() -> None:

@@ -116,6 +116,25 @@ def test_the_python_api_takes_a_module_object(user_model, tmp_path) -> None:
     assert frame.set_index("defense").loc["parasite:layer=act1,neurons=whole", "accuracy"] > 50
 
 
+def test_a_normalized_fgsm_step_on_digits_is_in_digits_units(user_model, tmp_path) -> None:
+    """The run binds the attack to its dataset: eps_unit=normalized steps by the digits'
+    training pixels' std (they declare none), not MNIST's 0.3081."""
+    from paraeval import evaluate
+    from paraeval.store import Store
+
+    _source, _weights, model = user_model
+    result = evaluate(model, dataset="digits", attacks="fgsm:eps_unit=normalized",
+                      out=tmp_path, n_images=50, write=False)  # fmt: skip
+    assert result.ok == 1
+    unit = 0.05 * float(load_dataset("digits").train_images.double().std())
+    assert abs(unit - 0.05 * 0.3081) > 0.002  # the test tells the two apart
+    with Store(tmp_path) as store:
+        (key,) = result.keys
+        epsilons = [s["epsilon"] for s in store.samples(key) if s["epsilon"] is not None]
+    steps = [eps / unit for eps in epsilons]
+    assert steps and all(abs(step - round(step)) < 1e-6 for step in steps)
+
+
 def test_unsupported_plugins_are_skipped_with_one_note(user_model, tmp_path) -> None:
     source, weights, _model = user_model
     result = run_cli("run", "--model", f"{source}:Net", "--weights", str(weights), "--dataset",

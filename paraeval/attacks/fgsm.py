@@ -8,9 +8,12 @@ An image never made adversarial up to `max_eps` is reported with success False, 
 Reading option ``eps_unit`` (the paper does not say on which scale its 0.05 steps are):
 ``pixel`` (default: Eq. 14 adds eps * sign(...) to the input x "in the MNIST dataset", whose
 pixels are in [0, 1]) or ``normalized`` - the steps are in units of the input normalised by
-MNIST's standard deviation (0.3081, the usual ``Normalize((0.1307,), (0.3081,))``), so each
-step is 0.05 x 0.3081 = 0.0154 on the pixel scale. ``max_eps`` is on the pixel scale in both
-readings, and ``epsilon`` in the results is always the pixel-scale value applied.
+the dataset's standard deviation (``DatasetBase.pixel_std``: on MNIST 0.3081, the usual
+``Normalize((0.1307,), (0.3081,))``), so each step is 0.05 x 0.3081 = 0.0154 on MNIST's pixel
+scale; a dataset that declares none gets its training pixels' std (one number for every
+channel: the sweep applies one eps per image). Unbound (outside a run) the unit is MNIST's.
+``max_eps`` is on the pixel scale in both readings, and ``epsilon`` in the results is always
+the pixel-scale value applied.
 
 Backends: ``art`` (ART FastGradientMethod on a PyTorchClassifier with clip_values (0, 1)) and
 ``torchattacks`` (torchattacks.FGSM). Both compute the same formula; tests check they agree.
@@ -48,7 +51,8 @@ EPS_UNITS = ("pixel", "normalized")
 @dataclass(frozen=True)
 class FGSMOptions(SweepOptions):
     eps_unit: str = option(
-        "pixel", "scale of eps_step: pixel or normalized (x 0.3081)", values=EPS_UNITS,
+        "pixel", "scale of eps_step: pixel, or normalized (x the dataset's pixel std: 0.3081 "
+        "on MNIST)", values=EPS_UNITS,
         paper="we add to each image of the MNIST dataset, eps.sign(...) (Eq. 14), eps = 0.05, "
         "0.1, ... (Sec. 6.2)",
         rule="text: the perturbation is added to the MNIST image, whose pixels are in [0, 1]",
@@ -69,8 +73,13 @@ class FGSMSweep(SweepAttack):
 
     def epsilons(self) -> list[float]:
         """The sweep on the pixel scale (see ``eps_unit`` in the module docstring)."""
-        scale = MNIST_STD if self.options.eps_unit == "normalized" else 1.0
+        scale = self.normalized_unit() if self.options.eps_unit == "normalized" else 1.0
         return epsilon_grid(self.options.eps_step * scale, self.options.max_eps)
+
+    def normalized_unit(self) -> float:
+        """One normalised step on the pixel scale: the run's dataset's std once bound (the
+        runner binds every attack), MNIST's outside a run."""
+        return self.context.normalization_std if self.context is not None else MNIST_STD
 
     def _art(self, model: nn.Module) -> Craft:
         from art.attacks.evasion import FastGradientMethod

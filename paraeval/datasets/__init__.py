@@ -38,11 +38,16 @@ class DatasetBase(Plugin):
     input_shape  one input's shape [C, H, W]
     classes      the number of classes; labels are 0 .. classes - 1
     value_range  (low, high) of every input value
+    pixel_std    the standard deviation of the dataset's usual input normalisation, one number
+                 for every channel (MNIST's customary 0.3081); None: the run computes it from
+                 the training split. The unit of attack steps given in normalised units
+                 (``fgsm:eps_unit=normalized``)
     """
 
     input_shape: tuple[int, ...] = (1, 28, 28)
     classes: int = 10
     value_range: tuple[float, float] = (0.0, 1.0)
+    pixel_std: float | None = None
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
         """The verified splits (from `data_dir` when given, else the cache; downloading there

@@ -35,6 +35,8 @@ IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 class Mnist(DatasetBase):
     name = "mnist"
     description = "MNIST handwritten digits (LeCun et al.), 60,000 train / 10,000 test: the paper's"
+    #: The customary ``Normalize((0.1307,), (0.3081,))`` (the training pixels' std, rounded).
+    pixel_std = 0.3081
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
         return mnist_splits(load_mnist(data_dir, allow_download=allow_download))
