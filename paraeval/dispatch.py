@@ -179,15 +179,17 @@ class Dispatch:
         return victim_path(self.setup.victim_config(victim))
 
     def _read(self, paths: list[Path]) -> Artifacts:
-        """The files as (path in the cache, bytes); none where the workers share our cache."""
+        """The files as (path in the cache, bytes), with the run's model file; none where the
+        workers share our cache."""
         if self.executor.shares_cache:
             return ()
         root = cache_dir()
+        model_file = self.setup.model_file
         return tuple(
             (path.relative_to(root).as_posix(), path.read_bytes())
             for path in paths
             if path.exists()
-        )
+        ) + tuple(model_file.shipped() if model_file else ())
 
 
 @dataclass(frozen=True)

@@ -43,12 +43,12 @@ from .checks import check_protected, sanity_warnings, snapshot
 from .datasets import Splits
 from .devices import on_device
 from .errors import UserError
-from .lookup import add_run_victim, dataset_named, load_dataset, victim_named
+from .lookup import dataset_named, load_dataset, victim_named
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
 from .seeding import derive_seed, seeded
 from .training import VictimConfig, load_or_train_victim, victim_path
-from .victims import ModelFileVictim
+from .victims import ModelFile
 
 #: Images used to probe a protected model for contract violations and sanity warnings.
 PROBE_IMAGES = 16
@@ -71,8 +71,8 @@ class WorkerSetup:
     threads: int | None = None
     #: The folder each file-based dataset was read from by the run: (dataset, folder).
     data_dirs: tuple[tuple[str, str], ...] = ()
-    #: The run's `--model FILE:Class`, its dataset and weights ("" for none), if any.
-    model_file: tuple[str, str, str] | None = None
+    #: The run's `--model FILE:Class`, its dataset and weights, if any.
+    model_file: ModelFile | None = None
     #: Where the models compute: "cpu" or "cuda" (resolved; paraeval.devices).
     device: str = "cpu"
 
@@ -83,8 +83,7 @@ class WorkerSetup:
     def add_model_file(self) -> None:
         """Register the run's model-file victim in this process (a worker's, too)."""
         if self.model_file is not None:
-            model, dataset, weights = self.model_file
-            add_run_victim(ModelFileVictim(model, dataset, Path(weights) if weights else None))
+            self.model_file.register(cache_dir())
 
     def load(self, dataset: str) -> Splits:
         """The dataset from where the run read it."""

@@ -50,7 +50,7 @@ from .registry import AnyAttack, Entry
 from .results import results_frame, summarise
 from .store import Store
 from .training import VictimConfig
-from .victims import ModelFileVictim, ModuleVictim, check_victim_model
+from .victims import ModelFile, ModelFileVictim, ModuleVictim, check_victim_model
 
 
 @dataclass
@@ -290,7 +290,7 @@ def _setup(config: RunConfig, data: dict[str, Splits], executor: RunExecutor) ->
         threads=executor.threads,
         data_dirs=tuple((name, splits.source) for name, splits in data.items()
                         if Path(splits.source).is_dir()),
-        model_file=(config.model, config.dataset or "", str(config.weights or ""))
+        model_file=ModelFile.of(config.model, config.dataset or "", config.weights)
         if config.model else None,
         device=resolve_device(config.device),
     )  # fmt: skip

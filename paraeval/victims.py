@@ -162,6 +162,52 @@ class ModelFileVictim(VictimBase):
         return _sha(self.source, *([self.weights] if self.weights else []))
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """A run's ``--model FILE.py:Class`` (absolute path), its dataset and ``--weights`` ("" for
+    none), as plain values a worker process receives, and how a worker on another machine,
+    where those paths do not exist, gets the same files: the run ships their bytes with each
+    task (:meth:`shipped`, installed into the worker's cache under ``models/<digest>/``) and
+    the worker imports the copy (:meth:`register`). Same bytes, same fingerprint, same cell
+    keys. The model must be one file (a model spread over modules must be installed on the
+    workers, e.g. as a victim plugin)."""
+
+    spec: str
+    dataset: str
+    weights: str = ""
+    #: The files' content hash: the folder the copies go to.
+    digest: str = ""
+
+    @staticmethod
+    def of(spec: str, dataset: str, weights: Path | str | None) -> ModelFile:
+        file, _, class_name = spec.rpartition(":")
+        source = Path(file).expanduser().resolve()
+        weights_path = Path(weights).expanduser().resolve() if weights else None
+        paths = [source, *([weights_path] if weights_path else [])]
+        digest = _sha(*paths) if all(p.is_file() for p in paths) else ""  # else: the import says
+        return ModelFile(f"{source}:{class_name}", dataset, str(weights_path or ""), digest)
+
+    def files(self) -> list[Path]:
+        source = Path(self.spec.rpartition(":")[0])
+        return [source, *([Path(self.weights)] if self.weights else [])]
+
+    def shipped(self) -> list[tuple[str, bytes]]:
+        """The files as (path in a cache, bytes), for a worker that lacks them."""
+        return [(f"models/{self.digest}/{path.name}", path.read_bytes()) for path in self.files()]
+
+    def register(self, cache: Path) -> None:
+        """Register the victim in this process from the run's files, or from the copies shipped
+        into `cache` where this machine has not got them."""
+        from .lookup import add_run_victim
+
+        spec, weights = self.spec, self.weights
+        if not all(path.is_file() for path in self.files()):
+            folder = cache / "models" / self.digest
+            spec = f"{folder / Path(spec.rpartition(':')[0]).name}:{spec.rpartition(':')[2]}"
+            weights = str(folder / Path(weights).name) if weights else ""
+        add_run_victim(ModelFileVictim(spec, self.dataset, Path(weights) if weights else None))
+
+
 class ModuleVictim(VictimBase):
     """A module object handed to :func:`paraeval.evaluate` (used as it is, never retrained)."""
 

@@ -135,6 +135,53 @@ def test_a_normalized_fgsm_step_on_digits_is_in_digits_units(user_model, tmp_pat
     assert steps and all(abs(step - round(step)) < 1e-6 for step in steps)
 
 
+def test_a_remote_worker_gets_the_model_file_and_computes_the_same_cell(
+    user_model, tmp_path, monkeypatch
+) -> None:
+    """A Dask worker on another machine has neither net.py nor its weights: the run ships
+    them with each task; the worker imports the copy and computes what this process does."""
+    from paraeval import groups, lookup
+    from paraeval.dispatch import Dispatch
+    from paraeval.executors import RunExecutor, parse_executor
+    from paraeval.runner import RunConfig, _load_data, _setup, add_model_victim, plan, validate
+
+    source, weights, model = user_model
+    folder = tmp_path / "user"
+    folder.mkdir()
+    for path in (source, weights):
+        (folder / path.name).write_bytes(path.read_bytes())
+    config = RunConfig(model=f"{folder / source.name}:Net", weights=folder / weights.name,
+                       dataset="digits", attacks="fgsm", n_images=20, out=tmp_path / "run",
+                       victims=[])  # fmt: skip
+    add_model_victim(config)
+    defenses, attacks = validate(config)
+    cells, _ = plan(config, defenses, attacks)
+    executor = RunExecutor(parse_executor("dask"), shares_cache=False)
+    setup = _setup(config, _load_data(config), executor)
+    worker = groups.Worker(setup, defenses=defenses, attacks=attacks)
+    remote = Dispatch(setup, executor, {"Net": model}, worker)
+    (task,) = remote.tasks({("Net", "none", 0): cells}, _NoClaims(), "me")
+    shipped = {Path(path).name for path, _ in task.artifacts if path.startswith("models/")}
+    assert shipped == {"net.py", "net.safetensors"}
+    (expected,) = worker.run(task)
+
+    folder.rename(tmp_path / "elsewhere")  # the worker's machine has no such folder
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path / "worker-cache"))
+    monkeypatch.setattr(groups, "_worker", None)
+    monkeypatch.setattr(lookup, "_RUN_VICTIMS", {})
+    (outcome,) = groups.run_task(task)
+    assert outcome[0] == expected[0] and outcome[1]["status"] == "ok", outcome[1].get("error")
+    assert {k: v for k, v in outcome[1].items() if k != "seconds"} == {
+        k: v for k, v in expected[1].items() if k != "seconds"
+    }
+    assert outcome[2] == expected[2]
+
+
+class _NoClaims:
+    def claim(self, keys: list[str], owner: str) -> list[str]:
+        return keys
+
+
 def test_unsupported_plugins_are_skipped_with_one_note(user_model, tmp_path) -> None:
     source, weights, _model = user_model
     result = run_cli("run", "--model", f"{source}:Net", "--weights", str(weights), "--dataset",
