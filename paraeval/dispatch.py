@@ -230,8 +230,9 @@ def compute(
     dispatch = Dispatch(setup, executor, victims, worker)
     with phases.timing("parasites"):
         phases.parasites = dispatch.pretrain(groups, chosen.jobs, console)
-    with phases.timing("examples"):
-        dispatch.craft_examples(groups)
+    if not executor.inline:  # in this process, cells craft the examples (timed as cells)
+        with phases.timing("examples"):
+            dispatch.craft_examples(groups)
     owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
     try:
         with phases.timing("cells"), progress("cells", len(pending), console) as tracker:
