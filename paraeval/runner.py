@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from rich.console import Console
 
 from . import registry
@@ -48,6 +49,7 @@ from .plugins import load_failures
 from .provenance import versions
 from .registry import AnyAttack, Entry
 from .results import results_frame, summarise
+from .running import oversubscription_note, registered
 from .store import Store
 from .training import VictimConfig
 from .victims import ModelFile, ModelFileVictim, ModuleVictim, check_victim_model
@@ -251,7 +253,10 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
                 "skipping them"
             )
         if pending:
-            with open_executor(spec) as executor:
+            with registered() as others, open_executor(spec) as executor:
+                threads = torch.get_num_threads() if executor.inline else 1
+                if note := oversubscription_note(others, threads):
+                    console.print(f"[yellow]note:[/] {note}")
                 setup = _setup(config, data, executor)
                 chosen = Chosen(data, defenses, attacks, config.jobs)
                 result.phases = compute(

@@ -114,3 +114,39 @@ def test_a_run_waits_for_the_victim_another_run_trains(
     ((model, _info),) = loaded
     for name, tensor in load_weights(theirs)[0].items():
         assert torch.equal(model.state_dict()[name], tensor)
+
+
+def test_a_run_names_the_other_runs_computing_beside_it(tmp_path, monkeypatch, victims) -> None:
+    """Two in-process runs at once oversubscribe the cores: the second says so, naming the
+    first (its lock in <cache>/running/); once that run is gone its file is cleaned up."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from paraeval.runner import RunConfig, run
+    from paraeval.running import FOLDER, live_runs
+
+    cache = tmp_path / "cache"  # this test's own: no real run of this user is in it
+    shutil.copytree(MODEL_CACHE / "victims", cache / "victims")
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(cache))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    other = entry_lock(cache / FOLDER / "999999999")  # another run's lock
+    other.acquire()
+    try:
+        printed = StringIO()
+        config = RunConfig(victims=["vm"], attacks="fgsm", n_images=5, out=tmp_path / "a")
+        run(config, Console(file=printed, width=400))
+        said = printed.getvalue()
+        assert "1 other paraeval run(s) compute on this machine (pid 999999999)" in said
+        assert "OMP_NUM_THREADS=1" in said
+        assert 999999999 in live_runs()
+        other.release()
+        printed = StringIO()
+        run(RunConfig(victims=["vm"], attacks="fgsm", n_images=6, out=tmp_path / "b"),
+            Console(file=printed, width=400))  # fmt: skip
+        assert "other paraeval run" not in printed.getvalue() and "time:" in printed.getvalue()
+        assert not (cache / FOLDER / "999999999.lock").exists()
+    finally:
+        other.release()
+        torch.set_num_threads(threads)
