@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ def cache_table(action: str) -> tuple[list[str], list[list[Any]], str, list[str]
     if action == "clear":
         for entry in found:
             entry.path.unlink()
+        shipped = cache_dir() / "models"  # model files a run shipped to this worker
+        if shipped.is_dir():
+            shutil.rmtree(shipped)
         return [], [], "", [f"removed {len(found)} entries from {cache_dir()}"]
     problems = {e.path: verify(e.path) for e in found} if action == "verify" else {}
     rows = [[e.kind, e.path.name, f"{e.size / 1024:.1f}", problems.get(e.path) or e.what]

@@ -58,8 +58,11 @@ def test_cache_command_lists_verifies_and_clears(tmp_path) -> None:
     checked = run_cli("cache", "verify", env=env)
     assert checked.returncode == 0 and f"moved damaged {names[0]}" in checked.stderr
     assert [e.path.name for e in entries(tmp_path)] == names[1:]
+    (tmp_path / "models" / "0123").mkdir(parents=True)  # a model file a run shipped here
+    (tmp_path / "models" / "0123" / "net.py").write_text("")
     cleared = run_cli("cache", "clear", env=env)
     assert cleared.returncode == 0 and list(entries(tmp_path)) == []
+    assert not (tmp_path / "models").exists()
 
 
 def test_the_cache_follows_xdg_cache_home(tmp_path, monkeypatch) -> None:
