@@ -1,4 +1,5 @@
-"""`paraeval run | list` - the command line.
+"""`paraeval run | reproduce | readings | report` and, from :mod:`paraeval.cli_tools`, `list |
+inspect | bench | cache | store` - the command line.
 
 Exit codes: 0 success; 1 when at least one cell failed (its traceback is in results.csv);
 2 for a usage or data error (one line on stderr, no traceback).
@@ -8,13 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .cli_options import DeviceOption, ExecutorOption, FormatOption
+from .cli_tools import (
+    bench_command,
+    cache_command,
+    inspect_command,
+    list_command,
+    store_command,
+)
 from .errors import UserError
 from .output import Format, configure, emit, status, stdout
 from .printing import print_plan, print_summary
@@ -295,87 +302,11 @@ def report_command(
     console.print(f"wrote {rerender(directory)}")
 
 
-class ListWhat(StrEnum):
-    defenses = "defenses"
-    attacks = "attacks"
-    plugins = "plugins"
-    victims = "victims"
-    datasets = "datasets"
-
-
-@app.command("list")
-def list_command(
-    what: Annotated[ListWhat, typer.Argument()] = ListWhat.defenses,
-    options: Annotated[
-        bool, typer.Option("--options", help="List the options (readings) with their values.")
-    ] = False,
-    fmt: FormatOption = Format.auto,
-) -> None:
-    """List registered defenses, attacks, plugins, victims or datasets (--options)."""
-    from .listing import list_rows
-
-    emit(console, *list_rows(what.value, options), fmt)
-
-
-@app.command("inspect")
-def inspect_command(
-    victim: Annotated[str, typer.Argument(help="A victim name, or FILE.py:Class.")],
-    dataset: Annotated[str | None, typer.Option(help="FILE.py:Class's dataset.")] = None,
-    fmt: FormatOption = Format.auto,
-) -> None:
-    """VICTIM's layers by name, their output shapes and where a parasite fits
-    (`--defenses 'parasite:layer=NAME,neurons=...'`)."""
-    from .listing import layer_rows
-
-    emit(console, *layer_rows(victim, dataset), fmt)
-
-
-@app.command("bench")
-def bench_command(
-    out: Annotated[Path, typer.Option(help="Where bench.csv is written.")] = Path("bench.csv"),
-    images: Annotated[int, typer.Option(min=1, help="Test images attacked.")] = 200,
-    repetitions: Annotated[int, typer.Option(min=1, help="Timed repetitions per row.")] = 5,
-    quick: Annotated[bool, typer.Option("--quick", help="A small configuration (CI).")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
-    cold: Annotated[bool, typer.Option("--cold", help="Also time Tables 1-3 cold.")] = False,
-    rows: Annotated[
-        str,
-        typer.Option(
-            help="Row groups, comma-separated: fgsm, pgd, latency, parasite, bank, "
-            "executors, cold (default: all but cold; `cold` alone: that row only)."
-        ),
-    ] = "",
-    merge: Annotated[bool, typer.Option("--merge", help="Keep OUT's other rows.")] = False,
-    fmt: FormatOption = Format.auto,
-) -> None:
-    """Time the hot paths as ratios against baselines run in the same process (bench.csv)."""
-    from .bench import BenchConfig, bench, row_groups
-
-    chosen = row_groups(rows)
-    frame = bench(BenchConfig(images, repetitions, quick, data_dir, out, cold, chosen, merge))
-    emit(console, list(frame.columns), frame.values.tolist(), fmt, f"wrote {out}")
-
-
-class CacheAction(StrEnum):
-    list = "list"
-    verify = "verify"
-    clear = "clear"
-
-
-@app.command("cache")
-def cache_command(
-    action: Annotated[CacheAction, typer.Argument()] = CacheAction.list,
-    fmt: FormatOption = Format.auto,
-) -> None:
-    """Show (list), check (verify: damaged entries are moved aside) or delete (clear) the
-    cached victims and parasites."""
-    from .listing import cache_table
-
-    columns, rows, title, messages = cache_table(action.value)
-    if rows:
-        emit(console, columns, rows, fmt, title)
-    for message in messages:
-        err_console.print(message, highlight=False)
+app.command("list")(list_command)
+app.command("inspect")(inspect_command)
+app.command("bench")(bench_command)
+app.command("cache")(cache_command)
+app.command("store")(store_command)
 
 
 def main(argv: list[str] | None = None) -> None:

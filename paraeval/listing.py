@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 def plugin_rows() -> tuple[list[str], list[list[Any]]]:
@@ -133,3 +138,39 @@ def layer_rows(
         for layer in layers(architecture(found), shape)
     ]  # fmt: skip
     return ["layer", "module", "output", "neurons", "parasite neurons="], rows
+
+
+def _store(directory: Path) -> Store:
+    from .store import DB_NAME, Store
+
+    if not (directory / DB_NAME).is_file():
+        raise UserError(f"no results store in {directory} (no {DB_NAME})")
+    return Store(directory)
+
+
+def run_rows(directory: Path) -> tuple[list[str], list[list[Any]]]:
+    """`paraeval store runs DIR`: every run record, with the cells it listed and stored."""
+    with _store(directory) as store:
+        stored = dict(
+            store.connection.execute("SELECT run_id, COUNT(*) FROM cells GROUP BY run_id")
+        )
+        rows = [
+            [run["id"], run["started"][:19], run["wall_seconds"], len(run["cells"]),
+             stored.get(run["id"], 0), run["command"]]
+            for run in store.runs()
+        ]  # fmt: skip
+    return ["run", "started", "wall s", "cells listed", "cells stored", "command"], rows
+
+
+def prune_store(directory: Path, since_run: int | None, dry_run: bool) -> str:
+    """`paraeval store prune DIR --since-run ID`: what went (or would go)."""
+    if since_run is None:
+        raise UserError("store prune needs --since-run ID (paraeval store runs DIR lists them)")
+    with _store(directory) as store:
+        before = store.path.stat().st_size
+        cells, runs = store.prune(since_run, dry_run=dry_run)
+        after = store.path.stat().st_size
+    if dry_run:
+        return f"would delete {cells} cell(s) and {runs} run record(s) from {directory}"
+    return (f"deleted {cells} cell(s) and {runs} run record(s) from {directory}: "
+            f"{before / 2**20:.1f} -> {after / 2**20:.1f} MiB")  # fmt: skip

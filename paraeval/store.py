@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
+
 DB_NAME = "results.sqlite"
 
 SCHEMA = """
@@ -224,6 +226,31 @@ class Store:
 
     def count_cells(self) -> int:
         return int(self.connection.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+
+    def prune(self, since_run: int, *, dry_run: bool = False) -> tuple[int, int]:
+        """Delete the cells no run from `since_run` on lists (with their samples), and the
+        earlier runs no remaining cell was stored by; returns (cells, runs) deleted.
+
+        A store keeps every cell it was given, also those no current command asks for again
+        (cells of superseded code versions or options: their keys changed). Run the commands
+        whose cells matter once more (all stored, nothing is computed: each run still records
+        the keys it asked for), then prune since the first of those runs.
+        """
+        runs = self.runs()
+        if not any(run["id"] >= since_run for run in runs):
+            raise UserError(f"no run with id >= {since_run} in {self.path} (paraeval store runs)")
+        kept = {key for run in runs if run["id"] >= since_run for key in run["cells"]}
+        stored = dict(self.connection.execute("SELECT key, run_id FROM cells").fetchall())
+        doomed = [key for key in stored if key not in kept]
+        referenced = {run_id for key, run_id in stored.items() if key in kept}
+        old = [run["id"] for run in runs if run["id"] < since_run and run["id"] not in referenced]
+        if dry_run:
+            return len(doomed), len(old)
+        with self._transaction():  # samples go with their cells (ON DELETE CASCADE)
+            self.connection.executemany("DELETE FROM cells WHERE key = ?", ((k,) for k in doomed))
+            self.connection.executemany("DELETE FROM runs WHERE id = ?", ((i,) for i in old))
+        self.connection.execute("VACUUM")  # give the space back: the file shrinks
+        return len(doomed), len(old)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -242,3 +243,52 @@ def test_a_run_with_nothing_to_do_exits_2_and_says_why(tmp_path) -> None:
     result = run_cli("run", "--victims", "vm", "--defenses", "table2", "--dry-run")
     assert result.returncode == 2
     assert "nothing to run: skipped" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_store_prune_keeps_what_the_recent_runs_asked_for(tmp_path) -> None:
+    """Cells no run from --since-run on lists go (with their per-image rows), and so do the
+    earlier run records no kept cell was stored by; the rest is untouched."""
+    from paraeval.store import Store
+
+    def row(victim: str) -> dict:
+        return {"victim": victim, "defense": "none", "attack": "fgsm", "seed": 0, "status": "ok"}
+
+    sample = (0, 7, 7, 7, 7, 0.1, 1, 1)
+    with Store(tmp_path) as store:
+        superseded = store.start_run("old code", {}, {}, ["gone"])
+        store.put_cell("gone", superseded, row("vm"), [sample])
+        first = store.start_run("first", {}, {}, ["old", "shared"])
+        store.put_cell("old", first, row("vm"), [sample])
+        store.put_cell("shared", first, row("vm"), [sample])
+        again = store.start_run("rerun", {}, {}, ["shared", "new"])  # "old"'s key changed
+        store.put_cell("new", again, row("vm-batch"))
+        assert store.prune(again, dry_run=True) == (2, 1) and store.count_cells() == 4
+        assert store.prune(again) == (2, 1)
+        assert sorted(k for (k,) in store.connection.execute("SELECT key FROM cells")) == [
+            "new", "shared",
+        ]  # fmt: skip
+        assert [run["command"] for run in store.runs()] == ["first", "rerun"]  # first stored one
+        assert store.samples("shared") and not store.samples("old")
+        counted = store.connection.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        assert counted == 1
+
+
+def test_store_command_lists_runs_and_prunes(tmp_path) -> None:
+    from paraeval.store import Store
+
+    with Store(tmp_path) as store:
+        kept = store.start_run("paraeval run --out x", {}, {}, ["a"])
+        store.put_cell("a", kept, {"victim": "vm", "defense": "none", "attack": "fgsm",
+                                   "seed": 0, "status": "ok"})  # fmt: skip
+    listed = run_cli("store", "runs", str(tmp_path), "--format", "csv")
+    assert listed.returncode == 0, listed.stderr
+    assert pd.read_csv(io.StringIO(listed.stdout)).iloc[0]["cells stored"] == 1
+    no_id = run_cli("store", "prune", str(tmp_path))
+    assert no_id.returncode == 2 and "--since-run" in no_id.stderr
+    too_late = run_cli("store", "prune", str(tmp_path), "--since-run", "9")
+    assert too_late.returncode == 2 and "no run with id >= 9" in too_late.stderr
+    pruned = run_cli("store", "prune", str(tmp_path), "--since-run", str(kept))
+    assert pruned.returncode == 0 and "deleted 0 cell(s) and 0 run record(s)" in pruned.stderr
+    missing = run_cli("store", "runs", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "no results store" in missing.stderr
+    assert not (tmp_path / "nowhere").exists()
