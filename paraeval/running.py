@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 
 from .cache import cache_dir, claim, held_elsewhere
 
@@ -25,9 +25,13 @@ def registered() -> Iterator[list[int]]:
     """Hold this run's lock while the block runs; yields the pids of the other live runs
     (sharing this cache, i.e. this user's runs). Files of dead runs are removed."""
     folder = cache_dir() / FOLDER
-    others = live_runs()
+    try:
+        others = live_runs()
+    except OSError:  # a cache this run cannot write: nothing to say, nothing to hold
+        others = []
     with ExitStack() as held:
-        claim(folder / str(os.getpid()), held)
+        with suppress(OSError):
+            claim(folder / str(os.getpid()), held)
         yield [pid for pid in others if pid != os.getpid()]
 
 
