@@ -43,7 +43,7 @@ from .checks import check_protected, sanity_warnings, snapshot
 from .datasets import Splits
 from .devices import on_device
 from .errors import UserError
-from .lookup import dataset_named, load_dataset, victim_named
+from .lookup import add_run_victim, dataset_named, load_dataset, victim_named
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
 from .seeding import derive_seed, seeded
@@ -83,7 +83,7 @@ class WorkerSetup:
     def add_model_file(self) -> None:
         """Register the run's model-file victim in this process (a worker's, too)."""
         if self.model_file is not None:
-            self.model_file.register(cache_dir())
+            add_run_victim(self.model_file.victim(cache_dir()))
 
     def load(self, dataset: str) -> Splits:
         """The dataset from where the run read it."""

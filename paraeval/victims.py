@@ -168,7 +168,7 @@ class ModelFile:
     none), as plain values a worker process receives, and how a worker on another machine,
     where those paths do not exist, gets the same files: the run ships their bytes with each
     task (:meth:`shipped`, installed into the worker's cache under ``models/<digest>/``) and
-    the worker imports the copy (:meth:`register`). Same bytes, same fingerprint, same cell
+    the worker imports the copy (:meth:`victim`). Same bytes, same fingerprint, same cell
     keys. The model must be one file (a model spread over modules must be installed on the
     workers, e.g. as a victim plugin)."""
 
@@ -195,17 +195,15 @@ class ModelFile:
         """The files as (path in a cache, bytes), for a worker that lacks them."""
         return [(f"models/{self.digest}/{path.name}", path.read_bytes()) for path in self.files()]
 
-    def register(self, cache: Path) -> None:
-        """Register the victim in this process from the run's files, or from the copies shipped
-        into `cache` where this machine has not got them."""
-        from .lookup import add_run_victim
-
+    def victim(self, cache: Path) -> ModelFileVictim:
+        """The victim from the run's files, or from the copies shipped into `cache` where this
+        machine has not got them."""
         spec, weights = self.spec, self.weights
         if not all(path.is_file() for path in self.files()):
             folder = cache / "models" / self.digest
             spec = f"{folder / Path(spec.rpartition(':')[0]).name}:{spec.rpartition(':')[2]}"
             weights = str(folder / Path(weights).name) if weights else ""
-        add_run_victim(ModelFileVictim(spec, self.dataset, Path(weights) if weights else None))
+        return ModelFileVictim(spec, self.dataset, Path(weights) if weights else None)
 
 
 class ModuleVictim(VictimBase):
