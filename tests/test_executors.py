@@ -220,3 +220,31 @@ def test_a_worker_uses_the_victim_the_run_loaded(monkeypatch, mnist, victims) ->
     assert worker.victim("vm").model is model
     with pytest.raises(AssertionError, match="second time"):
         groups.Worker(setup, data).victim("vm")
+
+
+def test_results_do_not_depend_on_the_thread_count(victims, tmp_path) -> None:
+    """The in-process run uses every core, a local worker one thread, a run beside another
+    whatever it is given: the attacks that loop (DeepFool) or search in float64 (critical
+    points, FEE) must give the same cells, per-image rows included, on 1 and 2 threads. (The
+    Knockoff thief did not, so it trains on one thread: paraeval.attacks.knockoff.)"""
+    import torch
+
+    from paraeval.runner import RunConfig, run
+    from paraeval.store import Store
+
+    grid = {"victims": ["vm", "mlp"], "defenses": "none,t1-vm-after-nobn-small,mlp-nobn-small-s0.1",
+            "attacks": "deepfool:steps=10,critical-points:budget=500,normals=1,fee",
+            "n_images": 20, "seeds": [0]}  # fmt: skip
+    threads, outcomes = torch.get_num_threads(), []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            result = run(RunConfig(**grid, out=tmp_path / str(count)))
+            with Store(tmp_path / str(count)) as store:
+                samples = [store.samples(key) for key in result.keys]
+            rows = [{k: v for k, v in row.items() if k != "seconds"} for row in result.rows]
+            outcomes.append((rows, samples))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(outcomes[0][0]) >= 8 and all(row["status"] == "ok" for row in outcomes[0][0])
+    assert outcomes[0] == outcomes[1]
