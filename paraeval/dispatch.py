@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -184,12 +185,20 @@ class Dispatch:
         if self.executor.shares_cache:
             return ()
         root = cache_dir()
+        return (
+            tuple(
+                (path.relative_to(root).as_posix(), path.read_bytes())
+                for path in paths
+                if path.exists()
+            )
+            + self._model_file
+        )
+
+    @cached_property
+    def _model_file(self) -> Artifacts:
+        """The run's model file and weights as artifacts, read once for every task."""
         model_file = self.setup.model_file
-        return tuple(
-            (path.relative_to(root).as_posix(), path.read_bytes())
-            for path in paths
-            if path.exists()
-        ) + tuple(model_file.shipped() if model_file else ())
+        return tuple(model_file.shipped()) if model_file else ()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -164,7 +164,7 @@ class ModelFileVictim(VictimBase):
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A run's ``--model FILE.py:Class`` (absolute path), its dataset and ``--weights`` ("" for
+    """A run's ``--model FILE.py:Class`` (its absolute source path and class name), its dataset and
     none), as plain values a worker process receives, and how a worker on another machine,
     where those paths do not exist, gets the same files: the run ships their bytes with each
     task (:meth:`shipped`, installed into the worker's cache under ``models/<digest>/``) and
@@ -172,7 +172,8 @@ class ModelFile:
     keys. The model must be one file (a model spread over modules must be installed on the
     workers, e.g. as a victim plugin)."""
 
-    spec: str
+    source: str
+    class_name: str
     dataset: str
     weights: str = ""
     #: The files' content hash: the folder the copies go to.
@@ -183,13 +184,14 @@ class ModelFile:
         file, _, class_name = spec.rpartition(":")
         source = Path(file).expanduser().resolve()
         weights_path = Path(weights).expanduser().resolve() if weights else None
-        paths = [source, *([weights_path] if weights_path else [])]
-        digest = _sha(*paths) if all(p.is_file() for p in paths) else ""  # else: the import says
-        return ModelFile(f"{source}:{class_name}", dataset, str(weights_path or ""), digest)
+        model = ModelFile(str(source), class_name, dataset, str(weights_path or ""))
+        if all(path.is_file() for path in model.files()):  # else: the import says what is wrong
+            model = replace(model, digest=_sha(*model.files()))
+        return model
 
     def files(self) -> list[Path]:
-        source = Path(self.spec.rpartition(":")[0])
-        return [source, *([Path(self.weights)] if self.weights else [])]
+        """The source file, then the weights file if any."""
+        return [Path(self.source), *([Path(self.weights)] if self.weights else [])]
 
     def shipped(self) -> list[tuple[str, bytes]]:
         """The files as (path in a cache, bytes), for a worker that lacks them."""
@@ -198,12 +200,11 @@ class ModelFile:
     def victim(self, cache: Path) -> ModelFileVictim:
         """The victim from the run's files, or from the copies shipped into `cache` where this
         machine has not got them."""
-        spec, weights = self.spec, self.weights
-        if not all(path.is_file() for path in self.files()):
-            folder = cache / "models" / self.digest
-            spec = f"{folder / Path(spec.rpartition(':')[0]).name}:{spec.rpartition(':')[2]}"
-            weights = str(folder / Path(weights).name) if weights else ""
-        return ModelFileVictim(spec, self.dataset, Path(weights) if weights else None)
+        files = self.files()
+        if not all(path.is_file() for path in files):
+            files = [cache / "models" / self.digest / path.name for path in files]
+        weights = files[1] if self.weights else None
+        return ModelFileVictim(f"{files[0]}:{self.class_name}", self.dataset, weights)
 
 
 class ModuleVictim(VictimBase):
