@@ -164,13 +164,13 @@ class ModelFileVictim(VictimBase):
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A run's ``--model FILE.py:Class`` (its absolute source path and class name), its dataset and
-    none), as plain values a worker process receives, and how a worker on another machine,
-    where those paths do not exist, gets the same files: the run ships their bytes with each
-    task (:meth:`shipped`, installed into the worker's cache under ``models/<digest>/``) and
-    the worker imports the copy (:meth:`victim`). Same bytes, same fingerprint, same cell
-    keys. The model must be one file (a model spread over modules must be installed on the
-    workers, e.g. as a victim plugin)."""
+    """A run's ``--model FILE.py:Class`` (its absolute source path and the class name), its
+    dataset and ``--weights`` ("" for none), as plain values a worker process receives, and
+    how a worker on another machine, where those paths do not exist, gets the same files: the
+    run ships their bytes with each task (:meth:`shipped`, installed into the worker's cache
+    under ``models/<digest>/``) and the worker imports the copy (:meth:`victim`). Same bytes,
+    same fingerprint, same cell keys. The model must be one file (a model spread over modules
+    must be installed on the workers, e.g. as a victim plugin)."""
 
     source: str
     class_name: str
