@@ -78,12 +78,16 @@ class RunContext:
                   defense trains may use it; its `protect` still returns a CPU module
     pixel_std     the dataset's declared normalisation std (DatasetBase.pixel_std); None: not
                   declared (:attr:`normalization_std` computes it)
+    train_labels  int64 [N], the labels of `train_images` (None where a caller has none: a
+                  defense that needs them, e.g. to select among candidate parasites on a
+                  validation split, says so)
     """
 
     train_images: torch.Tensor
     data_dir: Path | None = None
     device: str = "cpu"
     pixel_std: float | None = None
+    train_labels: torch.Tensor | None = None
 
     @cached_property
     def normalization_std(self) -> float:

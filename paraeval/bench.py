@@ -224,7 +224,8 @@ def _latency_rows(mnist: MNIST, config: BenchConfig) -> list[Row]:
     from .api import Protected, RunContext
     from .training import VictimConfig, load_or_train_victim
 
-    context = RunContext(MNIST.as_float(mnist.train_images), mnist.source)
+    context = RunContext(MNIST.as_float(mnist.train_images), mnist.source,
+                         train_labels=mnist.train_labels)  # fmt: skip
     batch = MNIST.as_float(mnist.test_images[:256])
     found = []
     installed = set(registry.defenses().names())

@@ -92,12 +92,6 @@ def _executor_lines(frame: pd.DataFrame) -> list[str]:
         f"{'met' if met else 'not met'} on this machine.",
     ]
     if not met:
-        lines[-1] += (
-            " Each worker process pays its own start-up (Python and torch imports, the data, "
-            "the victims' shared work), and with one thread a group takes longer than in the "
-            "in-process run, whose PyTorch uses every core; the executors are for machines "
-            "with more cores than one group's convolutions can use, and for clusters."
-        )
         lines[-1] += _executor_ceiling(frame)
     return lines
 

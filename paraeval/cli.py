@@ -226,11 +226,26 @@ def readings_command(
         str | None,
         typer.Option(help="Screen only these readings, ';'-separated ('default;init=dirac')."),
     ] = None,
-    screen_seeds: Annotated[int, typer.Option(min=1, help="Seeds of the screen.")] = 1,
+    screen_seeds: Annotated[int, typer.Option(min=0, help="Seeds of the screen (0: none).")] = 1,
     confirm_seeds: Annotated[
-        int, typer.Option(min=0, help="Seeds of the confirmation (0: no confirmation).")
+        int,
+        typer.Option(min=0, help="Seeds of the confirmation, after the screen's (0: none)."),
     ] = 5,
+    seed_scope: Annotated[
+        str,
+        typer.Option(
+            help="Confirmation seeds vary the whole pipeline (victims too) or only "
+            "the parasites: pipeline|parasite."
+        ),
+    ] = "pipeline",
     combine: Annotated[bool, typer.Option(help="Combine the factors that matter.")] = True,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the lines of an earlier study's readings.csv in --work that "
+            "this one does not measure."
+        ),
+    ] = False,
     confirm: Annotated[
         str | None,
         typer.Option(help="Confirm only these readings, ';'-separated (default: chosen by data)."),
@@ -259,8 +274,10 @@ def readings_command(
         base=dict(base_reading.defense),
         readings=[parse_reading(r) for r in readings.split(";")] if readings else None,
         screen_seeds=list(range(screen_seeds)),
-        confirm_seeds=list(range(confirm_seeds)) if confirm_seeds else [],
+        confirm_seeds=list(range(screen_seeds, screen_seeds + confirm_seeds)),
+        seed_scope=seed_scope,
         combine=combine,
+        merge=merge,
         confirm=[parse_reading(r) for r in confirm.split(";")] if confirm else None,
         n_images=n_images,
         data_dir=data_dir,
@@ -276,9 +293,11 @@ def readings_command(
         print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in configs])
         return
     scores = study(config, lambda c: run(c, err_console))
-    columns = ["stage", "reading", "seeds", "|dM_adv|", "acc in CI", "M_adv in CI", "both", "rows"]
-    keys = ["stage", "reading", "seeds", "mean_abs_diff_m_adv", "rows_accuracy_in_ci",
-            "rows_m_adv_in_ci", "rows_both_in_ci", "rows"]  # fmt: skip
+    columns = ["stage", "reading", "seeds", "|d acc|", "|dM_adv|", "both in PI", "baseline",
+               "fit ratio", "breaks victim", "rows"]  # fmt: skip
+    keys = ["stage", "reading", "seeds", "mean_abs_diff_accuracy", "mean_abs_diff_m_adv",
+            "rows_both_in_pi", "baseline_rows_both_in_pi", "median_fit_ratio", "breaks_victim",
+            "rows"]  # fmt: skip
     lines = [score.line() for score in scores]
     printed = [[round(v, 2) if isinstance(v, float) else v for v in (line[k] for k in keys)]
                for line in lines]  # fmt: skip

@@ -164,8 +164,9 @@ class Worker:
             folder = Path(splits.source) if Path(splits.source).is_dir() else None
             declared = dataset_named(dataset).pixel_std
             self._contexts[dataset] = RunContext(
-                splits.train_images, folder, self.setup.device, pixel_std=declared
-            )
+                splits.train_images, folder, self.setup.device, pixel_std=declared,
+                train_labels=splits.train_labels,
+            )  # fmt: skip
         return self._contexts[dataset]
 
     def model(self, name: str) -> nn.Module:

@@ -82,6 +82,35 @@ def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, fl
     return (mean, std, mean - half, mean + half)
 
 
+def prediction_interval(
+    values: list[float], confidence: float = 0.95
+) -> tuple[float, float, float, float]:
+    """(mean, std, low, high) of the Student t prediction interval for *one more run*.
+
+    A single published number (one victim, one parasite: one draw of the whole pipeline) is
+    compared with where one run of the measured pipeline falls, mean +- t * s * sqrt(1 + 1/n),
+    not with the interval of the mean over n seeds (``t_interval``), which shrinks with n
+    while a single run's spread does not. NaN bounds for fewer than 2 values.
+    """
+    mean, std, _low, _high = t_interval(values, confidence)
+    if math.isnan(std):
+        return (mean, std, math.nan, math.nan)
+    n = sum(1 for v in values if not math.isnan(v))
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std * math.sqrt(1 + 1 / n)
+    return (mean, std, mean - half, mean + half)
+
+
+def clipped(
+    low: float, high: float, lowest: float = 0.0, highest: float = 100.0
+) -> tuple[float, float]:
+    """An interval of a percentage cut to [0, 100] (a t interval of values near a bound can
+    leave it: 100.6 % accuracy is not a possible run); NaN stays NaN."""
+    return (max(low, lowest) if not math.isnan(low) else low,
+            min(high, highest) if not math.isnan(high) else high)  # fmt: skip
+
+
 def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval (in %) for a proportion measured on a fixed image set."""
     if total == 0:

@@ -37,6 +37,11 @@ class OptionSpec:
     requirement: str = ""  # shown when `check` fails (values give their own)
     paper: str = ""  # the sentence of the paper a reading interprets ("": silent / not one)
     rule: str = ""  # why the default is what it is
+    none_text: str = "auto"  # how a None value is written (and parsed) on the command line
+
+    def shown(self, value: Any) -> str:
+        """`value` as the command line writes it."""
+        return self.none_text if value is None else shown_value(value)
 
     def requirement_text(self) -> str:
         if self.values is not None:
@@ -125,7 +130,7 @@ class Options:
         """'name=requirement (default x), ...' for error messages."""
         default = cls().as_dict()
         return ", ".join(
-            f"{name}={spec.requirement_text()} (default {shown_value(default[name])})"
+            f"{name}={spec.requirement_text()} (default {spec.shown(default[name])})"
             for name, spec in cls.specs().items()
         )
 
@@ -137,7 +142,7 @@ class Options:
             {
                 "option": name,
                 "values": spec.requirement_text(),
-                "default": shown_value(default[name]),
+                "default": spec.shown(default[name]),
                 "help": spec.help,
                 "paper": spec.paper,
                 "rule": spec.rule,
@@ -146,7 +151,11 @@ class Options:
         ]
 
     def __str__(self) -> str:
-        return ", ".join(f"{k}={shown_value(v)}" for k, v in self.as_dict().items())
+        specs = self.specs()
+        return ", ".join(
+            f"{k}={specs[k].shown(v) if k in specs else shown_value(v)}"
+            for k, v in self.as_dict().items()
+        )
 
 
 def _parse_value(owner: str, name: str, spec: OptionSpec, raw: Any) -> Any:

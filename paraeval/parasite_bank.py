@@ -23,7 +23,6 @@ one-at-a-time path and this module is used where the device is a GPU.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -35,7 +34,9 @@ from .parasite_training import (
     TrainedParasite,
     _parasite_data,
     initialise,
+    optimiser_for,
     parasite_fit,
+    train_parasite,
 )
 from .seeding import derive_seed, seeded
 
@@ -44,7 +45,7 @@ def bank_key(config: ParasiteConfig) -> tuple[object, ...]:
     """What parasites must share to train in one bank (everything but seed, sigma, init)."""
     return (config.device, config.side, config.batch_norm, config.bias, config.bias_scope,
             config.n_train, config.n_heldout, config.batch_size, config.epoch_count,
-            config.lr)  # fmt: skip
+            config.lr, config.optimizer, config.schedule, config.until)  # fmt: skip
 
 
 def banks(configs: Sequence[ParasiteConfig]) -> list[list[ParasiteConfig]]:
@@ -141,6 +142,8 @@ def train_bank(configs: Sequence[ParasiteConfig]) -> list[TrainedParasite]:
     them on the CPU, each with its own noise and fit, in the order of `configs`."""
     if len({bank_key(c) for c in configs}) != 1:
         raise ValueError("a bank trains parasites of one shape and recipe only")
+    if configs[0].until == "plateau":  # each parasite stops at its own epoch: one at a time
+        return [train_parasite(config) for config in configs]
     device = configs[0].device
     data = [_parasite_data(config) for config in configs]
     parasites = []
@@ -170,16 +173,13 @@ def _fit(
     data: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     device: str,
 ) -> None:
-    """Adam + cosine schedule on the sum of the per-parasite MSEs, each parasite on its own
-    batches in its own order (the one-at-a-time recipe, K at a time)."""
+    """The recipe's optimiser and schedule on the sum of the per-parasite MSEs, each parasite
+    on its own batches in its own order (the one-at-a-time recipe, K at a time)."""
     config = configs[0]
     train = torch.stack([inputs[:, 0] for _noise, inputs, _heldout in data], dim=1).to(device)
     targets = train + torch.cat([noise for noise, _inputs, _heldout in data], dim=1).to(device)
     orders = [torch.Generator().manual_seed(derive_seed("parasite-order", c.seed)) for c in configs]
-    params = [p for p in bank.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
-    steps = config.epoch_count * math.ceil(config.n_train / config.batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    optimizer, schedule = optimiser_for([p for p in bank.parameters() if p.requires_grad], config)
     columns = torch.arange(len(configs), device=device)
     bank.train()
     for _ in range(config.epoch_count):

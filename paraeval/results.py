@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .loading import write_run_json
-from .metrics import t_interval
+from .metrics import clipped, prediction_interval, t_interval
 from .store import SAMPLE_COLUMNS, Store
 
 
@@ -107,24 +107,47 @@ def interval_text(mean: float, low: float, high: float, digits: int = 2) -> str:
 
 
 def summary_bounds(record: Mapping[str, Any], metric: str) -> tuple[float, float, float]:
-    """`metric`'s (mean, 95 % interval low, high) of a summary row."""
+    """`metric`'s (mean, low, high) of a summary row: the 95 % prediction interval for one run
+    where the row has one (accuracy, M_adv), else the interval of the mean."""
+    kind = "pi" if f"{metric}_pi_low" in record else "ci"
     return (
         float(record[f"{metric}_mean"]),
-        float(record[f"{metric}_ci_low"]),
-        float(record[f"{metric}_ci_high"]),
+        float(record[f"{metric}_{kind}_low"]),
+        float(record[f"{metric}_{kind}_high"]),
     )
 
 
 def summary_interval(record: Mapping[str, Any], metric: str, digits: int = 2) -> str:
-    """`metric`'s mean ± half-width of a summary row."""
+    """`metric`'s mean ± half-width of a summary row (see :func:`summary_bounds`)."""
     return interval_text(*summary_bounds(record, metric), digits)
 
 
-def paper_outside(record: Mapping[str, Any], metric: str) -> bool:
-    """Whether the paper value lies outside `metric`'s interval (False when unknown); reads
+def paper_inside(record: Mapping[str, Any], metric: str) -> bool | None:
+    """Whether the paper value lies inside `metric`'s prediction interval for one run (the
+    interval of the mean for a summary written before it had one); None when unknown. Reads
     the summary frame's booleans and summary.csv's re-read ones alike."""
-    flag = record.get(f"{metric}_paper_in_ci")
-    return isinstance(flag, bool | np.bool_) and not bool(flag)
+    flag = record.get(f"{metric}_paper_in_pi", record.get(f"{metric}_paper_in_ci"))
+    if isinstance(flag, str):
+        flag = {"True": True, "False": False}.get(flag)
+    return bool(flag) if isinstance(flag, bool | np.bool_) else None
+
+
+def paper_outside(record: Mapping[str, Any], metric: str) -> bool:
+    """Whether the paper value lies outside `metric`'s interval (False when unknown)."""
+    return paper_inside(record, metric) is False
+
+
+def do_nothing_inside(record: Mapping[str, Any], metric: str) -> bool | None:
+    """The do-nothing baseline of one row: would the unprotected victim (its accuracy; M_adv
+    0, since every adversarial example stays adversarial on the victim itself) agree with the
+    paper under the same tolerance, the half-width of the row's prediction interval? None
+    without an interval or a paper value."""
+    _mean, low, high = summary_bounds(record, metric)
+    paper = record.get(f"paper_{metric}")
+    if paper is None or math.isnan(low) or pd.isna(paper):
+        return None
+    value = float(record["victim_accuracy"]) if metric == "accuracy" else 0.0
+    return bool(abs(float(paper) - value) <= (high - low) / 2)
 
 
 def summary_table(summary: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
@@ -203,7 +226,11 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         record["dataset"] = group["dataset"].iloc[0] if "dataset" in group else "mnist"
         record["n_seeds"] = len(group)
         for metric, paper_column in (("accuracy", "paper_accuracy"), ("m_adv", "paper_m_adv")):
-            mean, std, low, high = t_interval(group[metric].astype(float).tolist())
+            values = group[metric].astype(float).tolist()
+            mean, std, low, high = t_interval(values)
+            low, high = clipped(low, high)
+            _mean, _std, pi_low, pi_high = prediction_interval(values)
+            pi_low, pi_high = clipped(pi_low, pi_high)
             paper = group[paper_column].iloc[0]
             paper = float(paper) if paper is not None and not pd.isna(paper) else math.nan
             record.update(
@@ -212,11 +239,12 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
                     f"{metric}_std": std,
                     f"{metric}_ci_low": low,
                     f"{metric}_ci_high": high,
+                    f"{metric}_pi_low": pi_low,
+                    f"{metric}_pi_high": pi_high,
                     paper_column: paper,
                     f"{metric}_diff": mean - paper,
-                    f"{metric}_paper_in_ci": (low <= paper <= high)
-                    if not (math.isnan(paper) or math.isnan(low))
-                    else None,
+                    f"{metric}_paper_in_ci": _inside(paper, low, high),
+                    f"{metric}_paper_in_pi": _inside(paper, pi_low, pi_high),
                 }
             )
         for column in _extraction_columns(group):
@@ -231,6 +259,11 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
             record["headline"] = group["headline"].dropna().iloc[0]
         records.append(record)
     return pd.DataFrame(records).round(4)
+
+
+def _inside(paper: float, low: float, high: float) -> bool | None:
+    """Whether the paper value lies in [low, high]; None without a paper value or interval."""
+    return None if math.isnan(paper) or math.isnan(low) else bool(low <= paper <= high)
 
 
 def _extraction_columns(group: pd.DataFrame) -> list[str]:
@@ -310,13 +343,15 @@ victim's prediction on the example against the protected model's.
 own detail columns (described in the attack's module docstring).
 
 `summary.csv`: per (victim, defense, attack, mode) over the seeds: `n_seeds`; for accuracy and
-M_adv the mean, standard deviation, 95 % Student-t interval (`*_ci_low`, `*_ci_high`), the
-paper value, `*_diff` (measured mean - paper) and `*_paper_in_ci`; `robust_accuracy_*` for
-adaptive rows; `<metric>_mean` for every numeric attack metric. Two kinds of interval, on
-purpose: the t-interval over seeds (summary) measures how much the result depends on the
-parasite's draw; the Wilson interval (per cell) is the binomial uncertainty of a proportion
-measured on a fixed image set. The paper gives single numbers, so the verdict uses the
-t-interval.
+M_adv the mean, standard deviation, the 95 % Student-t interval of the mean (`*_ci_low`,
+`*_ci_high`, `*_paper_in_ci`), the 95 % prediction interval for one run (`*_pi_low`,
+`*_pi_high`, `*_paper_in_pi`: mean +- t * s * sqrt(1 + 1/n)), both clipped to [0, 100], the
+paper value and `*_diff` (measured mean - paper); `robust_accuracy_*` for adaptive rows;
+`<metric>_mean` for every numeric attack metric. Three kinds of interval, on purpose: the
+paper's numbers are single runs of its pipeline, so the verdict asks whether each lies where
+one run of the measured pipeline falls (the prediction interval); the interval of the mean
+says how well n seeds pin the mean down; the Wilson interval (per cell) is the binomial
+uncertainty of a proportion measured on a fixed image set, with no seed variance in it.
 """
 
 

@@ -12,14 +12,18 @@ that the README block equals what this module generates from them).
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .companions import companion_sentences
-from .defenses.reading import PREVIOUS_DEFAULT
-from .paper import PAPER_ATTACK, ROWS
+from .defenses.reading import FRAMEWORK_DEFAULT
+from .paper import BREAKS_VICTIM_PP, PAPER_ATTACK, ROWS
+from .results import do_nothing_inside, paper_inside
 
 BEGIN, END = "<!-- verdict -->", "<!-- /verdict -->"
 #: "Within 1 pp" is reported beside "inside the 95 % interval".
@@ -43,27 +47,40 @@ def _span(values: pd.Series) -> str:
 
 
 def summary_sentences(summary: pd.DataFrame) -> list[str]:
-    """What the default reading's committed reproduction shows, row by row against the paper."""
+    """What the default reading's committed reproduction shows, row by row against the paper,
+    every count beside its do-nothing baseline (:func:`paraeval.results.do_nothing_inside`)."""
     rows = _paper_rows(summary)
     if rows.empty:
         return ["No paper row has been measured yet."]
     seeds = int(rows["n_seeds"].max())
-    inside = {m: rows[f"{m}_paper_in_ci"].astype(str) == "True" for m in ("accuracy", "m_adv")}
-    in_ci = {m: int(mask.sum()) for m, mask in inside.items()}
-    close = {m: int((rows[f"{m}_diff"].abs() <= CLOSE_PP).sum()) for m in ("accuracy", "m_adv")}
-    both = int((inside["accuracy"] & inside["m_adv"]).sum())
-    no_bn = rows[rows["defense"].map(_has_only_no_bn_parasites)]
+    records = rows.to_dict("records")
+    counts = {name: _counts(records, test) for name, test in (
+        ("measured", paper_inside), ("baseline", do_nothing_inside))}  # fmt: skip
+    in_mean = _counts(records, _inside_mean)
+    close = int((rows["accuracy_diff"].abs() <= CLOSE_PP).sum())
+    victim_close = int(((rows["victim_accuracy"] - rows["paper_accuracy"]).abs() <= CLOSE_PP).sum())
+    drop = rows["victim_accuracy"] - rows["accuracy_mean"]
+    broken = rows[drop > BREAKS_VICTIM_PP]
+    measured, baseline = counts["measured"], counts["baseline"]
     sentences = [
         f"Default reading, {seeds} seeds, {len(rows)} of {len(ROWS)} paper rows measured: the "
-        f"paper's accuracy lies inside the measured 95 % interval for {in_ci['accuracy']} rows "
-        f"(within {CLOSE_PP:.0f} pp for {close['accuracy']}), its M_adv for {in_ci['m_adv']} "
-        f"(within {CLOSE_PP:.0f} pp for {close['m_adv']}); both for {both}.",
+        f"paper's value lies inside the 95 % prediction interval for one run for "
+        f"{measured[0]} rows (accuracy), {measured[1]} (M_adv), {measured[2]} (both); the "
+        f"do-nothing baseline (the unprotected victim, accuracy and M_adv 0, judged with the "
+        f"same half-widths) for {baseline[0]}, {baseline[1]}, {baseline[2]}. Inside the 95 % "
+        f"interval of the mean: {in_mean[0]}, {in_mean[1]}, {in_mean[2]}.",
+        f"Measured accuracy within {CLOSE_PP:.0f} pp of the paper's for {close} rows; the "
+        f"unprotected victim's accuracy is within {CLOSE_PP:.0f} pp of it for {victim_close}.",
+        f"Rows whose protected accuracy falls more than {BREAKS_VICTIM_PP:.0f} pp below their "
+        f"victim's (mean over seeds): {len(broken)}"
+        + (f" ({', '.join(broken['defense'])})." if len(broken) else "."),
         f"Measured M_adv spans {_span(rows['m_adv_mean'])} % across the rows (paper: "
         f"{_span(rows['paper_m_adv'])} %), accuracy {_span(rows['accuracy_mean'])} % (paper: "
         f"{_span(rows['paper_accuracy'])} %); mean |measured - paper| is "
         f"{rows['accuracy_diff'].abs().mean():.2f} pp for accuracy and "
         f"{rows['m_adv_diff'].abs().mean():.1f} pp for M_adv.",
     ]
+    no_bn = rows[rows["defense"].map(_has_only_no_bn_parasites)]
     if len(no_bn):
         sentences.append(
             f"Rows whose parasites have no BN ({len(no_bn)}): measured M_adv "
@@ -71,6 +88,19 @@ def summary_sentences(summary: pd.DataFrame) -> list[str]:
             f"{_span(no_bn['accuracy_mean'])} % (paper {_span(no_bn['paper_accuracy'])} %)."
         )
     return sentences
+
+
+def _inside_mean(record: dict[str, Any], metric: str) -> bool | None:
+    flag = record.get(f"{metric}_paper_in_ci")
+    return None if flag is None or pd.isna(flag) else str(flag) == "True"
+
+
+def _counts(
+    records: list[dict[str, Any]], test: Callable[[dict[str, Any], str], bool | None]
+) -> tuple[int, int, int]:
+    """Rows for which `test` holds: for accuracy, for M_adv, for both."""
+    flags = [(test(r, "accuracy") is True, test(r, "m_adv") is True) for r in records]
+    return (sum(a for a, _ in flags), sum(m for _, m in flags), sum(a and m for a, m in flags))
 
 
 def _has_only_no_bn_parasites(name: str) -> bool:
@@ -83,53 +113,18 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
     if readings.empty:
         return []
     confirmed = readings[readings["stage"] == "confirm"]
-    stage = confirmed if len(confirmed) else readings[readings["stage"] != "confirm"]
-    default = _line(stage, DEFAULT)
-    most = readings.sort_values("rows_both_in_ci", ascending=False).iloc[0]
     screen = readings[readings["stage"] == "screen"]
     sentences = [
         f"{readings['reading'].nunique()} readings of the paper's open choices were measured "
         f"({len(screen)} in the one-seed screen, "
         f"{int((readings['stage'] == 'combination').sum())} combinations, "
-        f"{len(confirmed)} confirmed with more seeds)."
-    ]
-    if len(stage):
-        best = stage.loc[stage["mean_abs_diff_m_adv"].idxmin()]
-        kind = "confirmed" if len(confirmed) else "screened"
-        sentences.append(
-            f"Closest to the paper among the {kind} readings: {best['reading']} (mean "
-            f"|measured - paper| M_adv {best['mean_abs_diff_m_adv']:.1f} pp over {best['seeds']} "
-            f"seed(s); both values inside the interval for {best['rows_both_in_ci']} of "
-            f"{best['rows']} rows)"
-            + (
-                f"; the default: {default['mean_abs_diff_m_adv']:.1f} pp and "
-                f"{default['rows_both_in_ci']} rows."
-                if default is not None and best["reading"] != DEFAULT else "."
-            )
-        )  # fmt: skip
-    one_seed = readings[readings["stage"] != "confirm"]
-    if len(confirmed) and len(one_seed):
-        near = one_seed.loc[one_seed["mean_abs_diff_m_adv"].idxmin()]
-        sentences.append(
-            f"Closest among the one-seed readings (screen and combinations): {near['reading']} "
-            f"({near['mean_abs_diff_m_adv']:.1f} pp, {near['stage']})."
-        )
-    sentences.append(
-        f"No reading measured reproduces more than {most['rows_both_in_ci']} of "
-        f"{most['rows']} rows with both values inside its interval ({most['reading']}, "
-        f"{most['stage']}, {most['seeds']} seed(s), {most['interval']} interval)."
-    )
-    base = _line(screen, DEFAULT)
-    moved = screen[screen["reading"] != DEFAULT]
-    if base is not None and len(moved):
-        shift = (moved["mean_m_adv"] - base["mean_m_adv"]).abs()
-        top = moved.loc[shift.idxmax()]
-        sentences.append(
-            f"The one-factor reading that moves M_adv most is {top['reading']}: the rows' mean "
-            f"M_adv goes from {base['mean_m_adv']:.1f} % (default) to {top['mean_m_adv']:.1f} % "
-            f"(mean accuracy {base['mean_accuracy']:.2f} -> {top['mean_accuracy']:.2f} %), so "
-            "the verdict on M_adv depends on that choice."
-        )
+        f"{len(confirmed)} confirmed with "
+        + (f"{int(confirmed['seeds'].max())} {confirmed['seed_scope'].iloc[0]} seeds)."
+           if len(confirmed) else "more seeds).")
+    ]  # fmt: skip
+    sentences += _fit_sentences(confirmed if len(confirmed) else screen)
+    sentences += _confirmed_sentences(confirmed)
+    sentences += _noise_sentences(readings, screen)
     rho = readings.dropna(subset=["spearman_m_adv"])
     if len(rho):
         low, high = rho.loc[rho["spearman_m_adv"].idxmin()], rho.loc[rho["spearman_m_adv"].idxmax()]
@@ -141,6 +136,102 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
     sentences += _no_bn_init_sentence(rows)
     sentences += _failure_sentence(confirmed if len(confirmed) else screen)
     return sentences
+
+
+def _fit_sentences(lines: pd.DataFrame) -> list[str]:
+    """Rule 3 and the victim bound, per reading of the stage that has most seeds."""
+    if lines.empty or "median_fit_ratio" not in lines:
+        return []
+    stage = lines["stage"].iloc[0]
+    fits = lines[lines["approximates_identity"].astype(str) == "True"]
+    others = lines[lines["approximates_identity"].astype(str) != "True"]
+    parts = [
+        f"{r['reading']} {r['median_fit_ratio']:.2f} ({100 * r['share_better_than_identity']:.0f} %"
+        " better)"
+        for r in fits.to_dict("records")
+    ]  # fmt: skip
+    found = [
+        f"Readings whose parasites fit x + N better than the identity map as a rule (median "
+        f"mse_to_target / identity_mse < 1; {stage} stage): "
+        + ("; ".join(parts) if parts else "none")
+        + (f"; the other {len(others)} have median ratios "
+           f"{others['median_fit_ratio'].min():.2f}-{others['median_fit_ratio'].max():.2f}."
+           if len(others) else ".")
+    ]  # fmt: skip
+    broken = lines[lines["breaks_victim"].astype(str) == "True"]
+    found.append(
+        f"Readings under which some row's protected accuracy falls more than "
+        f"{BREAKS_VICTIM_PP:.0f} pp below its victim's ({stage} stage): "
+        + ("; ".join(f"{r['reading']} ({r['rows_breaking_victim']} rows)"
+                     for r in broken.to_dict("records")) or "none")
+        + f", of {len(lines)}."
+    )  # fmt: skip
+    return found
+
+
+def _confirmed_sentences(confirmed: pd.DataFrame) -> list[str]:
+    """Each confirmed reading's agreement beside its do-nothing baseline, and the closest."""
+    if confirmed.empty:
+        return []
+    parts = [
+        f"{r['reading']}: both values inside the prediction interval for "
+        f"{_n(r['rows_both_in_pi'])} of {r['rows']} rows (do-nothing baseline "
+        f"{_n(r['baseline_rows_both_in_pi'])}; inside the interval of the mean "
+        f"{_n(r['rows_both_in_ci_of_mean'])}), mean |measured - paper| "
+        f"{r['mean_abs_diff_accuracy']:.2f} pp accuracy, {r['mean_abs_diff_m_adv']:.1f} pp M_adv"
+        for r in confirmed.to_dict("records")
+    ]
+    front = confirmed[confirmed["pareto"].astype(str) == "True"]["reading"]
+    eligible = confirmed[(confirmed["approximates_identity"].astype(str) == "True")
+                         & (confirmed["breaks_victim"].astype(str) != "True")]  # fmt: skip
+    closest = (
+        f" Closest on the combined distance (both metrics in units of their seed-to-seed SD) "
+        f"among the confirmed readings whose parasites approximate the identity and break no "
+        f"victim: {eligible.loc[eligible['combined_distance'].idxmin(), 'reading']}."
+        if len(eligible) else
+        " No confirmed reading both approximates the identity and breaks no victim."
+    )  # fmt: skip
+    return [
+        "Confirmed readings (95 % prediction interval for one run): " + "; ".join(parts) + "."
+        f" Not dominated on both distances: {', '.join(front)}." + closest
+    ]
+
+
+def _n(value: Any) -> str:
+    """A count read back from a CSV column that also holds blanks (floats there)."""
+    return "–" if pd.isna(value) else str(int(value))
+
+
+def _noise_sentences(readings: pd.DataFrame, screen: pd.DataFrame) -> list[str]:
+    """The measured seed noise, and the largest one-factor move of M_adv judged against it."""
+    found = []
+    noise = readings.dropna(subset=["noise_sd_m_adv"]) if "noise_sd_m_adv" in readings else None
+    bound = math.nan
+    if noise is not None and len(noise):
+        sd_acc, sd_m = noise["noise_sd_accuracy"].iloc[0], noise["noise_sd_m_adv"].iloc[0]
+        bound = 1.96 * math.sqrt(2) * sd_m
+        found.append(
+            f"Seed-to-seed SD of a one-seed distance to the paper (the default, confirmation "
+            f"seeds): {sd_acc:.2f} pp accuracy, {sd_m:.2f} pp M_adv; two one-seed readings "
+            f"differ beyond noise (95 %) by more than 1.96 x sqrt(2) x SD ({bound:.1f} pp of "
+            "M_adv distance)."
+        )
+    base = _line(screen, DEFAULT)
+    moved = screen[screen["reading"] != DEFAULT]
+    if base is not None and len(moved):
+        shift = (moved["mean_m_adv"] - base["mean_m_adv"]).abs()
+        top = moved.loc[shift.idxmax()]
+        beyond = (
+            "" if math.isnan(bound) else
+            f": {'more' if shift.max() > bound else 'not more'} than the seed noise bound of "
+            f"{bound:.1f} pp"
+        )  # fmt: skip
+        found.append(
+            f"The one-factor reading that moves the rows' mean M_adv most is {top['reading']}: "
+            f"{base['mean_m_adv']:.1f} % (default) -> {top['mean_m_adv']:.1f} % (mean accuracy "
+            f"{base['mean_accuracy']:.2f} -> {top['mean_accuracy']:.2f} %; one seed){beyond}."
+        )
+    return found
 
 
 def _failure_sentence(lines: pd.DataFrame) -> list[str]:
@@ -164,12 +255,12 @@ def _line(readings: pd.DataFrame, name: str) -> pd.Series | None:
 
 
 def _no_bn_init_sentence(rows: pd.DataFrame) -> list[str]:
-    """The no-BN rows under the default init (torch) beside the identity init, most seeds."""
+    """The no-BN rows under the default beside the framework default, most seeds each."""
     if rows.empty:
         return []
     no_bn = rows[rows["row"].map(_has_only_no_bn_parasites)]
     parts = []
-    for reading in (DEFAULT, PREVIOUS_DEFAULT):
+    for reading in (DEFAULT, FRAMEWORK_DEFAULT):
         found = no_bn[no_bn["reading"] == reading]
         if found.empty:
             return []
@@ -180,7 +271,7 @@ def _no_bn_init_sentence(rows: pd.DataFrame) -> list[str]:
             f"{seeds} seed(s), paper {chosen['paper_m_adv'].mean():.1f} %)"
         )
     return [
-        f"Rows without BN parasites, mean M_adv: {parts[0]} against the previous default "
+        f"Rows without BN parasites, mean M_adv: {parts[0]} against the framework default "
         f"{parts[1]}."
     ]
 
@@ -198,9 +289,15 @@ def sentences(directory: Path) -> list[str]:
     return found
 
 
-#: Sentences of the short verdict (README): the default's count, the readings' ceiling, the
-#: no-BN rows under the two initialisations (each picked by how it starts).
-SHORT = ("Default reading,", "No reading measured", "Rows without BN parasites, mean M_adv")
+#: Sentences of the short verdict (README): the default's agreement beside its baseline, the
+#: rows that break their victim, the fit rule, the confirmed readings (each picked by how it
+#: starts).
+SHORT = (
+    "Default reading,",
+    "Rows whose protected accuracy",
+    "Readings whose parasites fit",
+    "Confirmed readings",
+)
 
 
 def short_sentences(directory: Path) -> list[str]:

@@ -53,7 +53,7 @@ def test_html_shows_the_same_numbers_as_the_csvs(small_run: Path) -> None:
     html = (small_run / "report.html").read_text()
     summary = pd.read_csv(small_run / "summary.csv")
     row = summary[summary["defense"] == "t1-vm-after-bn-small"].iloc[0]
-    half = (row["m_adv_ci_high"] - row["m_adv_ci_low"]) / 2
+    half = (row["m_adv_pi_high"] - row["m_adv_pi_low"]) / 2  # the prediction interval
     assert f"28.00 | {row['m_adv_mean']:.2f} ± {half:.2f} | {row['m_adv_diff']:+.2f}" in html
     assert f"98.50 | {row['accuracy_mean']:.2f} ±" in html
     for section in ("Table 1", "Table 2", "Table 3", "Verdict", "Reproduction notes"):

@@ -7,22 +7,22 @@ are skipped with a note). Two backends:
 * ``art``: ART's FunctionallyEquivalentExtraction. It searches one random line for exactly h
   critical points and raises otherwise, recovers the first layer by second differences and
   fits the last layer by least squares. ART's BlackBoxClassifier rounds predictions to float32,
-  so the oracle is a float64 subclass (``Float64BlackBox``). Measured on the unprotected `mlp`
-  (seed 0): it finds 63 of 64 critical points and raises, because two hidden units cross its
-  line at t = 0.80008 and 0.80065 (5.7e-4 apart) and its fixed-step search (delta_0 = 0.05,
-  slopes over a tenth of the step) merges them; its other points are 4e-4 to 5e-3 off. It
-  queries one row at a time (1.6 million queries on the `mlp` victim), so on a GPU run its
-  oracle answers on the CPU (:meth:`~paraeval.api.Oracle.answer_on_cpu`): a GPU round trip
-  per row costs more.
+  so the oracle is a float64 subclass (``Float64BlackBox``). Its fixed-step line search
+  (delta_0 = 0.05, slopes over a tenth of the step) cannot separate two units whose kinks on
+  its line are closer than its resolution, and then it raises: whether that happens depends
+  on the victim and the line (the committed reproduction's outcome and fidelity for the
+  unprotected `mlp` are in reports/results.csv, columns ``fee_extracted`` and
+  ``fee_fidelity``). It queries one row at a time (1.6 million queries on the `mlp` victim),
+  so on a GPU run its oracle answers on the CPU (:meth:`~paraeval.api.Oracle.answer_on_cpu`):
+  a GPU round trip per row costs more.
 * ``paraeval`` (default): the same extraction with paraeval's own critical-point search
-  (`paraeval.extraction.two_layer`), as the issue asks when ART cannot extract the
-  unprotected MLP.
+  (`paraeval.extraction.two_layer`), which locates kinks to ~1e-12 and needs no prior h.
 
 Results: ``fee_extracted`` (1 if a model came back, 0 if the extraction failed: a failure is a
 *result*, recorded with its message in ``fee_failure``, not a crashed cell), ``fee_fidelity``
-(arg-max agreement of the extracted model with the *victim* on the 10,000 test images, as
-the issue defines it; extraction.csv also gives the agreement with the protected model the
-attacker actually queried, and for ``paraeval`` the number of hidden units found), and
+(arg-max agreement of the extracted model with the *victim* on the 10,000 test images;
+extraction.csv also gives the agreement with the protected model the attacker actually
+queried, and for ``paraeval`` the number of hidden units found), and
 ``fee_queries``. The last layer is fitted on the first 1,000 test images (the attacker's
 sample), fidelity measured on all 10,000.
 """

@@ -94,7 +94,7 @@ class DynamicParasite(DefenseBase):
             "parasites": [f"{'bn' if bn else 'nobn'}-{bias}" for bn, bias in self.parasites],
             "locations": [loc.label for loc in self.locations],
             "sigma": self.sigma,
-            **{k: v for k, v in self.reading.as_dict().items() if k != "row12"},
+            **{k: v for k, v in self.reading.key_dict().items() if k != "row12"},
         }
 
     def configure(self, **given: str) -> DynamicParasite:

@@ -94,7 +94,7 @@ class GenericParasite(DefenseBase):
     def key_options(self) -> dict[str, Any]:
         """The options; `position` only when not the default (it came later: the keys of
         cells computed before it stay the same)."""
-        options = self.options.as_dict()
+        options = self.options.key_dict()
         for name in PAPER_ONLY:
             del options[name]
         if options["position"] == "output":

@@ -4,22 +4,30 @@ extraction, which handles two-layer networks only).
 The parasite takes the whole hidden layer (64 neurons as one 8x8 map) after its ReLU and
 writes its output back, as Table 2 does for a LeNet layer: the paper's architecture and
 training (Sec. 6.1) on an 8x8 input, without or with BatchNorm, bias `none` or `small`,
-sigma 0.1, 0.2, 0.3. Names: ``mlp-{nobn|bn}-{none|small}-s{sigma}``.
+sigma 0.1, 0.2, 0.3. Names: ``mlp-{nobn|bn}-{none|small}-s{sigma}``. The reading options
+of the paper rows that concern a parasite's training and selection apply (``pool``,
+``order`` and ``row12`` concern LeNet placements only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
 from ..api import DefenseBase, Protected
+from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..models.insertion import Placement
 from ..models.parasite import BiasMode
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
 from .parasites import parasite_configs, protect_with
+from .reading import ParasiteReading
+
+#: Reading options that place a parasite in a LeNet: meaningless on the MLP's hidden layer.
+PLACEMENT_ONLY = ("pool", "order", "row12")
 
 HIDDEN_LAYER = Placement(layer=1, position="after", neurons="whole")
 SIGMAS = (0.1, 0.2, 0.3)
@@ -30,8 +38,11 @@ class MLPParasite(DefenseBase):
     """One parasite on the MLP's whole hidden layer."""
 
     victims = ("mlp",)
+    options_class = ParasiteReading
+    options: ParasiteReading
 
     def __init__(self, batch_norm: bool, bias: BiasMode, sigma: float) -> None:
+        self.options = ParasiteReading()
         self.spec = ParasiteSpec(HIDDEN_LAYER, batch_norm, bias, sigma)
         self.name = f"mlp-{'bn' if batch_norm else 'nobn'}-{bias}-s{sigma}"
         self.description = (
@@ -40,11 +51,22 @@ class MLPParasite(DefenseBase):
         )
         self.tags = ("mlp", "parasites")
 
+    def key_options(self) -> dict[str, Any]:
+        """The reading's training and selection options (not the LeNet placement ones)."""
+        return {k: v for k, v in self.options.key_dict().items() if k not in PLACEMENT_ONLY}
+
+    def configure(self, **given: str) -> MLPParasite:
+        placing = sorted(set(given) & set(PLACEMENT_ONLY))
+        if placing:
+            raise UserError(f"{self.name}: {', '.join(placing)} place parasites in a LeNet "
+                            "layer; the MLP's parasite takes its whole hidden layer")  # fmt: skip
+        return super().configure(**given)
+
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:
-        return parasite_configs(model, [self.spec], seed, "mlp", context=self.context)
+        return parasite_configs(model, [self.spec], seed, "mlp", self.options, self.context)
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
-        return protect_with(model, [self.spec], seed, "mlp", context=self.context)
+        return protect_with(model, [self.spec], seed, "mlp", self.options, self.context)
 
 
 @hookimpl

@@ -42,7 +42,7 @@ class PaperRowDefense(GenericParasite):
 
     def key_options(self) -> dict[str, Any]:
         """The reading, hashed into the cell key (``row12`` only where it applies)."""
-        options = self.reading.as_dict()
+        options = self.reading.key_dict()
         if self.name != ROW12:
             del options["row12"]
         return options

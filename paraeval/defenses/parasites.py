@@ -12,6 +12,7 @@ from torch import nn
 
 from ..api import Protected, RunContext
 from ..data import MNIST, load_mnist
+from ..metrics import accuracy
 from ..models.insertion import Placement, insert_parasites, submodule
 from ..models.layers import layers
 from ..models.parasite import BIAS_BOUND, ParasiticCNN
@@ -64,6 +65,7 @@ def parasite_config(
     reading: ParasiteReading = DEFAULT_READING,
     input_shape: tuple[int, ...] = MNIST_SHAPE,
     device: str = "cpu",
+    candidate: int = 0,
 ) -> ParasiteConfig:
     """The training config of one parasite of a defense (`spec` already read, see read_spec).
 
@@ -72,6 +74,9 @@ def parasite_config(
     (a parasite is trained independently of the victim, Sec. 5.3), while another seed changes
     the noise, the initialisation and the training order. The recipe comes from `reading`;
     ``bias_scope`` only matters with BN, so a no-BN parasite is the same under both scopes.
+    Candidate 0 is the parasite of ``select=1``; candidate c > 0 (Sec. 5.3's "several CNNs
+    ... trained independently") has its own seed, the same whatever `select` is, so the
+    candidates of ``select=3`` are the first three of ``select=10``.
     """
     side = (
         layer_side(victim, spec.placement, input_shape)
@@ -83,13 +88,24 @@ def parasite_config(
         bias=spec.bias,
         sigma=spec.sigma,
         side=side,
-        seed=derive_seed("parasite", seed, stream, slot),
+        seed=candidate_seed(seed, stream, slot, candidate),
         bias_scope=reading.bias_scope if spec.batch_norm else "conv",
         init=reading.init,
         epochs=reading.epochs,
         lr=reading.lr,
+        optimizer=reading.optimizer,
+        schedule=reading.schedule,
+        budget=reading.budget,
+        until=reading.until,
+        batch_size=reading.batch,
         device=device,
     )
+
+
+def candidate_seed(seed: int, stream: str, slot: int, candidate: int) -> int:
+    """The seed of one candidate parasite (candidate 0: the seed parasites always had)."""
+    extra = ("candidate", candidate) if candidate else ()
+    return derive_seed("parasite", seed, stream, slot, *extra)
 
 
 def parasite_configs(
@@ -104,8 +120,9 @@ def parasite_configs(
     shape, device = input_shape(context), context.device if context else "cpu"
     return [
         parasite_config(read_spec(spec, reading), victim, seed, stream, slot, reading, shape,
-                        device)
+                        device, candidate)
         for slot, spec in enumerate(specs)
+        for candidate in range(reading.select)
     ]  # fmt: skip
 
 
@@ -128,21 +145,109 @@ def protect_with(
 ) -> Protected:
     """Insert one trained parasite per spec (under `reading`), with their fit as information
     and a warning for every parasite whose bias breaks the paper's bound. BN statistics are
-    recalibrated on the run's training images (`context`; the default MNIST folder without)."""
+    recalibrated on the run's training images (`context`; the default MNIST folder without).
+    With ``select`` > 1 each placement's parasite is the defender's pick among its candidates
+    (:func:`select_candidate`), placements in order, each scored with the earlier ones in."""
     entries: list[tuple[Placement, nn.Module]] = []
-    fits = []
+    fits, selections = [], []
     for slot, spec in enumerate(specs):
         read = read_spec(spec, reading)
         device = context.device if context else "cpu"
-        config = parasite_config(read, victim, seed, stream, slot, reading, input_shape(context),
-                                 device)  # fmt: skip
-        trained: TrainedParasite = load_or_train_parasite(config)
+        configs = [
+            parasite_config(read, victim, seed, stream, slot, reading, input_shape(context),
+                            device, candidate)
+            for candidate in range(reading.select)
+        ]  # fmt: skip
+        if len(configs) == 1:
+            trained: TrainedParasite = load_or_train_parasite(configs[0])
+        else:
+            trained, selection = select_candidate(victim, entries, read.placement, configs,
+                                                  reading, context)  # fmt: skip
+            selections.append({"parasite": read.label, **selection})
         entries.append((read.placement, trained.model))
         fits.append({"parasite": read.label, **trained.fit})
+    protected = build_protected(victim, entries, reading, context)
+    info: dict[str, Any] = {"parasite_fit": fits}
+    if selections:
+        info["selection"] = selections
+    return Protected(protected, info, bias_warnings(specs, fits))
+
+
+def build_protected(
+    victim: nn.Module,
+    entries: list[tuple[Placement, nn.Module]],
+    reading: ParasiteReading,
+    context: RunContext | None,
+) -> nn.Module:
+    """The victim with `entries` inserted, its parasites' BNs recalibrated under `reading`."""
     protected = insert_parasites(victim, entries)
     if reading.bn_stats == "recalibrated":
         recalibrate_batch_norms(protected, calibration_images(context))
-    return Protected(protected, {"parasite_fit": fits}, bias_warnings(specs, fits))
+    return protected
+
+
+#: The defender's validation split: the last VALIDATION_IMAGES training images (disjoint
+#: from the first CALIBRATION_IMAGES that recalibrate BNs; never a test image).
+VALIDATION_IMAGES = 5_000
+
+
+def select_candidate(
+    victim: nn.Module,
+    earlier: list[tuple[Placement, nn.Module]],
+    placement: Placement,
+    configs: list[ParasiteConfig],
+    reading: ParasiteReading,
+    context: RunContext | None,
+) -> tuple[TrainedParasite, dict[str, Any]]:
+    """The defender's selection (paper Sec. 5.3: several parasites "are trained independently
+    from the victim network, and the victim can then select one or several CNNs adapted to
+    the network at hand", the noise chosen "so as to avoid a significant drop in the original
+    model's accuracy").
+
+    Each candidate is inserted at `placement` (after the `earlier` placements' chosen
+    parasites) and scored by its accuracy on the validation split of the *training* set;
+    the victim's own accuracy there is the reference, drop = victim - protected (pp). Without
+    ``max_drop`` the candidate with the smallest drop is kept (ties: the earlier candidate);
+    with it, the first candidate in order whose drop is at most ``max_drop`` is kept and no
+    later one is trained, else the smallest drop. Returns the kept parasite and what was
+    measured: every candidate's validation accuracy, the victim's, the kept index and drop.
+    """
+    images, labels = validation_split(context)
+    reference = accuracy(victim, images, labels)
+    scored: list[tuple[float, TrainedParasite]] = []
+    for config in configs:
+        trained = load_or_train_parasite(config)
+        model = build_protected(victim, [*earlier, (placement, trained.model)], reading, context)
+        scored.append((accuracy(model, images, labels), trained))
+        if reading.max_drop is not None and reference - scored[-1][0] <= reading.max_drop:
+            break
+    within = [i for i, (acc, _) in enumerate(scored)
+              if reading.max_drop is not None and reference - acc <= reading.max_drop]  # fmt: skip
+    kept = within[0] if within else max(range(len(scored)), key=lambda i: (scored[i][0], -i))
+    return scored[kept][1], {
+        "candidates": len(configs),
+        "trained": len(scored),
+        "kept": kept,
+        "validation_images": len(labels),
+        "victim_validation_accuracy": reference,
+        "candidate_validation_accuracy": [round(acc, 4) for acc, _ in scored],
+        "kept_drop_pp": round(reference - scored[kept][0], 4),
+        "within_max_drop": bool(within) if reading.max_drop is not None else None,
+    }
+
+
+def validation_split(context: RunContext | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last VALIDATION_IMAGES training images of the run (or of the default MNIST folder)
+    and their labels: the defender selects on data it owns, never on the test images the
+    rows are measured on. The victim was trained on them too (its recipe uses the whole
+    training split), so they measure what inserting a parasite costs, not generalisation."""
+    if context is not None:
+        if context.train_labels is None:
+            raise ValueError("select > 1 needs the run's training labels (RunContext.train_labels)")
+        return context.train_images[-VALIDATION_IMAGES:], context.train_labels[-VALIDATION_IMAGES:]
+    mnist = load_mnist()
+    return (MNIST.as_float(mnist.train_images[-VALIDATION_IMAGES:]),
+            mnist.train_labels[-VALIDATION_IMAGES:])  # fmt: skip
 
 
 def bias_warnings(specs: Sequence[ParasiteSpec], fits: list[dict[str, Any]]) -> tuple[str, ...]:

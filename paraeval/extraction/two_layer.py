@@ -1,10 +1,10 @@
 """Functionally-equivalent extraction of a 784-h-10 ReLU network with paraeval's own search.
 
 ART's FunctionallyEquivalentExtraction needs exactly h critical points on one line and its
-line search (fixed steps of 0.05, slopes estimated over a tenth of the step) merges kinks
-closer than about 1e-3: on the `mlp` victim it finds 63 of 64 (docs/attacks.md, "Extraction attacks"
-has the measured case). This module does the same extraction (Jagielski et al. 2020, Sec. 5;
-Carlini et al. 2020, Sec. 4) with `paraeval.extraction.search`, which locates kinks to ~1e-12:
+line search (fixed steps of 0.05, slopes estimated over a tenth of the step) cannot separate
+kinks closer than its resolution. This module does the same extraction (Jagielski et al.
+2020, Sec. 5; Carlini et al. 2020, Sec. 4) with `paraeval.extraction.search`, which locates
+kinks to ~1e-12 and assumes nothing about h:
 
 1. critical points on one Carlini line, t in [-scale, scale], with the scalar oracle;
 2. at each, the Jacobian of the 10 logits on both sides by forward differences (2 x 785

@@ -8,17 +8,21 @@ so a 1-channel s x s input gives a 1-channel s x s output that can be written ba
 Bias modes (Sec. 5.3, "bounding the bias to a small value (||beta||_2 < eps) or eliminating
 the bias (beta = 0)"):
 
-* ``none``  - beta = 0: convolutions have no bias and BatchNorm layers have no shift.
-* ``small`` - ||beta||_2 < 0.05, where beta is the concatenation of every additive parameter
-  of the parasite: the 7 convolution biases and, with BN, the 7 BN shifts. The paper writes
-  the BN shift with the same symbol beta (Sec. 1.1) and the purpose of the bound (forbid
-  learning the noise as a translation) applies to both. The bound is enforced by projecting
-  beta onto the ball of radius ``0.999 * 0.05`` after every optimiser step (and at init),
-  so the inequality is strict. ``bias_scope="conv"`` restricts beta to the convolution biases
-  (BN shifts then train freely) for comparison.
+* ``none``  - beta = 0: the convolutions have no bias (under ``bias_scope=all`` the BN layers
+  have no shift either).
+* ``small`` - ||beta||_2 < 0.05, enforced by projecting beta onto the ball of radius
+  ``0.999 * 0.05`` after every optimiser step (and at init), so the inequality is strict.
 
-BatchNorm runs in eval mode once trained (running statistics from the parasite's training
-on uniform inputs), like any deployed BN layer.
+Which parameters form beta is a reading (``bias_scope``, paraeval.defenses.reading): ``conv``
+(the default) - the convolutions' biases, the bias Sec. 5.3 speaks of ("increasing the bias
+in the convolutional layers"); BN shifts then train freely. ``all`` - the convolution biases
+and, with BN, the BN shifts too (the paper writes the BN shift with the same symbol beta in
+Sec. 1.1). ``paraeval readings`` measures both; neither is assumed to be the paper's.
+
+BatchNorm runs in eval mode once trained. Its statistics are, by default, re-estimated on the
+victim's activations once inserted (``bn_stats=recalibrated``,
+:func:`paraeval.defenses.parasites.recalibrate_batch_norms`), or kept from the parasite's
+training on uniform inputs (``bn_stats=training``).
 """
 
 from __future__ import annotations
