@@ -69,10 +69,11 @@ class Reading:
         return Reading(tuple(sorted({*self.defense, *other.defense})),
                        tuple(sorted({*self.attack, *other.attack})))  # fmt: skip
 
-    def selections(self, base: dict[str, str], rows: str) -> tuple[str, str]:
-        """(--defenses, --attacks) selection strings of this reading over `base`."""
-        options = {**base, **dict(self.defense)}
-        suffix = ",".join(f"{k}={v}" for k, v in options.items())
+    def selections(self, rows: str) -> tuple[str, str]:
+        """(--defenses, --attacks) selection strings of this reading, an absolute one
+        (:func:`absolute`): its options on top of the code's defaults, no base merged in (a
+        base's value of an option the reading sets back to its default would win)."""
+        suffix = ",".join(f"{k}={v}" for k, v in self.defense)
         defenses = ",".join(f"{item}:{suffix}" if suffix else item for item in rows.split(","))
         attack = ",".join(f"{k}={v}" for k, v in self.attack)
         return defenses, f"{ATTACK}:{attack}" if attack else ATTACK

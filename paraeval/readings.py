@@ -244,7 +244,7 @@ def run_config(
     config: StudyConfig, reading: Reading, seeds: list[int], victim_seed: int = 0
 ) -> RunConfig:
     """The grid that measures `reading` on the study's rows."""
-    defenses, attacks = reading.selections(config.base, config.rows)
+    defenses, attacks = absolute(reading, config.base).selections(config.rows)
     victims = sorted({ROWS_BY_NAME[n].victim for n in _row_names(config.rows)})
     return RunConfig(
         victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,

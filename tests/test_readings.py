@@ -135,12 +135,17 @@ def test_a_normalized_step_is_the_bound_datasets_std() -> None:
 
 
 def test_reading_parser_and_combinations() -> None:
+    from paraeval.readings import absolute
+
     reading = parse_reading("pool=after,eps_unit=normalized,init=dirac")
     assert reading.name == "init=dirac,pool=after,eps_unit=normalized"
-    assert reading.selections({"epochs": "1"}, "table1,t3-row12") == (
-        "table1:epochs=1,init=dirac,pool=after,t3-row12:epochs=1,init=dirac,pool=after",
-        "fgsm:eps_unit=normalized",
-    )
+    over = absolute(reading, {"epochs": "1", "init": "kaiming"})
+    assert over.selections("table1,t3-row12") == (
+        "table1:epochs=1,pool=after,t3-row12:epochs=1,pool=after", "fgsm:eps_unit=normalized")
+    # a reading that sets an option back to its default is measured at the default, not at
+    # the base's value
+    back = absolute(parse_reading(f"lr={ParasiteReading().lr}"), {"lr": "0.5"})
+    assert back.selections("table1")[0] == "table1"
     with pytest.raises(UserError, match="must be one of"):
         parse_reading("eps_unit=inches")
     with pytest.raises(UserError, match="init"):
