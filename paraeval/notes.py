@@ -17,6 +17,7 @@ from pathlib import Path
 from .api import Plugin
 from .attacks.critical_points import CriticalPointAttack
 from .attacks.fgsm import FGSMSweep
+from .defenses.reading import ParasiteReading
 from .extraction.truth import MATCH_TOLERANCE
 from .models.lenet import LENET_CONV1_PADDING
 from .models.mlp import MLP_HIDDEN
@@ -68,7 +69,11 @@ def reading_notes() -> list[Note]:
 
 def reproduction_notes() -> list[Note]:
     """The readings' notes, then the fixed choices."""
-    victim, parasite = VictimConfig("vm"), ParasiteConfig(True, "small")
+    reading = ParasiteReading()
+    victim = VictimConfig("vm")
+    parasite = ParasiteConfig(True, "small", init=reading.init, lr=reading.lr,
+                              optimizer=reading.optimizer, schedule=reading.schedule,
+                              batch_size=reading.batch)  # fmt: skip
     return [*reading_notes(), *_fixed_choices(victim, parasite)]
 
 
@@ -121,13 +126,16 @@ def _fixed_choices(victim: VictimConfig, parasite: ParasiteConfig) -> list[Note]
         ),
         Note(
             "Parasite training recipe",
-            f"init '{parasite.init}', Adam lr {parasite.lr} cosine-annealed, batch "
-            f"{parasite.batch_size}, {parasite.epoch_count} epochs at 16x16 (same pixel budget "
-            f"at 28x28), {parasite.n_train} random inputs uniform in [0, 1]; ||beta|| kept <= "
-            f"{BIAS_RADIUS:.5f} by projection after every optimiser step",
-            "not in the paper beyond the 10,000 random inputs; init, lr and epochs are reading "
-            "options (below) with framework defaults; optimiser, schedule and batch are the "
-            "project's choice",
+            f"init '{parasite.init}', {parasite.optimizer} lr {parasite.lr} "
+            f"({parasite.schedule} schedule), batch {parasite.batch_size}, "
+            f"{parasite.epoch_count} epochs at 16x16 (same pixel budget at 28x28), "
+            f"{parasite.n_train} random inputs uniform in [0, 1]; ||beta|| kept <= "
+            f"{BIAS_RADIUS:.5f} by projection after every optimiser step; "
+            f"{ParasiteReading().select} "
+            "candidates per placement, the defender keeps the smallest validation accuracy drop",
+            "not in the paper beyond the 10,000 random inputs and the defender's selection; "
+            "every choice is a reading option (below): init and lr by the fit rule (rule 3, "
+            "docs/parasite-fit.md), the rest the project's choice, measured",
             "paraeval/training.py",
         ),
         Note(

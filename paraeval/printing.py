@@ -38,8 +38,10 @@ def print_summary(result: RunResult, out: Path, fmt: Format, verbose: bool = Fal
 
     print_notes([result], verbose)
     columns, rows = summary_table(result.summary)
-    title = (f"summary ({out / 'summary.csv'}); ✗ = paper value outside the 95 % prediction "
-             "interval for one run")
+    title = (
+        f"summary ({out / 'summary.csv'}); ✗ = paper value outside the 95 % prediction "
+        "interval for one run"
+    )
     emit(console, columns, rows, fmt, title)
     status.print(
         f"{result.ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "

@@ -46,7 +46,7 @@ def _span(values: pd.Series) -> str:
     return f"{values.min():.1f}-{values.max():.1f}"
 
 
-def summary_sentences(summary: pd.DataFrame) -> list[str]:
+def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> list[str]:
     """What the default reading's committed reproduction shows, row by row against the paper,
     every count beside its do-nothing baseline (:func:`paraeval.results.do_nothing_inside`)."""
     rows = _paper_rows(summary)
@@ -63,7 +63,7 @@ def summary_sentences(summary: pd.DataFrame) -> list[str]:
     broken = rows[drop > BREAKS_VICTIM_PP]
     measured, baseline = counts["measured"], counts["baseline"]
     sentences = [
-        f"Default reading, {seeds} seeds, {len(rows)} of {len(ROWS)} paper rows measured: the "
+        f"{label}, {seeds} seeds, {len(rows)} of {len(ROWS)} paper rows measured: the "
         f"paper's value lies inside the 95 % prediction interval for one run for "
         f"{measured[0]} rows (accuracy), {measured[1]} (M_adv), {measured[2]} (both); the "
         f"do-nothing baseline (the unprotected victim, accuracy and M_adv 0, judged with the "
@@ -276,11 +276,12 @@ def _no_bn_init_sentence(rows: pd.DataFrame) -> list[str]:
     ]
 
 
-def sentences(directory: Path) -> list[str]:
-    """Every verdict sentence the CSVs in `directory` support."""
+def sentences(directory: Path, label: str = "Default reading") -> list[str]:
+    """Every verdict sentence the CSVs in `directory` support (`label` names the reading its
+    summary.csv was measured under)."""
     found: list[str] = []
     if (directory / "summary.csv").exists():
-        found += summary_sentences(pd.read_csv(directory / "summary.csv"))
+        found += summary_sentences(pd.read_csv(directory / "summary.csv"), label)
     readings, rows = directory / "readings.csv", directory / "readings_rows.csv"
     if readings.exists() and rows.exists():
         found += readings_sentences(pd.read_csv(readings), pd.read_csv(rows))
@@ -307,16 +308,21 @@ def short_sentences(directory: Path) -> list[str]:
         s.startswith(start) for s in found)]  # fmt: skip
 
 
-def readme_block(directory: Path, short: bool = True) -> str:
+def readme_block(directory: Path, short: bool = True, label: str = "Default reading") -> str:
     """A verdict block, markers included: the short one (project README) or every sentence
     and the measured Tables 1-3 (reports/README.md)."""
     if short:
         lines = [f"- {s}" for s in short_sentences(directory)]
+        report = (f", `{directory.name}/report.html`" if (directory / "report.html").exists()
+                  else "")  # fmt: skip
         lines.append(f"- Every finding, Tables 1-3 and the readings: [{directory.name}/README.md]"
-                     f"({directory.name}/README.md), `{directory.name}/report.html`.")  # fmt: skip
+                     f"({directory.name}/README.md){report}.")  # fmt: skip
         return "\n".join([BEGIN, *lines, END])
-    lines = [f"- {sentence}" for sentence in sentences(directory)]
-    table = results_table(pd.read_csv(directory / "summary.csv"))
+    lines = [f"- {sentence}" for sentence in sentences(directory, label)]
+    if (directory / "summary.csv").exists():
+        table = results_table(pd.read_csv(directory / "summary.csv"))
+    else:
+        table = readings_table(pd.read_csv(directory / "readings_rows.csv"))
     return "\n".join([BEGIN, *lines, "", *table, END])
 
 
@@ -344,6 +350,34 @@ def results_table(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+def readings_table(rows: pd.DataFrame, reading: str = DEFAULT) -> list[str]:
+    """Markdown rows of Tables 1-3 from the readings study: `reading`'s confirmation (most
+    seeds), paper vs measured mean ± half-width of the 95 % prediction interval for one run;
+    ✗ where the paper value lies outside it."""
+    found = rows[(rows["reading"] == reading) & (rows["stage"] == "confirm")]
+    if found.empty:
+        return []
+    found = found[found["seeds"] == found["seeds"].max()]
+    seeds, scope = int(found["seeds"].iloc[0]), found["seed_scope"].iloc[0]
+    lines = [
+        f"Tables 1-3 under `{reading}` ({seeds} {scope} seeds, readings_rows.csv):",
+        "",
+        "| row | victim | paper acc | accuracy | paper M_adv | M_adv |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in found.to_dict("records"):
+        cells = [
+            f"{r[f'{m}_mean']:.2f} ± {(r[f'{m}_pi_high'] - r[f'{m}_pi_low']) / 2:.2f}"
+            + ("" if str(r[f"{m}_in_pi"]) == "True" else " ✗")
+            for m in ("accuracy", "m_adv")
+        ]
+        lines.append(
+            f"| {r['row']} | {r['victim']} | {r['paper_accuracy']:.2f} | {cells[0]} | "
+            f"{r['paper_m_adv']:.2f} | {cells[1]} |"
+        )
+    return lines
+
+
 def update_block(path: Path, block: str) -> None:
     """Replace the block between the markers of `path` with `block`."""
     text = path.read_text()
@@ -358,8 +392,9 @@ def update_readme(readme: Path, directory: Path) -> None:
     update_reports_readme(directory)
 
 
-def update_reports_readme(directory: Path) -> None:
-    """The full verdict and Tables 1-3 in DIRECTORY/README.md (what `reproduce` writes)."""
+def update_reports_readme(directory: Path, label: str = "Default reading") -> None:
+    """The full verdict and Tables 1-3 in DIRECTORY/README.md (what `reproduce` writes);
+    `label` names the reading its summary.csv was measured under."""
     reports_readme = directory / "README.md"
     if reports_readme.exists() and BEGIN not in reports_readme.read_text():
         reports_readme.write_text(
@@ -367,7 +402,7 @@ def update_reports_readme(directory: Path) -> None:
             f"{BEGIN}\n{END}\n"
         )
     if reports_readme.exists():
-        update_block(reports_readme, readme_block(directory, short=False))
+        update_block(reports_readme, readme_block(directory, short=False, label=label))
 
 
 def readme_block_of(readme: Path) -> str:
@@ -375,6 +410,16 @@ def readme_block_of(readme: Path) -> str:
     return text[text.index(BEGIN) : text.index(END) + len(END)]
 
 
+#: The superseded reproduction kept beside the current reports, and the reading it ran under.
+FRAMEWORK_FOLDER = (
+    "framework-default",
+    "Framework-default reading (init=torch, lr=1e-3, select=1)",
+)
+
+
 if __name__ == "__main__":  # python -m paraeval.verdict README.md reports/
     update_readme(Path(sys.argv[1]), Path(sys.argv[2]))
+    folder, label = FRAMEWORK_FOLDER
+    if (Path(sys.argv[2]) / folder / "summary.csv").exists():
+        update_reports_readme(Path(sys.argv[2]) / folder, label)
     print(f"updated {sys.argv[1]} and {sys.argv[2]}README.md from {sys.argv[2]}")

@@ -141,7 +141,9 @@ def test_reading_parser_and_combinations() -> None:
     assert reading.name == "init=dirac,pool=after,eps_unit=normalized"
     over = absolute(reading, {"epochs": "1", "init": "kaiming"})
     assert over.selections("table1,t3-row12") == (
-        "table1:epochs=1,pool=after,t3-row12:epochs=1,pool=after", "fgsm:eps_unit=normalized")
+        "table1:epochs=1,pool=after,t3-row12:epochs=1,pool=after",
+        "fgsm:eps_unit=normalized",
+    )
     # a reading that sets an option back to its default is measured at the default, not at
     # the base's value
     back = absolute(parse_reading(f"lr={ParasiteReading().lr}"), {"lr": "0.5"})
@@ -337,19 +339,23 @@ def test_generated_verdict_follows_a_changed_number(tmp_path) -> None:
 
     from .conftest import ROOT
 
-    for name in ("summary.csv", "readings.csv", "readings_rows.csv", "results.csv"):
+    for name in ("readings.csv", "readings_rows.csv"):
         shutil.copy2(ROOT / "reports" / name, tmp_path / name)
+    for name in ("summary.csv", "results.csv"):
+        shutil.copy2(ROOT / "reports" / "framework-default" / name, tmp_path / name)
     before = sentences(tmp_path)
     summary = pd.read_csv(tmp_path / "summary.csv")
     first = summary.index[summary["defense"] == "t1-vm-after-nobn-none"][0]
     summary.loc[first, "m_adv_mean"] += 37.0
     summary.to_csv(tmp_path / "summary.csv", index=False)
     readings = pd.read_csv(tmp_path / "readings.csv")
-    readings.loc[0, "mean_abs_diff_m_adv"] += 3.0
+    confirmed = readings.index[readings["stage"] == "confirm"][0]
+    readings.loc[confirmed, "mean_abs_diff_m_adv"] += 3.0
     readings.to_csv(tmp_path / "readings.csv", index=False)
     after = sentences(tmp_path)
-    assert before != after
-    assert any("M_adv spans" in s for s in set(after) - set(before))
+    changed = set(after) - set(before)
+    assert any("M_adv spans" in s for s in changed)
+    assert any(s.startswith("Confirmed readings") for s in changed)
 
 
 def test_list_options_shows_every_reading_with_its_values() -> None:
@@ -372,7 +378,7 @@ def test_reading_dataclass_round_trips_through_its_options() -> None:
 def test_readme_verdict_is_generated_from_the_committed_reports() -> None:
     """The README's verdict block is exactly what paraeval.verdict writes from reports/*.csv:
     a sentence the committed data contradicts fails this test."""
-    from paraeval.verdict import readme_block, readme_block_of
+    from paraeval.verdict import FRAMEWORK_FOLDER, readme_block, readme_block_of
 
     from .conftest import ROOT
 
@@ -380,6 +386,9 @@ def test_readme_verdict_is_generated_from_the_committed_reports() -> None:
     full = readme_block(ROOT / "reports", short=False)
     assert readme_block_of(ROOT / "reports" / "README.md") == full
     assert full.count("| t") == 36  # every paper row in the generated Tables 1-3
+    folder, label = FRAMEWORK_FOLDER
+    superseded = readme_block(ROOT / "reports" / folder, short=False, label=label)
+    assert readme_block_of(ROOT / "reports" / folder / "README.md") == superseded
 
 
 def test_reading_names_are_absolute_and_studies_merge_their_lines(tmp_path) -> None:
