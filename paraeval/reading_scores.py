@@ -239,14 +239,14 @@ def _share(ratios: list[float]) -> float:
 
 
 def pareto_front(lines: list[dict[str, Any]]) -> list[bool]:
-    """Per line: whether no other line of the same stage is at least as close to the paper on
-    both accuracy and M_adv and strictly closer on one."""
-    points = [(line["stage"], line["mean_abs_diff_accuracy"], line["mean_abs_diff_m_adv"])
-              for line in lines]  # fmt: skip
+    """Per line: whether no other line of the same stage and seed scope is at least as close to
+    the paper on both accuracy and M_adv and strictly closer on one."""
+    points = [((line["stage"], line["seed_scope"]), line["mean_abs_diff_accuracy"],
+               line["mean_abs_diff_m_adv"]) for line in lines]  # fmt: skip
     return [
-        not any(s == stage and a <= acc and m <= m_adv and (a < acc or m < m_adv)
+        not any(s == group and a <= acc and m <= m_adv and (a < acc or m < m_adv)
                 for s, a, m in points)
-        for stage, acc, m_adv in points
+        for group, acc, m_adv in points
     ]  # fmt: skip
 
 
