@@ -48,7 +48,7 @@ def test_sigkill_mid_grid_then_resume_equals_uninterrupted_run(victims, tmp_path
 
 
 def test_dynamic_parasite_is_deterministic_given_the_seed(victims, tmp_path: Path) -> None:
-    args = ["run", "--victims", "vm", "--defenses", "dynamic-parasite", "--n-images", "20"]
+    args = ["run", "--victims", "vm", "--defenses", "dynamic-parasite:epochs=1", "--n-images", "20"]
     first, second = tmp_path / "a", tmp_path / "b"
     assert run_cli(*args, "--out", str(first)).returncode == 0
     assert run_cli(*args, "--out", str(second)).returncode == 0
