@@ -260,10 +260,11 @@ def score(
     """Score the FGSM-transfer cells of one reading (failed cells are counted, not scored)."""
     ok = [c for c in cells if c["status"] == "ok" and c.get("paper_m_adv") is not None]
     records = []
-    for defense, group in itertools.groupby(
-        sorted(ok, key=lambda c: c["defense"]), key=lambda c: c["defense"]
-    ):
-        records.append(_row_record(defense.split(":")[0], list(group)))
+    def row_of(cell: dict[str, Any]) -> str:  # the same row under any spelling of its options
+        return str(cell["defense"]).split(":")[0]
+
+    for name, group in itertools.groupby(sorted(ok, key=row_of), key=row_of):
+        records.append(_row_record(name, list(group)))
     fits = [fit for cell in ok for fit in cell.get("parasite_fit") or []]
     failed_parasite = sum(
         any(training_failure(fit) for fit in cell.get("parasite_fit") or []) for cell in ok

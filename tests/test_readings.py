@@ -411,3 +411,16 @@ def test_reading_names_are_absolute_and_studies_merge_their_lines(tmp_path) -> N
     assert len(pd.read_csv(tmp_path / "readings_rows.csv")) == 2
     write_csvs([score(Reading(), "confirm", [1, 2], cells)], tmp_path, merge=True)
     assert len(pd.read_csv(tmp_path / "readings.csv")) == 2  # replaced, not duplicated
+
+
+def test_a_row_spelled_with_other_options_is_one_row() -> None:
+    """The same reading's cells may come from runs that spelled its options differently
+    (a stored seed from an earlier base): they are one row, their seeds pooled."""
+    from paraeval.readings import score
+
+    cells = [
+        _cell(0, 98.0, 20.0),
+        {**_cell(1, 98.2, 21.0), "defense": "t1-vm-after-nobn-none:select=1"},
+    ]
+    scored = score(Reading(), "confirm", [0, 1], cells)
+    assert len(scored.rows) == 1 and scored.rows["accuracy_mean"].iloc[0] == pytest.approx(98.1)
