@@ -243,8 +243,9 @@ def run_configs(
 def run_config(
     config: StudyConfig, reading: Reading, seeds: list[int], victim_seed: int = 0
 ) -> RunConfig:
-    """The grid that measures `reading` on the study's rows."""
-    defenses, attacks = absolute(reading, config.base).selections(config.rows)
+    """The grid that measures `reading` (absolute: :func:`absolute` over the study's base) on
+    the study's rows."""
+    defenses, attacks = reading.selections(config.rows)  # the study's readings are absolute
     victims = sorted({ROWS_BY_NAME[n].victim for n in _row_names(config.rows)})
     return RunConfig(
         victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,

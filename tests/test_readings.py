@@ -424,3 +424,24 @@ def test_a_row_spelled_with_other_options_is_one_row() -> None:
     ]
     scored = score(Reading(), "confirm", [0, 1], cells)
     assert len(scored.rows) == 1 and scored.rows["accuracy_mean"].iloc[0] == pytest.approx(98.1)
+
+
+def test_the_study_measures_each_reading_over_its_base_once(tmp_path) -> None:
+    """A reading that sets an option of the base back to the code's default is measured at the
+    default: the grid the runner gets spells exactly the reading's options."""
+    from paraeval.readings import StudyConfig, study
+    from paraeval.runner import RunResult
+
+    asked: list[str] = []
+
+    def runner(config):
+        asked.append(config.defenses)
+        cells = [{**_cell(0, 98.0, 20.0), "defense": f"t1-vm-after-nobn-none:{config.defenses}"}]
+        return RunResult(rows=cells)
+
+    default = ParasiteReading()
+    base = {"init": "kaiming"}
+    config = StudyConfig(work=tmp_path, rows="t1-vm-after-nobn-none", base=base, confirm_seeds=[],
+                         readings=[Reading(), parse_reading(f"init={default.init}")])  # fmt: skip
+    study(config, runner)
+    assert asked == ["t1-vm-after-nobn-none:init=kaiming", "t1-vm-after-nobn-none"]
