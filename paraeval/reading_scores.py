@@ -260,6 +260,7 @@ def score(
     """Score the FGSM-transfer cells of one reading (failed cells are counted, not scored)."""
     ok = [c for c in cells if c["status"] == "ok" and c.get("paper_m_adv") is not None]
     records = []
+
     def row_of(cell: dict[str, Any]) -> str:  # the same row under any spelling of its options
         return str(cell["defense"]).split(":")[0]
 

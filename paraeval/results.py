@@ -129,6 +129,8 @@ def paper_inside(record: Mapping[str, Any], metric: str) -> bool | None:
     flag = record.get(f"{metric}_paper_in_pi", record.get(f"{metric}_paper_in_ci"))
     if isinstance(flag, str):
         flag = {"True": True, "False": False}.get(flag)
+    if isinstance(flag, float) and not math.isnan(flag):  # a CSV column with blanks
+        flag = flag == 1.0
     return bool(flag) if isinstance(flag, bool | np.bool_) else None
 
 

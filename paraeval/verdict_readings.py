@@ -27,6 +27,31 @@ def has_only_no_bn_parasites(name: str) -> bool:
     return row is not None and not any(spec.batch_norm for spec in row.parasites)
 
 
+def truthy(value: Any) -> bool:
+    """A flag read back from a CSV: True, 1, 1.0 or 'True' (a column with blanks is floats)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return value is True or str(value) in ("True", "1", "1.0")
+
+
+def flags(column: pd.Series) -> pd.Series:
+    """A CSV column of flags as booleans (blank: False)."""
+    return column.map(truthy).astype(bool)
+
+
+def _label(line: dict[str, Any]) -> str:
+    """A reading's name with how it was measured (one name may be confirmed twice)."""
+    return f"{line['reading']} ({line['seeds']} {line['seed_scope']} seed(s))"
+
+
+def framework_name() -> str:
+    """The framework default's name as readings.csv writes it (options differing from the
+    code's defaults)."""
+    from .reading_scores import absolute, parse_reading
+
+    return absolute(parse_reading(FRAMEWORK_DEFAULT), {}).name
+
+
 def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
     """Which findings hold under which readings (readings.csv, readings_rows.csv)."""
     if readings.empty:
@@ -37,9 +62,10 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
         f"{readings['reading'].nunique()} readings of the paper's open choices were measured "
         f"({len(screen)} in the one-seed screen, "
         f"{int((readings['stage'] == 'combination').sum())} combinations, "
-        f"{len(confirmed)} confirmed with "
-        + (f"{int(confirmed['seeds'].max())} {confirmed['seed_scope'].iloc[0]} seeds)."
-           if len(confirmed) else "more seeds).")
+        f"{len(confirmed)} confirmations: "
+        + ", ".join(f"{n} on {s} {scope} seeds" for (s, scope), n in
+                    confirmed.groupby(["seeds", "seed_scope"]).size().items())
+        + ")."
     ]  # fmt: skip
     sentences += _fit_sentences(confirmed if len(confirmed) else screen)
     sentences += _confirmed_sentences(confirmed)
@@ -62,28 +88,24 @@ def _fit_sentences(lines: pd.DataFrame) -> list[str]:
     if lines.empty or "median_fit_ratio" not in lines:
         return []
     stage = lines["stage"].iloc[0]
-    fits = lines[lines["approximates_identity"].astype(str) == "True"]
-    others = lines[lines["approximates_identity"].astype(str) != "True"]
-    parts = [
-        f"{r['reading']} {r['median_fit_ratio']:.2f} ({100 * r['share_better_than_identity']:.0f} %"
-        " better)"
-        for r in fits.to_dict("records")
-    ]  # fmt: skip
+    fits = lines[flags(lines["approximates_identity"])]
+    others = lines[~flags(lines["approximates_identity"])]
+    parts = [f"{_label(r)} {r['median_fit_ratio']:.2f}" for r in fits.to_dict("records")]
     found = [
         f"Readings whose parasites fit x + N better than the identity map as a rule (median "
         f"mse_to_target / identity_mse < 1; {stage} stage): "
         + ("; ".join(parts) if parts else "none")
-        + (f"; the other {len(others)} have median ratios "
-           f"{others['median_fit_ratio'].min():.2f}-{others['median_fit_ratio'].max():.2f}."
+        + (f"; the other {len(others)} lines: {others['median_fit_ratio'].min():.2f}-"
+           f"{others['median_fit_ratio'].max():.2f}."
            if len(others) else ".")
     ]  # fmt: skip
-    broken = lines[lines["breaks_victim"].astype(str) == "True"]
+    broken = lines[flags(lines["breaks_victim"])]
     found.append(
         f"Readings under which some row's protected accuracy falls more than "
         f"{BREAKS_VICTIM_PP:.0f} pp below its victim's ({stage} stage): "
-        + ("; ".join(f"{r['reading']} ({r['rows_breaking_victim']} rows)"
+        + ("; ".join(f"{_label(r)}: {r['rows_breaking_victim']} rows"
                      for r in broken.to_dict("records")) or "none")
-        + f", of {len(lines)}."
+        + f"; {len(lines) - len(broken)} of {len(lines)} lines break none."
     )  # fmt: skip
     return found
 
@@ -101,26 +123,25 @@ def _confirmed_sentences(confirmed: pd.DataFrame) -> list[str]:
 
 def _confirmed_sentence(lines: pd.DataFrame, scope: str) -> str:
     parts = [
-        f"{r['reading']}: both values inside the prediction interval for "
-        f"{_n(r['rows_both_in_pi'])} of {r['rows']} rows (do-nothing baseline "
-        f"{_n(r['baseline_rows_both_in_pi'])}; inside the interval of the mean "
-        f"{_n(r['rows_both_in_ci_of_mean'])}), mean |measured - paper| "
-        f"{r['mean_abs_diff_accuracy']:.2f} pp accuracy, {r['mean_abs_diff_m_adv']:.1f} pp M_adv"
+        f"{r['reading']} {_n(r['rows_both_in_pi'])}/{r['rows']} "
+        f"[{_n(r['baseline_rows_both_in_pi'])}; {_n(r['rows_both_in_ci_of_mean'])}; "
+        f"{r['mean_abs_diff_accuracy']:.2f} / {r['mean_abs_diff_m_adv']:.1f} pp]"
         for r in lines.to_dict("records")
     ]
-    front = lines[lines["pareto"].astype(str) == "True"]["reading"]
-    eligible = lines[(lines["approximates_identity"].astype(str) == "True")
-                     & (lines["breaks_victim"].astype(str) != "True")]  # fmt: skip
+    front = lines[flags(lines["pareto"])]["reading"]
+    eligible = lines[(flags(lines["approximates_identity"]))
+                     & (~flags(lines["breaks_victim"]))]  # fmt: skip
     closest = (
-        f" Closest on the combined distance (both metrics in units of their seed-to-seed SD) "
-        f"among those whose parasites approximate the identity and break no victim: "
-        f"{eligible.loc[eligible['combined_distance'].idxmin(), 'reading']}."
+        " Closest on the combined distance among those that fit x + N better than the identity "
+        f"and break no victim: {eligible.loc[eligible['combined_distance'].idxmin(), 'reading']}."
         if len(eligible) else
-        " None of them both approximates the identity and breaks no victim."
+        " None of them both fits x + N better than the identity and breaks no victim."
     )  # fmt: skip
     seeds = int(lines["seeds"].max())
     return (
-        f"Confirmed readings, {scope} seeds ({seeds}; 95 % prediction interval for one run): "
+        f"Confirmed readings, {scope} seeds ({seeds}): rows with both paper values in the 95 % "
+        "prediction interval for one run [do-nothing baseline; in the interval of the mean; "
+        "mean |measured - paper| accuracy / M_adv]: "
         + "; ".join(parts)
         + f". Not dominated on both distances: {', '.join(front)}."
         + closest
@@ -138,13 +159,14 @@ def _noise_sentences(readings: pd.DataFrame, screen: pd.DataFrame) -> list[str]:
     noise = readings.dropna(subset=["noise_sd_m_adv"]) if "noise_sd_m_adv" in readings else None
     bound = math.nan
     if noise is not None and len(noise):
-        sd_acc, sd_m = noise["noise_sd_accuracy"].iloc[0], noise["noise_sd_m_adv"].iloc[0]
+        line = noise.sort_values("seed_scope", key=lambda s: s != "pipeline").iloc[0]
+        sd_acc, sd_m = line["noise_sd_accuracy"], line["noise_sd_m_adv"]
         bound = 1.96 * math.sqrt(2) * sd_m
         found.append(
-            f"Seed-to-seed SD of a one-seed distance to the paper (the default, confirmation "
-            f"seeds): {sd_acc:.2f} pp accuracy, {sd_m:.2f} pp M_adv; two one-seed readings "
-            f"differ beyond noise (95 %) by more than 1.96 x sqrt(2) x SD ({bound:.1f} pp of "
-            "M_adv distance)."
+            f"Seed-to-seed SD of a one-seed distance to the paper (the study's base on its "
+            f"{line['seeds']} {line['seed_scope']} confirmation seeds): {sd_acc:.2f} pp accuracy, "
+            f"{sd_m:.2f} pp M_adv; two one-seed readings differ beyond that noise (95 %) by "
+            f"more than 1.96 x sqrt(2) x SD ({bound:.1f} pp of M_adv distance)."
         )
     base = _line(screen, DEFAULT)
     moved = screen[screen["reading"] != DEFAULT]
@@ -169,7 +191,7 @@ def _failure_sentence(lines: pd.DataFrame) -> list[str]:
     if lines.empty:
         return []
     parts = [
-        f"{line['reading']} {line['cells_with_failed_parasite']} of {line['rows'] * line['seeds']}"
+        f"{_label(line)} {line['cells_with_failed_parasite']} of {line['rows'] * line['seeds']}"
         for line in lines.to_dict("records")
     ]
     return [
@@ -190,7 +212,7 @@ def _no_bn_init_sentence(rows: pd.DataFrame) -> list[str]:
         return []
     no_bn = rows[rows["row"].map(has_only_no_bn_parasites)]
     parts = []
-    for reading in (DEFAULT, FRAMEWORK_DEFAULT):
+    for reading in (DEFAULT, framework_name()):
         found = no_bn[no_bn["reading"] == reading]
         if found.empty:
             return []

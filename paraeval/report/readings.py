@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..verdict_readings import flags
 from .plots import bars
 
 STAGES = ("screen", "combination", "confirm")
@@ -49,7 +50,7 @@ def _per_row(rows: pd.DataFrame) -> list[dict[str, Any]]:
     best = rows.sort_values("seeds").groupby(["reading", "row"], sort=False).tail(1)
     result = []
     for name, group in best.groupby("row", sort=False):
-        accuracy, m_adv_in = (_flag(group[f"{m}_in_pi"]) for m in ("accuracy", "m_adv"))
+        accuracy, m_adv_in = (flags(group[f"{m}_in_pi"]) for m in ("accuracy", "m_adv"))
         both = group[accuracy & m_adv_in]
         m_adv = group[m_adv_in & ~accuracy]
         result.append({
@@ -59,11 +60,6 @@ def _per_row(rows: pd.DataFrame) -> list[dict[str, Any]]:
             "m_adv_only": [_label(r) for r in m_adv.to_dict("records")],
         })  # fmt: skip
     return result
-
-
-def _flag(column: pd.Series) -> pd.Series:
-    """A CSV column of True/False/blank as booleans (blank: False)."""
-    return column.astype(str) == "True"
 
 
 def _label(record: dict[str, Any]) -> str:
