@@ -143,8 +143,8 @@ def study(config: StudyConfig, runner: Runner = run) -> list[Score]:
     base = (_measure(config, base_reading, "confirm", config.confirm_seeds, runner)
             if confirming else None)  # fmt: skip
     noise = seed_noise(base)
-    for found in scores:
-        found.noise = noise
+    for found in [*scores, *([base] if base is not None else [])]:
+        found.noise = noise  # every line of the study in the same units, its base included
     if config.combine:
         scores += [
             _measure(config, r, "combination", config.screen_seeds, runner, noise)

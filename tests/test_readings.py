@@ -445,3 +445,21 @@ def test_the_study_measures_each_reading_over_its_base_once(tmp_path) -> None:
                          readings=[Reading(), parse_reading(f"init={default.init}")])  # fmt: skip
     study(config, runner)
     assert asked == ["t1-vm-after-nobn-none:init=kaiming", "t1-vm-after-nobn-none"]
+
+
+def test_the_base_line_shares_the_studys_noise_units(tmp_path) -> None:
+    """The base's combined distance is in the same units as every other line of its study."""
+    from paraeval.readings import StudyConfig, study
+    from paraeval.runner import RunResult
+
+    def runner(config):
+        cells = [{**_cell(s, 98.0 + s, 20.0 + 2 * s), "seed": s} for s in config.seeds]
+        return RunResult(rows=cells)
+
+    config = StudyConfig(work=tmp_path, rows="t1-vm-after-nobn-none", readings=[],
+                         screen_seeds=[], confirm_seeds=[1, 2, 3], seed_scope="parasite",
+                         confirm=[parse_reading("select=1")])  # fmt: skip
+    scores = study(config, runner)
+    assert {s.noise for s in scores} == {scores[0].noise} and scores[0].noise.m_adv
+    lines = pd.read_csv(tmp_path / "readings.csv")
+    assert lines["noise_sd_m_adv"].notna().all()
