@@ -111,6 +111,11 @@ def clipped(
             min(high, highest) if not math.isnan(high) else high)  # fmt: skip
 
 
+def inside(value: float, low: float, high: float) -> bool | None:
+    """Whether `value` lies in [low, high]; None without a value or an interval (one seed)."""
+    return None if math.isnan(value) or math.isnan(low) else bool(low <= value <= high)
+
+
 def wilson_interval(successes: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval (in %) for a proportion measured on a fixed image set."""
     if total == 0:

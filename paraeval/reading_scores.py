@@ -23,7 +23,7 @@ from scipy import stats
 from .attacks.fgsm import EPS_UNITS
 from .defenses.reading import ParasiteReading, reading_options, shown_value
 from .errors import UserError
-from .metrics import clipped, prediction_interval, t_interval
+from .metrics import clipped, inside, prediction_interval, t_interval
 from .paper import BREAKS_VICTIM_PP, ROWS_BY_NAME
 from .parasite_training import constant_ratio, fit_ratio
 from .training import training_failure
@@ -308,8 +308,8 @@ def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
             f"{metric}_sd": round(std, 4),
             f"{metric}_pi_low": round(pi_low, 4), f"{metric}_pi_high": round(pi_high, 4),
             f"{metric}_ci_low": round(ci_low, 4), f"{metric}_ci_high": round(ci_high, 4),
-            f"{metric}_in_pi": _inside(paper, pi_low, pi_high),
-            f"{metric}_in_ci": _inside(paper, ci_low, ci_high),
+            f"{metric}_in_pi": inside(paper, pi_low, pi_high),
+            f"{metric}_in_ci": inside(paper, ci_low, ci_high),
             f"{metric}_do_nothing": round(do_nothing[metric], 4),
             f"{metric}_baseline_in_pi": (
                 None if math.isnan(half) else bool(abs(paper - do_nothing[metric]) <= half)
@@ -320,11 +320,6 @@ def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = [fit_ratio(fit) for c in cells for fit in c.get("parasite_fit") or []]
     record["median_fit_ratio"] = round(float(pd.Series(ratios).median()), 4) if ratios else None
     return record
-
-
-def _inside(value: float, low: float, high: float) -> bool | None:
-    """Whether `value` lies in [low, high]; None when there is no interval (one seed)."""
-    return None if math.isnan(low) else bool(low <= value <= high)
 
 
 def write_csvs(scores: list[Score], work: Path, merge: bool = False) -> None:

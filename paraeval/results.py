@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .loading import write_run_json
-from .metrics import clipped, prediction_interval, t_interval
+from .metrics import clipped, inside, prediction_interval, t_interval
 from .store import SAMPLE_COLUMNS, Store
 
 
@@ -245,8 +245,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
                     f"{metric}_pi_high": pi_high,
                     paper_column: paper,
                     f"{metric}_diff": mean - paper,
-                    f"{metric}_paper_in_ci": _inside(paper, low, high),
-                    f"{metric}_paper_in_pi": _inside(paper, pi_low, pi_high),
+                    f"{metric}_paper_in_ci": inside(paper, low, high),
+                    f"{metric}_paper_in_pi": inside(paper, pi_low, pi_high),
                 }
             )
         for column in _extraction_columns(group):
@@ -261,11 +261,6 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
             record["headline"] = group["headline"].dropna().iloc[0]
         records.append(record)
     return pd.DataFrame(records).round(4)
-
-
-def _inside(paper: float, low: float, high: float) -> bool | None:
-    """Whether the paper value lies in [low, high]; None without a paper value or interval."""
-    return None if math.isnan(paper) or math.isnan(low) else bool(low <= paper <= high)
 
 
 def _extraction_columns(group: pd.DataFrame) -> list[str]:

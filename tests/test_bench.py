@@ -70,7 +70,7 @@ def test_the_executor_verdict_follows_the_measured_ratios() -> None:
     fast, slow = page(0.5), page(2.0)
     assert "ran 2.00x as fast as the in-process default" in fast and "is met" in fast
     assert "ran 0.50x as fast" in slow and "is not met" in slow
-    assert "start-up" not in slow  # worker start-up is not measured: no sentence claims it
+    assert "pays its own start-up" not in slow  # never measured: no sentence claims it
 
 
 def test_the_executor_ceiling_is_computed_from_the_one_thread_and_local_runs() -> None:
