@@ -212,7 +212,7 @@ READINGS_ARGS = ["readings", "--rows", "t1-vm-after-nobn-none,t1-vm-after-bn-sma
 def test_readings_study_end_to_end_and_resume_after_sigkill(victims, tmp_path) -> None:
     """Two readings x two rows x one seed; killed after its first cell, resumed, complete."""
     work = tmp_path / "study"
-    screen = ["--readings", "default;init=dirac"]
+    screen = ["--readings", "default;init=torch"]  # the default and the framework's init
     stored_at_kill = kill_after_first_cell([*READINGS_ARGS, *screen, "--work", str(work)], work)
     assert 1 <= stored_at_kill < 4, "the kill must land mid-study"
 
@@ -223,7 +223,7 @@ def test_readings_study_end_to_end_and_resume_after_sigkill(victims, tmp_path) -
     assert f"{min(stored_at_kill, 2)} of 2 cell(s)" in first_run
     readings = pd.read_csv(tmp_path / "readings.csv")
     # names list what differs from the code's defaults: the base's epochs=1 included
-    assert list(readings["reading"]) == ["epochs=1", _with_epochs("init=dirac")]
+    assert list(readings["reading"]) == ["epochs=1", _with_epochs("init=torch")]
     assert (readings["rows"] == 2).all() and (readings["seeds"] == 1).all()
     assert (readings["interval"] == "none (one seed)").all()
     assert readings["rows_both_in_pi"].isna().all()  # one run has no interval: no counts
@@ -232,11 +232,12 @@ def test_readings_study_end_to_end_and_resume_after_sigkill(victims, tmp_path) -
     report = run_cli("report", str(work))
     assert report.returncode == 0, report.stderr
     html = (work / "report.html").read_text()
-    assert 'id="readings"' in html and "<code>init=dirac</code>" in html
+    assert 'id="readings"' in html and f"<code>{_with_epochs('init=torch')}</code>" in html
     results = pd.read_csv(work / "results.csv")  # the last reading's run
-    dirac = results[results["defense"].str.contains("init=dirac")]
-    for _, measured in dirac.iterrows():
-        row = rows[(rows["reading"] == _with_epochs("init=dirac"))
+    torch_init = results[results["defense"].str.contains("init=torch")]
+    assert len(torch_init) == 2
+    for _, measured in torch_init.iterrows():
+        row = rows[(rows["reading"] == _with_epochs("init=torch"))
                    & (rows["row"] == measured["defense"].split(":")[0])]  # fmt: skip
         assert float(row["m_adv_mean"].iloc[0]) == pytest.approx(measured["m_adv"])
         assert pd.isna(row["m_adv_in_pi"].iloc[0])
