@@ -76,7 +76,7 @@ def test_max_drop_unmet_falls_back_to_the_smallest_drop(monkeypatch) -> None:
 
 def test_candidates_are_nested_and_candidate_zero_is_the_unselected_parasite(victims) -> None:
     model = victims["vm"][0]
-    (row,) = registry.configured_defenses("t1-vm-after-nobn-none:epochs=1")
+    (row,) = registry.configured_defenses("t1-vm-after-nobn-none:epochs=1,select=1")
     (three,) = registry.configured_defenses("t1-vm-after-nobn-none:epochs=1,select=3")
     (ten,) = registry.configured_defenses("t1-vm-after-nobn-none:epochs=1,select=10")
     one = row.obj.parasite_configs(model, seed=0)
@@ -118,8 +118,10 @@ def test_new_recipe_options_keep_old_keys_at_their_former_values() -> None:
     assert not {"optimizer", "schedule", "budget", "until"} & set(config.as_dict())
     changed = dataclasses.replace(config, schedule="constant")
     assert changed.as_dict()["schedule"] == "constant"
-    (row,) = registry.configured_defenses("t1-vm-after-nobn-none")
+    (row,) = registry.configured_defenses("t1-vm-after-nobn-none:select=1")
     assert not {"select", "max_drop", "batch"} & set(row.obj.key_options())
+    (default,) = registry.configured_defenses("t1-vm-after-nobn-none")
+    assert default.obj.key_options()["select"] == 3
 
 
 def test_budget_sets_the_steps_at_other_sides() -> None:
