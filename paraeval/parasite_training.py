@@ -180,9 +180,9 @@ def training_failure(fit: dict[str, float]) -> str | None:
 
     A failure is a NaN fit, a held-out loss that did not decrease from the initial model's,
     or an all-zero output. Fitting x + N worse than the identity map is judged on a reading,
-    not on one parasite (:func:`paraeval.readings.fit_summary`): a reading whose parasites as
-    a rule fit worse than the identity does not train the paper's parasite (Sec. 3: they
-    "approximate the identity very accurately").
+    not on one parasite (:mod:`paraeval.fit_rule`; readings.csv's median_fit_ratio): a
+    reading whose parasites as a rule fit worse than the identity does not train the paper's
+    parasite (Sec. 3: they "approximate the identity very accurately").
     """
     final = fit["mse_to_target"]
     if math.isnan(final):
