@@ -122,11 +122,12 @@ def summary_interval(record: Mapping[str, Any], metric: str, digits: int = 2) ->
     return interval_text(*summary_bounds(record, metric), digits)
 
 
-def paper_inside(record: Mapping[str, Any], metric: str) -> bool | None:
+def paper_inside(record: Mapping[str, Any], metric: str, interval: str = "pi") -> bool | None:
     """Whether the paper value lies inside `metric`'s prediction interval for one run (the
-    interval of the mean for a summary written before it had one); None when unknown. Reads
-    the summary frame's booleans and summary.csv's re-read ones alike."""
-    flag = record.get(f"{metric}_paper_in_pi", record.get(f"{metric}_paper_in_ci"))
+    interval of the mean for a summary written before it had one), or with ``interval="ci"``
+    the interval of the mean; None when unknown. Reads the summary frame's booleans and
+    summary.csv's re-read ones alike."""
+    flag = record.get(f"{metric}_paper_in_{interval}", record.get(f"{metric}_paper_in_ci"))
     if isinstance(flag, str):
         flag = {"True": True, "False": False}.get(flag)
     if isinstance(flag, float) and not math.isnan(flag):  # a CSV column with blanks

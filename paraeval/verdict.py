@@ -54,7 +54,7 @@ def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> 
     records = rows.to_dict("records")
     counts = {name: _counts(records, test) for name, test in (
         ("measured", paper_inside), ("baseline", do_nothing_inside))}  # fmt: skip
-    in_mean = _counts(records, _inside_mean)
+    in_mean = _counts(records, lambda record, metric: paper_inside(record, metric, "ci"))
     close = int((rows["accuracy_diff"].abs() <= CLOSE_PP).sum())
     victim_close = int(((rows["victim_accuracy"] - rows["paper_accuracy"]).abs() <= CLOSE_PP).sum())
     drop = rows["victim_accuracy"] - rows["accuracy_mean"]
@@ -86,11 +86,6 @@ def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> 
             f"{_span(no_bn['accuracy_mean'])} % (paper {_span(no_bn['paper_accuracy'])} %)."
         )
     return sentences
-
-
-def _inside_mean(record: dict[str, Any], metric: str) -> bool | None:
-    flag = record.get(f"{metric}_paper_in_ci")
-    return None if flag is None or pd.isna(flag) else truthy(flag)
 
 
 def _counts(
