@@ -214,16 +214,19 @@ def select_candidate(
     """
     images, labels = validation_split(context)
     reference = accuracy(victim, images, labels)
+
+    def within(score: float) -> bool:
+        return reading.max_drop is not None and reference - score <= reading.max_drop
+
     scored: list[tuple[float, TrainedParasite]] = []
     for config in configs:
         trained = load_or_train_parasite(config)
         model = build_protected(victim, [*earlier, (placement, trained.model)], reading, context)
         scored.append((accuracy(model, images, labels), trained))
-        if reading.max_drop is not None and reference - scored[-1][0] <= reading.max_drop:
-            break
-    within = [i for i, (acc, _) in enumerate(scored)
-              if reading.max_drop is not None and reference - acc <= reading.max_drop]  # fmt: skip
-    kept = within[0] if within else max(range(len(scored)), key=lambda i: (scored[i][0], -i))
+        if within(scored[-1][0]):
+            break  # the only candidate within the bound is the last one scored
+    bounded = within(scored[-1][0])
+    kept = len(scored) - 1 if bounded else max(range(len(scored)), key=lambda i: (scored[i][0], -i))
     return scored[kept][1], {
         "candidates": len(configs),
         "trained": len(scored),
@@ -232,7 +235,7 @@ def select_candidate(
         "victim_validation_accuracy": reference,
         "candidate_validation_accuracy": [round(acc, 4) for acc, _ in scored],
         "kept_drop_pp": round(reference - scored[kept][0], 4),
-        "within_max_drop": bool(within) if reading.max_drop is not None else None,
+        "within_max_drop": bounded if reading.max_drop is not None else None,
     }
 
 
