@@ -26,6 +26,11 @@ import torch
 from torch import nn
 
 METRIC_VERSION = 1
+#: What M_adv's percentage is taken over: the adversarial examples the victim is fooled by
+#: (default: Sec. 6.2 defines M_adv as a percentage "of adversarial examples for the original
+#: model"), or every image the run attacked, misclassified ones included (every published M_adv
+#: is a multiple of 0.5 % = k/200, which "the first 200 images" as the denominator gives).
+M_ADV_DENOMINATORS = ("adversarial", "all")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,17 @@ class TransferOutcome:
     @property
     def m_adv(self) -> float:
         return 100.0 * self.n_recovered / self.n_adversarial if self.n_adversarial else math.nan
+
+
+def m_adv_over(cell: dict[str, object], denominator: str) -> float:
+    """A stored transfer cell's M_adv (%) over `denominator` (one of M_ADV_DENOMINATORS),
+    from its counts: recovered / adversarial, or recovered / every image of the run."""
+    if denominator not in M_ADV_DENOMINATORS:
+        raise ValueError(f"denominator must be one of {M_ADV_DENOMINATORS}, not {denominator!r}")
+    if denominator == "adversarial":
+        return float(cell["m_adv"])  # type: ignore[arg-type]
+    images = int(cell["n_attacked"]) + int(cell["n_misclassified"])  # type: ignore[call-overload]
+    return 100.0 * int(cell["n_recovered"]) / images if images else math.nan  # type: ignore[call-overload]
 
 
 def transfer_outcome(

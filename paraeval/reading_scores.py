@@ -23,7 +23,14 @@ from scipy import stats
 from .attacks.fgsm import EPS_UNITS
 from .defenses.reading import ParasiteReading, reading_options, shown_value
 from .errors import UserError
-from .metrics import clipped, inside, prediction_interval, t_interval
+from .metrics import (
+    M_ADV_DENOMINATORS,
+    clipped,
+    inside,
+    m_adv_over,
+    prediction_interval,
+    t_interval,
+)
 from .paper import BREAKS_VICTIM_PP, ROWS_BY_NAME
 from .parasite_training import constant_ratio, fit_ratio
 from .training import training_failure
@@ -31,6 +38,10 @@ from .training import training_failure
 #: The attack the paper's tables were measured with, and its reading option.
 ATTACK = "fgsm"
 ATTACK_OPTIONS = {"eps_unit": EPS_UNITS}
+#: Options of how stored cells are counted (no new measurement, no cell key): M_adv's
+#: denominator, the adversarial examples (default, Sec. 6.2's wording) or every attacked
+#: image (each published M_adv is a multiple of 0.5 % = k/200: "over the first 200 images").
+SCORING_OPTIONS = {"m_adv_over": M_ADV_DENOMINATORS}
 #: "Matters" when no seed-to-seed SD was measured (the base has fewer than 2 confirm seeds).
 MATTERS_PP = 2.0
 PREDICTION = "95 % prediction interval for one run (t)"
@@ -55,19 +66,26 @@ class Reading:
 
     defense: tuple[tuple[str, str], ...] = ()
     attack: tuple[tuple[str, str], ...] = ()
+    scoring: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
-        parts = [f"{k}={v}" for k, v in (*self.defense, *self.attack)]
+        parts = [f"{k}={v}" for k, v in (*self.defense, *self.attack, *self.scoring)]
         return ",".join(parts) or "default"
 
     @property
     def factors(self) -> set[str]:
-        return {k for k, _ in (*self.defense, *self.attack)}
+        return {k for k, _ in (*self.defense, *self.attack, *self.scoring)}
 
     def combined(self, other: Reading) -> Reading:
         return Reading(tuple(sorted({*self.defense, *other.defense})),
-                       tuple(sorted({*self.attack, *other.attack})))  # fmt: skip
+                       tuple(sorted({*self.attack, *other.attack})),
+                       tuple(sorted({*self.scoring, *other.scoring})))  # fmt: skip
+
+    @property
+    def m_adv_denominator(self) -> str:
+        """Which images M_adv is counted over (``m_adv_over``; see SCORING_OPTIONS)."""
+        return dict(self.scoring).get("m_adv_over", M_ADV_DENOMINATORS[0])
 
     def selections(self, rows: str) -> tuple[str, str]:
         """(--defenses, --attacks) selection strings of this reading, an absolute one
@@ -83,20 +101,21 @@ def parse_reading(text: str) -> Reading:
     """'default' or 'init=dirac,eps_unit=normalized' -> a Reading (validated)."""
     if text.strip() in ("", "default"):
         return Reading()
-    defense, attack = [], []
+    defense, attack, scoring = [], [], []
     for item in text.split(","):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep:
             raise UserError(f"reading item {item!r} is not option=value")
-        if key in ATTACK_OPTIONS:
-            if value not in ATTACK_OPTIONS[key]:
-                raise UserError(f"{key}={value!r} must be one of {'|'.join(ATTACK_OPTIONS[key])}")
-            attack.append((key, value))
+        fixed = {**ATTACK_OPTIONS, **SCORING_OPTIONS}
+        if key in fixed:
+            if value not in fixed[key]:
+                raise UserError(f"{key}={value!r} must be one of {'|'.join(fixed[key])}")
+            (attack if key in ATTACK_OPTIONS else scoring).append((key, value))
         else:
             ParasiteReading.parse("reading", {key: value})  # validates, raises UserError
             defense.append((key, value))
-    return Reading(tuple(sorted(defense)), tuple(sorted(attack)))
+    return Reading(tuple(sorted(defense)), tuple(sorted(attack)), tuple(sorted(scoring)))
 
 
 def absolute(reading: Reading, base: dict[str, str]) -> Reading:
@@ -110,7 +129,7 @@ def absolute(reading: Reading, base: dict[str, str]) -> Reading:
         (name, shown_value(getattr(parsed, name))) for name in reading_options()
         if name in given and getattr(parsed, name) != getattr(defaults, name)
     )  # fmt: skip
-    return Reading(differing, reading.attack)
+    return Reading(differing, reading.attack, reading.scoring)
 
 
 @dataclass(frozen=True)
@@ -257,8 +276,11 @@ def score(
     cells: list[dict[str, Any]],
     seed_scope: str = "parasite",
 ) -> Score:
-    """Score the FGSM-transfer cells of one reading (failed cells are counted, not scored)."""
-    ok = [c for c in cells if c["status"] == "ok" and c.get("paper_m_adv") is not None]
+    """Score the FGSM-transfer cells of one reading (failed cells are counted, not scored),
+    M_adv counted over the reading's denominator (``m_adv_over``)."""
+    over = reading.m_adv_denominator
+    ok = [{**c, "m_adv": m_adv_over(c, over)} for c in cells
+          if c["status"] == "ok" and c.get("paper_m_adv") is not None]  # fmt: skip
     records = []
 
     def row_of(cell: dict[str, Any]) -> str:  # the same row under any spelling of its options

@@ -48,6 +48,7 @@ from .reading_scores import (
     ATTACK_OPTIONS,
     METRICS,
     READINGS_COLUMNS,
+    SCORING_OPTIONS,
     Reading,
     Score,
     SeedNoise,
@@ -92,6 +93,8 @@ def one_factor_readings(base: dict[str, str]) -> list[Reading]:
         ]  # fmt: skip
     for name, attack_values in ATTACK_OPTIONS.items():
         readings += [Reading((), ((name, v),)) for v in attack_values[1:]]
+    for name, scoring_values in SCORING_OPTIONS.items():
+        readings += [Reading((), (), ((name, v),)) for v in scoring_values[1:]]
     return readings
 
 

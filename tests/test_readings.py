@@ -69,7 +69,7 @@ def test_each_reading_changes_the_cell_key_and_the_protected_model(victims, read
 
 def test_every_option_has_alternatives_and_is_documented() -> None:
     names = {next(iter(r.factors)) for r in one_factor_readings({})}
-    assert names == {*reading_options(), "eps_unit"}
+    assert names == {*reading_options(), "eps_unit", "m_adv_over"}
     for name, option in reading_options().items():
         assert option.help and option.rule, name
 
@@ -248,6 +248,24 @@ def _cell(seed: int, accuracy: float, m_adv: float, victim: float = 98.9, ratio:
     return {"status": "ok", "defense": "t1-vm-after-nobn-none", "seed": seed,
             "accuracy": accuracy, "m_adv": m_adv, "victim_accuracy": victim,
             "paper_accuracy": 98.7, "paper_m_adv": 19.0, "parasite_fit": [fit]}  # fmt: skip
+
+
+def test_m_adv_over_every_image_rescores_the_same_cells() -> None:
+    """``m_adv_over=all`` counts the recovered examples over every image of the run (k/200),
+    from the stored counts: the same cells, a lower M_adv, its own reading name."""
+    from paraeval.readings import score
+
+    cells = [{**_cell(s, 98.6, 50.0), "n_recovered": 90, "n_attacked": 196,
+              "n_misclassified": 4} for s in range(2)]  # fmt: skip
+    reading = parse_reading("m_adv_over=all")
+    assert reading.scoring == (("m_adv_over", "all"),) and reading.defense == ()
+    assert reading.name == "m_adv_over=all" and reading.selections("table1") == ("table1", "fgsm")
+    over_all = score(reading, "confirm", [0, 1], cells)
+    over_adversarial = score(Reading(), "confirm", [0, 1], cells)
+    assert over_all.rows["m_adv_mean"].iloc[0] == pytest.approx(45.0)  # 90 / 200
+    assert over_adversarial.rows["m_adv_mean"].iloc[0] == pytest.approx(50.0)
+    with pytest.raises(UserError, match="adversarial|all"):
+        parse_reading("m_adv_over=some")
 
 
 def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
