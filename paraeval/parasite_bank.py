@@ -36,6 +36,7 @@ from .parasite_training import (
     initialise,
     optimiser_for,
     parasite_fit,
+    parasite_model,
     train_parasite,
 )
 from .seeding import derive_seed, seeded
@@ -45,7 +46,8 @@ def bank_key(config: ParasiteConfig) -> tuple[object, ...]:
     """What parasites must share to train in one bank (everything but seed, sigma, init)."""
     return (config.device, config.side, config.batch_norm, config.bias, config.bias_scope,
             config.n_train, config.n_heldout, config.batch_size, config.epoch_count,
-            config.lr, config.optimizer, config.schedule, config.until)  # fmt: skip
+            config.lr, config.optimizer, config.schedule, config.until,
+            config.bn_affine)  # fmt: skip
 
 
 def banks(configs: Sequence[ParasiteConfig]) -> list[list[ParasiteConfig]]:
@@ -65,6 +67,7 @@ class Bank(nn.Module):
         self.count = len(parasites)
         self.batch_norm, self.bias_mode, self.bias_scope = (
             first.batch_norm, first.bias_mode, first.bias_scope)  # fmt: skip
+        self.bn_affine = first.bn_affine
         layers: list[nn.Module] = []
         in_channels = 1
         for index, out_channels in enumerate(CHANNELS):
@@ -74,7 +77,7 @@ class Bank(nn.Module):
             _stack_into(conv, [p.convolutions()[index] for p in parasites])
             layers.append(conv)
             if self.batch_norm:
-                bn = nn.BatchNorm2d(self.count * out_channels)
+                bn = nn.BatchNorm2d(self.count * out_channels, affine=first.bn_affine)
                 _stack_into(bn, [p.batch_norms()[index] for p in parasites])
                 layers.append(bn)
             layers.append(nn.ReLU())
@@ -149,7 +152,7 @@ def train_bank(configs: Sequence[ParasiteConfig]) -> list[TrainedParasite]:
     parasites = []
     for config in configs:
         with seeded(derive_seed("parasite-init", config.seed)):
-            model = ParasiticCNN(config.batch_norm, config.bias, config.bias_scope)
+            model = parasite_model(config)
             initialise(model, config.init)
         parasites.append(model)
     initial = [parasite_fit(p, noise, heldout)["mse_to_target"]

@@ -30,6 +30,7 @@ Until = Literal["budget", "plateau"]
 #: before: a config at these values keeps its cache key (and the cells built on it theirs).
 LATER_FIELDS: dict[str, object] = {
     "optimizer": "adam", "schedule": "cosine", "budget": "pixels", "until": "budget",
+    "bn_affine": True,
 }  # fmt: skip
 #: `until=plateau`: stop after this many epochs without a held-out improvement ...
 PLATEAU_PATIENCE = 2
@@ -74,6 +75,8 @@ class ParasiteConfig:
     schedule: Schedule = "cosine"
     budget: Budget = "pixels"
     until: Until = "budget"
+    #: Whether its BN layers learn a scale and shift (PyTorch's default) or only normalise.
+    bn_affine: bool = True
     #: Where it is trained: "cpu" (one at a time, one thread) or "cuda" (in a bank).
     device: str = "cpu"
 
@@ -115,6 +118,11 @@ class ParasiteConfig:
             f"{'BN' if self.batch_norm else 'no BN'}, bias {self.bias}, sigma {self.sigma}, "
             f"{self.side}x{self.side}"
         )
+
+
+def parasite_model(config: ParasiteConfig) -> ParasiticCNN:
+    """An untrained parasite of `config`'s architecture."""
+    return ParasiticCNN(config.batch_norm, config.bias, config.bias_scope, config.bn_affine)
 
 
 @dataclass
@@ -250,7 +258,7 @@ def optimiser_for(
 def _train_parasite(config: ParasiteConfig) -> TrainedParasite:
     noise, train, heldout = _parasite_data(config)
     with seeded(derive_seed("parasite-init", config.seed)):
-        model = ParasiticCNN(config.batch_norm, config.bias, config.bias_scope)
+        model = parasite_model(config)
         initialise(model, config.init)
     initial_mse = parasite_fit(model, noise, heldout)["mse_to_target"]
     generator = torch.Generator().manual_seed(derive_seed("parasite-order", config.seed))

@@ -30,7 +30,6 @@ from .cache import (
     load_or_none,
     save_weights,
 )
-from .models.parasite import ParasiticCNN
 from .output import progress, status
 from .parasite_bank import banks, train_bank
 from .parasite_training import PARASITE_TRAINING_VERSION as PARASITE_TRAINING_VERSION
@@ -39,6 +38,7 @@ from .parasite_training import TrainedParasite as TrainedParasite
 from .parasite_training import _parasite_data as _parasite_data
 from .parasite_training import initialise as initialise
 from .parasite_training import parasite_fit as parasite_fit
+from .parasite_training import parasite_model
 from .parasite_training import train_parasite as train_parasite
 from .parasite_training import training_failure as training_failure
 from .victim_training import TRAINING_VERSION as TRAINING_VERSION
@@ -57,7 +57,7 @@ def parasite_path(config: ParasiteConfig) -> Path:
 def _parasite_from(
     config: ParasiteConfig, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> TrainedParasite:
-    model = ParasiticCNN(config.batch_norm, config.bias, config.bias_scope)
+    model = parasite_model(config)
     noise = tensors.pop("__noise__")
     model.load_state_dict(tensors)
     return TrainedParasite(model=model.eval(), noise=noise, fit=meta["fit"])

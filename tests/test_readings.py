@@ -12,18 +12,20 @@ from paraeval import registry
 from paraeval.api import RunContext
 from paraeval.attacks.fgsm import MNIST_STD, FGSMSweep
 from paraeval.cells import cell_key
-from paraeval.defenses.reading import ParasiteReading, reading_options
+from paraeval.defenses.reading import WHOLE_LAYER_OPTIONS, ParasiteReading, reading_options
 from paraeval.errors import UserError
 from paraeval.lookup import dataset_named
 from paraeval.readings import Reading, combinations, one_factor_readings, parse_reading
 
 from .conftest import kill_after_first_cell, run_cli, stored_cells
 
-#: A quick base reading for tests: one epoch per parasite.
-QUICK_BASE = {"epochs": "1"}
+#: A quick base reading for tests: one epoch per parasite, no selection.
+QUICK_BASE = {"epochs": "1", "select": "1"}
 #: The row each one-factor reading is checked on: an after-BN+act BN parasite on vm-batch
 #: (every option applies to it), and row 12 for the row12 reading.
 ROW = "t1-vmbatch-after-bn-small"
+#: The row the whole-layer readings are checked on (a Table 2 row: a BN parasite, bias small).
+WHOLE_ROW = "t2-bn-small-sigma0.2"
 
 
 def _defense(spec: str) -> registry.Entry:
@@ -50,6 +52,7 @@ SAME_MODEL = ("budget", "select", "max_drop")
 @pytest.mark.parametrize("reading", _readings(), ids=lambda r: r.name)
 def test_each_reading_changes_the_cell_key_and_the_protected_model(victims, reading) -> None:
     row = "t3-row12" if reading.factors == {"row12"} else ROW
+    row = WHOLE_ROW if reading.factors & set(WHOLE_LAYER_OPTIONS) else row
     base = _defense(_spec(row, QUICK_BASE))
     changed = _defense(_spec(row, {**QUICK_BASE, **dict(reading.defense)}))
     victim_config = {"name": "vm-batch"}
@@ -79,6 +82,24 @@ def test_row12_is_in_the_key_of_row_12_only() -> None:
     assert "row12" not in _defense("t3-row11").obj.key_options()
     assert len(_defense("t3-row12:row12=3").obj.specs) == 3
     assert len(_defense("t3-row12").obj.specs) == 4
+
+
+def test_options_that_cannot_change_a_row_stay_out_of_its_key() -> None:
+    """Whole-layer options change Table 2 keys only; ``bn_scale_shift`` only rows with a BN
+    parasite; defenses without such placements refuse them rather than ignore them."""
+    for name, value in (("whole_site", "after-bn"), ("whole_parasites", "per-channel"),
+                        ("whole_side", "16")):  # fmt: skip
+        assert name in _defense(f"{WHOLE_ROW}:{name}={value}").obj.key_options()
+        assert name not in _defense(f"{ROW}:{name}={value}").obj.key_options()
+        with pytest.raises(UserError, match="whole-layer"):
+            registry.configured_defenses(f"dynamic-parasite:{name}={value}")
+        with pytest.raises(UserError, match="LeNet"):
+            registry.configured_defenses(f"mlp-bn-none-s0.2:{name}={value}")
+    assert "bn_scale_shift" in _defense(f"{ROW}:bn_scale_shift=none").obj.key_options()
+    assert "bn_scale_shift" not in _defense(
+        "t1-vm-after-nobn-none:bn_scale_shift=none").obj.key_options()  # fmt: skip
+    with pytest.raises(UserError, match="fixed placements"):
+        registry.configured_defenses("parasite:pool=after")
 
 
 def test_tags_take_options_and_options_accumulate() -> None:
@@ -201,7 +222,7 @@ def _with_epochs(name: str) -> str:
     """The absolute name of a reading over the tests' base (epochs=1)."""
     from paraeval.readings import absolute
 
-    return absolute(parse_reading(name), QUICK_BASE).name
+    return absolute(parse_reading(name), {"epochs": "1"}).name
 
 
 READINGS_ARGS = ["readings", "--rows", "t1-vm-after-nobn-none,t1-vm-after-bn-small",

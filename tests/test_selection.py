@@ -43,13 +43,14 @@ def _select(monkeypatch, accuracies: list[float], max_drop: float | None = None)
     monkeypatch.setattr(parasites, "accuracy", scripted.accuracy)
     monkeypatch.setattr(parasites, "insert_parasites", lambda victim, entries: nn.Sequential(
         victim, *[parasite for _placement, parasite in entries]))  # fmt: skip
-    configs = [ParasiteConfig(False, "none", seed=i) for i in range(len(accuracies))]
+    configs = [[ParasiteConfig(False, "none", seed=i)] for i in range(len(accuracies))]
     context = RunContext(torch.zeros(10, 1, 28, 28), train_labels=torch.zeros(10).long())
     reading = ParasiteReading(select=len(accuracies), max_drop=max_drop, bn_stats="training")
     trained, record = parasites.select_candidate(
         nn.Identity(), [], Placement(2, "after", "first"), configs, reading, context
     )
-    return trained.fit["index"], record, scripted.trained
+    (kept,) = trained  # one parasite per candidate at a first/last-n placement
+    return kept.fit["index"], record, scripted.trained
 
 
 def test_selection_keeps_the_smallest_drop_and_the_earlier_of_ties(monkeypatch) -> None:

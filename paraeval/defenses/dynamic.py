@@ -25,8 +25,10 @@ from ..models.parasite import BiasMode
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
 from .parasites import parasite_configs, protect_with
-from .reading import ParasiteReading
+from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
 
+#: Reading options of paper rows that no variant has (row 12's layout, whole layers).
+ROW_ONLY = ("row12", *WHOLE_LAYER_OPTIONS)
 #: Default pool: the four parasite kinds of Table 1 (sigma 0.2) ...
 DEFAULT_PARASITES: tuple[tuple[bool, BiasMode], ...] = (
     (False, "none"), (False, "small"), (True, "none"), (True, "small")
@@ -94,13 +96,16 @@ class DynamicParasite(DefenseBase):
             "parasites": [f"{'bn' if bn else 'nobn'}-{bias}" for bn, bias in self.parasites],
             "locations": [loc.label for loc in self.locations],
             "sigma": self.sigma,
-            **{k: v for k, v in self.reading.key_dict().items() if k != "row12"},
+            **{k: v for k, v in self.reading.key_dict().items() if k not in ROW_ONLY},
         }
 
     def configure(self, **given: str) -> DynamicParasite:
-        """The reading options of the paper rows (``row12`` aside) apply to every variant."""
-        if "row12" in given:
-            raise UserError(f"{self.name}: row12 is an option of t3-row12 only")
+        """The reading options of the paper rows (those of row 12 and of whole-layer rows
+        aside: no variant is either) apply to every variant."""
+        refused = sorted(set(given) & set(ROW_ONLY))
+        if refused:
+            raise UserError(f"{self.name}: {', '.join(refused)} concern t3-row12 or whole-layer "
+                            "rows (Table 2) only; its variants take 16x16 neurons")  # fmt: skip
         return super().configure(**given)
 
     def _variants(self) -> list[tuple[ParasiteSpec, str]]:

@@ -12,8 +12,8 @@ max-pool (`pool2`). `neurons` selects what it reads: the first or last n neurons
 order (n a square: the parasite's input is one n-side map, Sec. 6.1), or the `whole` layer with
 one map per channel (the maps must be square - the text's "only possible if the first hidden
 layer has a number of neurons which is a square"). Every reading option of the paper rows
-applies (init, epochs, lr, bias_scope, bn_stats, order); `pool` and `row12` concern only the
-paper rows' fixed placements and are not used here.
+applies (init, epochs, lr, bias_scope, bn_stats, order, ...); `pool`, `row12` and
+`whole_site` concern only the paper rows' fixed placements and are refused here.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from .parasites import input_shape, parasite_configs, protect_with
 from .reading import ParasiteReading
 
 #: Reading options that only the paper rows' fixed placements use.
-PAPER_ONLY = ("pool", "row12")
+PAPER_ONLY = ("pool", "row12", "whole_site")
 
 
 def _neurons(text: str) -> str:
@@ -90,13 +90,22 @@ class GenericParasite(DefenseBase):
     tags: tuple[str, ...] = ("parasites",)
     options_class = ParasiteOptions
     options: ParasiteOptions
+    #: Options this defense refuses: they would do nothing here (a paper row takes them).
+    refused_options: tuple[str, ...] = PAPER_ONLY
+
+    def configure(self, **given: str) -> GenericParasite:
+        refused = sorted(set(given) & set(self.refused_options))
+        if refused:
+            raise UserError(f"{self.name}: {', '.join(refused)} concern the paper rows' fixed "
+                            "placements; name the layer with layer=... instead")  # fmt: skip
+        return super().configure(**given)
 
     def key_options(self) -> dict[str, Any]:
         """The options; `position` only when not the default (it came later: the keys of
         cells computed before it stay the same)."""
         options = self.options.key_dict()
         for name in PAPER_ONLY:
-            del options[name]
+            options.pop(name, None)
         if options["position"] == "output":
             del options["position"]
         return options

@@ -6,7 +6,7 @@ writes its output back, as Table 2 does for a LeNet layer: the paper's architect
 training (Sec. 6.1) on an 8x8 input, without or with BatchNorm, bias `none` or `small`,
 sigma 0.1, 0.2, 0.3. Names: ``mlp-{nobn|bn}-{none|small}-s{sigma}``. The reading options
 of the paper rows that concern a parasite's training and selection apply (``pool``,
-``order`` and ``row12`` concern LeNet placements only).
+``order``, ``row12`` and the whole-layer options concern LeNet placements only).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from ..models.parasite import BiasMode
 from ..paper import ParasiteSpec
 from ..training import ParasiteConfig
 from .parasites import parasite_configs, protect_with
-from .reading import ParasiteReading
+from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
 
 #: Reading options that place a parasite in a LeNet: meaningless on the MLP's hidden layer.
-PLACEMENT_ONLY = ("pool", "order", "row12")
+PLACEMENT_ONLY = ("pool", "order", "row12", *WHOLE_LAYER_OPTIONS)
 
 HIDDEN_LAYER = Placement(layer=1, position="after", neurons="whole")
 SIGMAS = (0.1, 0.2, 0.3)

@@ -18,7 +18,7 @@ from ..api import DefenseBase
 from ..hookspecs import hookimpl
 from ..paper import ROWS, PaperRow, ParasiteSpec
 from .generic import GenericParasite
-from .reading import ParasiteReading
+from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
 
 #: The paper row whose layout the ``row12`` reading decides.
 ROW12 = "t3-row12"
@@ -30,6 +30,7 @@ class PaperRowDefense(GenericParasite):
     # The reading alone: a row's placements are fixed, it has no layer/neurons options.
     options_class = ParasiteReading  # type: ignore[assignment]
     options: ParasiteReading  # type: ignore[assignment]
+    refused_options = ()
 
     def __init__(self, row: PaperRow, reading: ParasiteReading | None = None) -> None:
         self.row = row
@@ -41,10 +42,17 @@ class PaperRowDefense(GenericParasite):
         self.victims = (row.victim,)
 
     def key_options(self) -> dict[str, Any]:
-        """The reading, hashed into the cell key (``row12`` only where it applies)."""
+        """The reading, hashed into the cell key: only the options that apply to the row
+        (``row12`` on row 12, the whole-layer options on whole-layer rows, ``bn_scale_shift``
+        on rows with a BN parasite), so an option that cannot change a row leaves its key."""
         options = self.reading.key_dict()
         if self.name != ROW12:
             del options["row12"]
+        if not any(spec.placement.neurons == "whole" for spec in self.row.parasites):
+            for name in WHOLE_LAYER_OPTIONS:
+                options.pop(name, None)
+        if not any(spec.batch_norm for spec in self.row.parasites):
+            options.pop("bn_scale_shift", None)
         return options
 
     @property

@@ -16,6 +16,7 @@ from ..metrics import accuracy
 from ..models.insertion import Placement, insert_parasites, submodule
 from ..models.layers import layers
 from ..models.parasite import BIAS_BOUND, ParasiticCNN
+from ..models.wrappers import PerChannel, RangeRecorder, Rescaled
 from ..paper import ParasiteSpec
 from ..seeding import derive_seed
 from ..training import ParasiteConfig, TrainedParasite, load_or_train_parasite
@@ -45,13 +46,29 @@ def layer_side(
     return int(height)
 
 
+def layer_channels(
+    victim: nn.Module, placement: Placement, input_shape: tuple[int, ...] = MNIST_SHAPE
+) -> int:
+    """Channel maps of the layer a whole-layer parasite at `placement` reads (1 for a flat one)."""
+    site = placement.site(victim)
+    layer = next(layer for layer in layers(victim, input_shape) if layer.name == site)
+    return int(layer.shape[0]) if len(layer.shape) == 3 else 1
+
+
 def read_spec(spec: ParasiteSpec, reading: ParasiteReading) -> ParasiteSpec:
-    """`spec` under `reading`: where the placement's max-pool and neuron order fall."""
-    named = spec.placement.module is not None  # the layer is named: no pool to place
+    """`spec` under `reading`: where the placement's max-pool and neuron order fall, and where
+    a whole-layer parasite after BN reads (``whole_site``: after the ReLU, or the BN's output)."""
+    placement = spec.placement
+    named = placement.module is not None  # the layer is named: no pool to place
+    after_bn = (placement.neurons == "whole" and placement.position == "after" and not named
+                and reading.whole_site == "after-bn")  # fmt: skip
     placement = dataclasses.replace(
-        spec.placement,
-        pool=reading.pool if spec.placement.position == "after" and not named else "before",
+        placement,
+        pool=reading.pool
+        if placement.position == "after" and not (named or after_bn)
+        else "before",
         order=reading.order,
+        module=f"bn{placement.layer}" if after_bn else placement.module,
     )
     return dataclasses.replace(spec, placement=placement)
 
@@ -66,6 +83,7 @@ def parasite_config(
     input_shape: tuple[int, ...] = MNIST_SHAPE,
     device: str = "cpu",
     candidate: int = 0,
+    channel: int = 0,
 ) -> ParasiteConfig:
     """The training config of one parasite of a defense (`spec` already read, see read_spec).
 
@@ -73,14 +91,17 @@ def parasite_config(
     its row, so rows of one table that use the same kind of parasite in the same slot share it
     (a parasite is trained independently of the victim, Sec. 5.3), while another seed changes
     the noise, the initialisation and the training order. The recipe comes from `reading`;
-    ``bias_scope`` only matters with BN, so a no-BN parasite is the same under both scopes.
-    Candidate 0 is the parasite of ``select=1``; candidate c > 0 (Sec. 5.3's "several CNNs
-    ... trained independently") has its own seed, the same whatever `select` is, so the
-    candidates of ``select=3`` are the first three of ``select=10``.
+    ``bias_scope`` and ``bn_scale_shift`` only matter with BN, so a no-BN parasite is the same
+    under both. Candidate 0 is the parasite of ``select=1``; candidate c > 0 (Sec. 5.3's
+    "several CNNs ... trained independently") has its own seed, the same whatever `select` is,
+    so the candidates of ``select=3`` are the first three of ``select=10``. Under
+    ``whole_parasites=per-channel`` channel c > 0 has its own seed too (channel 0 is the
+    shared parasite); under ``whole_side=16`` a whole-layer parasite is trained at 16x16.
     """
+    whole = spec.placement.neurons == "whole"
     side = (
-        layer_side(victim, spec.placement, input_shape)
-        if spec.placement.neurons == "whole"
+        (16 if reading.whole_side == "16" else layer_side(victim, spec.placement, input_shape))
+        if whole
         else int(spec.placement.count**0.5)
     )
     return ParasiteConfig(
@@ -88,7 +109,7 @@ def parasite_config(
         bias=spec.bias,
         sigma=spec.sigma,
         side=side,
-        seed=candidate_seed(seed, stream, slot, candidate),
+        seed=candidate_seed(seed, stream, slot, candidate, channel),
         bias_scope=reading.bias_scope if spec.batch_norm else "conv",
         init=reading.init,
         epochs=reading.epochs,
@@ -98,14 +119,39 @@ def parasite_config(
         budget=reading.budget,
         until=reading.until,
         batch_size=reading.batch,
+        bn_affine=reading.bn_scale_shift == "learned" or not spec.batch_norm,
         device=device,
     )
 
 
-def candidate_seed(seed: int, stream: str, slot: int, candidate: int) -> int:
-    """The seed of one candidate parasite (candidate 0: the seed parasites always had)."""
-    extra = ("candidate", candidate) if candidate else ()
+def candidate_seed(seed: int, stream: str, slot: int, candidate: int, channel: int = 0) -> int:
+    """The seed of one candidate parasite (candidate 0, channel 0: the seed parasites always
+    had)."""
+    extra = (("candidate", candidate) if candidate else ()) + (
+        ("channel", channel) if channel else ()
+    )
     return derive_seed("parasite", seed, stream, slot, *extra)
+
+
+def candidate_configs(
+    read: ParasiteSpec,
+    victim: nn.Module,
+    seed: int,
+    stream: str,
+    slot: int,
+    reading: ParasiteReading,
+    context: RunContext | None,
+) -> list[list[ParasiteConfig]]:
+    """Per candidate of one placement (``select`` of them), the configs of its parasites: one,
+    or one per channel map under ``whole_parasites=per-channel`` on a whole-layer placement."""
+    shape, device = input_shape(context), context.device if context else "cpu"
+    per_channel = read.placement.neurons == "whole" and reading.whole_parasites == "per-channel"
+    units = layer_channels(victim, read.placement, shape) if per_channel else 1
+    return [
+        [parasite_config(read, victim, seed, stream, slot, reading, shape, device, candidate,
+                         channel) for channel in range(units)]
+        for candidate in range(reading.select)
+    ]  # fmt: skip
 
 
 def parasite_configs(
@@ -117,12 +163,12 @@ def parasite_configs(
     context: RunContext | None = None,
 ) -> list[ParasiteConfig]:
     """The training configs of the parasites `protect_with` inserts for these arguments."""
-    shape, device = input_shape(context), context.device if context else "cpu"
     return [
-        parasite_config(read_spec(spec, reading), victim, seed, stream, slot, reading, shape,
-                        device, candidate)
+        config
         for slot, spec in enumerate(specs)
-        for candidate in range(reading.select)
+        for candidate in candidate_configs(read_spec(spec, reading), victim, seed, stream, slot,
+                                           reading, context)
+        for config in candidate
     ]  # fmt: skip
 
 
@@ -133,6 +179,8 @@ def input_shape(context: RunContext | None) -> tuple[int, ...]:
 
 #: MNIST training images (never test images) whose victim activations recalibrate the BNs.
 CALIBRATION_IMAGES = 5_000
+
+Bounds = tuple[float, float] | None
 
 
 def protect_with(
@@ -149,28 +197,56 @@ def protect_with(
     With ``select`` > 1 each placement's parasite is the defender's pick among its candidates
     (:func:`select_candidate`), placements in order, each scored with the earlier ones in."""
     entries: list[tuple[Placement, nn.Module]] = []
-    fits, selections = [], []
+    fits, selections, warnings = [], [], []
     for slot, spec in enumerate(specs):
         read = read_spec(spec, reading)
-        device = context.device if context else "cpu"
-        configs = [
-            parasite_config(read, victim, seed, stream, slot, reading, input_shape(context),
-                            device, candidate)
-            for candidate in range(reading.select)
-        ]  # fmt: skip
-        if len(configs) == 1:
-            trained: TrainedParasite = load_or_train_parasite(configs[0])
+        candidates = candidate_configs(read, victim, seed, stream, slot, reading, context)
+        bounds = neuron_range(victim, entries, read.placement, reading, context)
+        if len(candidates) == 1:
+            trained = [load_or_train_parasite(config) for config in candidates[0]]
         else:
-            trained, selection = select_candidate(victim, entries, read.placement, configs,
-                                                  reading, context)  # fmt: skip
+            trained, selection = select_candidate(victim, entries, read.placement, candidates,
+                                                  reading, context, bounds)  # fmt: skip
             selections.append({"parasite": read.label, **selection})
-        entries.append((read.placement, trained.model))
-        fits.append({"parasite": read.label, **trained.fit})
+        entries.append((read.placement, arranged(trained, bounds)))
+        for channel, parasite in enumerate(trained):
+            label = read.label + (f", channel {channel}" if len(trained) > 1 else "")
+            fits.append({"parasite": label, **parasite.fit})
+            warnings += bias_warnings(spec, parasite.fit)
     protected = build_protected(victim, entries, reading, context)
     info: dict[str, Any] = {"parasite_fit": fits}
     if selections:
         info["selection"] = selections
-    return Protected(protected, info, bias_warnings(specs, fits))
+    return Protected(protected, info, tuple(warnings))
+
+
+def arranged(trained: list[TrainedParasite], bounds: Bounds) -> nn.Module:
+    """One placement's module: its parasite, or one per channel map, rescaled when `bounds`."""
+    module = trained[0].model if len(trained) == 1 else PerChannel([t.model for t in trained])
+    return Rescaled(module, *bounds) if bounds is not None else module
+
+
+@torch.no_grad()
+def neuron_range(
+    victim: nn.Module,
+    earlier: list[tuple[Placement, nn.Module]],
+    placement: Placement,
+    reading: ParasiteReading,
+    context: RunContext | None,
+) -> Bounds:
+    """Under ``rescale=unit``: the smallest and largest value of the neurons the parasite at
+    `placement` reads (after the `earlier` placements' parasites), over the calibration images;
+    None otherwise. A constant range is widened to one unit so that it can be rescaled."""
+    if reading.rescale == "none":
+        return None
+    recorder = RangeRecorder()
+    model = build_protected(victim, [*earlier, (placement, recorder)], reading, context)
+    recorder.low, recorder.high = float("inf"), float("-inf")  # forget the calibration pass
+    images = calibration_images(context)
+    for start in range(0, len(images), 1000):
+        model(images[start : start + 1000])
+    low, high = recorder.low, recorder.high
+    return (low, high) if high > low else (low, low + 1.0)
 
 
 def build_protected(
@@ -195,21 +271,23 @@ def select_candidate(
     victim: nn.Module,
     earlier: list[tuple[Placement, nn.Module]],
     placement: Placement,
-    configs: list[ParasiteConfig],
+    candidates: list[list[ParasiteConfig]],
     reading: ParasiteReading,
     context: RunContext | None,
-) -> tuple[TrainedParasite, dict[str, Any]]:
+    bounds: Bounds = None,
+) -> tuple[list[TrainedParasite], dict[str, Any]]:
     """The defender's selection (paper Sec. 5.3: several parasites "are trained independently
     from the victim network, and the victim can then select one or several CNNs adapted to
     the network at hand", the noise chosen "so as to avoid a significant drop in the original
     model's accuracy").
 
-    Each candidate is inserted at `placement` (after the `earlier` placements' chosen
-    parasites) and scored by its accuracy on the validation split of the *training* set;
-    the victim's own accuracy there is the reference, drop = victim - protected (pp). Without
-    ``max_drop`` the candidate with the smallest drop is kept (ties: the earlier candidate);
-    with it, the first candidate in order whose drop is at most ``max_drop`` is kept and no
-    later one is trained, else the smallest drop. Returns the kept parasite and what was
+    Each candidate (its parasite, or one per channel map) is inserted at `placement` (after the
+    `earlier` placements' chosen parasites) and scored by its accuracy on the validation split
+    of the *training* set; the victim's own accuracy there is the reference, drop = victim -
+    protected (pp). Without ``max_drop`` the candidate with the smallest drop is kept (ties:
+    the earlier candidate); with it, the first candidate in order whose drop is at most
+    ``max_drop`` is kept and no later one is trained, else the smallest drop (rescaled into
+    `bounds` when given). Returns the kept parasite(s) and what was
     measured: every candidate's validation accuracy, the victim's, the kept index and drop.
     """
     images, labels = validation_split(context)
@@ -218,17 +296,18 @@ def select_candidate(
     def within(score: float) -> bool:
         return reading.max_drop is not None and reference - score <= reading.max_drop
 
-    scored: list[tuple[float, TrainedParasite]] = []
-    for config in configs:
-        trained = load_or_train_parasite(config)
-        model = build_protected(victim, [*earlier, (placement, trained.model)], reading, context)
+    scored: list[tuple[float, list[TrainedParasite]]] = []
+    for configs in candidates:
+        trained = [load_or_train_parasite(config) for config in configs]
+        inserted = (placement, arranged(trained, bounds))
+        model = build_protected(victim, [*earlier, inserted], reading, context)
         scored.append((accuracy(model, images, labels), trained))
         if within(scored[-1][0]):
             break  # the only candidate within the bound is the last one scored
     bounded = within(scored[-1][0])
     kept = len(scored) - 1 if bounded else max(range(len(scored)), key=lambda i: (scored[i][0], -i))
     return scored[kept][1], {
-        "candidates": len(configs),
+        "candidates": len(candidates),
         "trained": len(scored),
         "kept": kept,
         "validation_images": len(labels),
@@ -253,14 +332,12 @@ def validation_split(context: RunContext | None) -> tuple[torch.Tensor, torch.Te
             mnist.train_labels[-VALIDATION_IMAGES:])  # fmt: skip
 
 
-def bias_warnings(specs: Sequence[ParasiteSpec], fits: list[dict[str, Any]]) -> tuple[str, ...]:
-    """A warning per ``bias small`` parasite whose ||beta||_2 is not below the paper's 0.05
+def bias_warnings(spec: ParasiteSpec, fit: dict[str, Any]) -> list[str]:
+    """A warning when a ``bias small`` parasite's ||beta||_2 is not below the paper's 0.05
     (Sec. 5.3); the training projects beta inside, so this flags a broken projection."""
-    return tuple(
-        f"parasite bias bound violated: ||beta|| = {fit['bias_norm']:.4f}"
-        for spec, fit in zip(specs, fits, strict=True)
-        if spec.bias == "small" and fit.get("bias_norm", 0) >= BIAS_BOUND
-    )
+    if spec.bias == "small" and fit.get("bias_norm", 0) >= BIAS_BOUND:
+        return [f"parasite bias bound violated: ||beta|| = {fit['bias_norm']:.4f}"]
+    return []
 
 
 def calibration_images(context: RunContext | None = None) -> torch.Tensor:

@@ -30,6 +30,11 @@ from ..training import ParasiteConfig
 _RECIPE = ParasiteConfig(batch_norm=False, bias="none")
 
 BNStats = Literal["recalibrated", "training"]
+BNScaleShift = Literal["learned", "none"]
+WholeSite = Literal["after-act", "after-bn"]
+WholeParasites = Literal["shared", "per-channel"]
+WholeSide = Literal["map", "16"]
+Rescale = Literal["none", "unit"]
 PoolSide = Literal["before", "after"]
 NeuronOrder = Literal["chw", "hwc"]
 
@@ -55,7 +60,13 @@ def _max_drop(text: str) -> float | None:
 #: Options added after cells were first stored, with the value every cell had before they
 #: existed: at that value an option stays out of the cell key (stored cells keep their keys);
 #: any other value changes it.
-LATER_OPTIONS: dict[str, object] = {**LATER_FIELDS, "batch": 100, "select": 1, "max_drop": None}
+LATER_OPTIONS: dict[str, object] = {
+    **{k: v for k, v in LATER_FIELDS.items() if k != "bn_affine"},
+    "batch": 100, "select": 1, "max_drop": None, "bn_scale_shift": "learned",
+    "whole_site": "after-act", "whole_parasites": "shared", "whole_side": "map", "rescale": "none",
+}  # fmt: skip
+#: Options that concern whole-layer placements only (Table 2): out of the key of other rows.
+WHOLE_LAYER_OPTIONS = ("whole_site", "whole_parasites", "whole_side")
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,52 @@ class ParasiteReading(Options):
         paper="The standard deviation of this added noise is selected so as to avoid a "
         "significant drop in the original model's accuracy (Sec. 5.3)",
         rule="silent on a bound -> none (compare all candidates)",
+    )
+    bn_scale_shift: BNScaleShift = option(
+        "learned",
+        values=("learned", "none"),
+        help="whether a parasite's BN layers learn a scale and shift, or only normalise",
+        paper="The batch normalizations in this second model normalize their input, ensuring "
+        "a mean of 0 and a standard deviation of 1 (Sec. 6.1)",
+        rule="silent on learned parameters -> PyTorch's BatchNorm2d default (affine: a learned "
+        "scale and shift); 'none' reads the sentence as normalisation alone",
+    )
+    whole_site: WholeSite = option(
+        "after-act",
+        values=("after-act", "after-bn"),
+        help="a whole-layer parasite (Table 2) reads the layer after its BN and ReLU, or after "
+        "its BN and before the ReLU",
+        paper="their input is the entire output of the first layer (after the BN layer) "
+        "(Table 2 caption)",
+        rule="text: Tables 1 and 3 place parasites 'after BN and activation'; the caption "
+        "names the BN only, so 'after-bn' (before the ReLU) is measured beside it",
+    )
+    whole_parasites: WholeParasites = option(
+        "shared",
+        values=("shared", "per-channel"),
+        help="a whole-layer parasite: one parasite for every channel map, or an independent "
+        "parasite (its own noise N) per channel",
+        paper="the same number of layers and parameters. The only difference is the model's "
+        "input and output sizes (Sec. 6.3, Table 2)",
+        rule="text: one model whose only difference is its input size -> one parasite shared "
+        "by the channel maps; per-channel parasites measured beside it",
+    )
+    whole_side: WholeSide = option(
+        "map",
+        values=("map", "16"),
+        help="a whole-layer parasite is trained on maps of the layer's side (28x28), or is the "
+        "16x16-trained parasite applied to the larger maps (it is fully convolutional)",
+        paper="The only difference is the model's input and output sizes (Sec. 6.3)",
+        rule="text: another input size -> trained at the layer's side",
+    )
+    rescale: Rescale = option(
+        "none",
+        values=("none", "unit"),
+        help="the neurons a parasite reads are given as they are, or mapped affinely into "
+        "[0, 1] (min and max over the calibration images) and mapped back after it",
+        paper="We train this model over 10,000 random inputs {x_i in [0, 1]^n} (Sec. 6.1)",
+        rule="silent on inputs outside [0, 1] -> as they are (the parasite is inserted "
+        "unchanged, Sec. 4); 'unit' gives it the range it was trained on",
     )
     row12: int = option(
         4,

@@ -19,6 +19,10 @@ in the convolutional layers"); BN shifts then train freely. ``all`` - the convol
 and, with BN, the BN shifts too (the paper writes the BN shift with the same symbol beta in
 Sec. 1.1). ``paraeval readings`` measures both; neither is assumed to be the paper's.
 
+BN layers learn a scale and shift by default (``bn_affine``, PyTorch's BatchNorm2d default);
+``bn_affine=False`` gives BNs that only normalise, the reading of Sec. 6.1's "normalize their
+input, ensuring a mean of 0 and a standard deviation of 1" without learned parameters.
+
 BatchNorm runs in eval mode once trained. Its statistics are, by default, re-estimated on the
 victim's activations once inserted (``bn_stats=recalibrated``,
 :func:`paraeval.defenses.parasites.recalibrate_batch_norms`), or kept from the parasite's
@@ -48,7 +52,13 @@ BIAS_RADIUS = 0.999 * BIAS_BOUND
 class ParasiticCNN(nn.Module):
     """[N, 1, s, s] -> [N, 1, s, s]; trained to approximate x + N (identity + fixed noise)."""
 
-    def __init__(self, batch_norm: bool, bias: BiasMode, bias_scope: BiasScope = "conv") -> None:
+    def __init__(
+        self,
+        batch_norm: bool,
+        bias: BiasMode,
+        bias_scope: BiasScope = "conv",
+        bn_affine: bool = True,
+    ) -> None:
         super().__init__()
         if bias not in ("none", "small"):
             raise ValueError(f"bias must be 'none' or 'small', not {bias!r}")
@@ -57,6 +67,7 @@ class ParasiticCNN(nn.Module):
         self.batch_norm = batch_norm
         self.bias_mode = bias
         self.bias_scope = bias_scope
+        self.bn_affine = bn_affine
         layers: list[nn.Module] = []
         in_channels = 1
         for out_channels in CHANNELS:
@@ -64,11 +75,11 @@ class ParasiticCNN(nn.Module):
                 nn.Conv2d(in_channels, out_channels, KERNEL, padding=PADDING, bias=bias != "none")
             )
             if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
+                layers.append(nn.BatchNorm2d(out_channels, affine=bn_affine))
             layers.append(nn.ReLU())
             in_channels = out_channels
         self.layers = nn.Sequential(*layers)
-        if bias == "none" and batch_norm and bias_scope == "all":
+        if bias == "none" and batch_norm and bias_scope == "all" and bn_affine:
             for bn in self.batch_norms():
                 nn.init.zeros_(bn.bias)
                 bn.bias.requires_grad_(False)
@@ -96,7 +107,7 @@ class ParasiticCNN(nn.Module):
 
     def bn_shift_norm(self) -> float:
         """||.||_2 of the BN shifts (0.0 without BN): outside beta under bias_scope="conv"."""
-        shifts = [bn.bias.detach().flatten() for bn in self.batch_norms()]
+        shifts = [bn.bias.detach().flatten() for bn in self.batch_norms() if bn.bias is not None]
         return float(torch.cat(shifts).norm()) if shifts else 0.0
 
     @torch.no_grad()
@@ -116,7 +127,8 @@ def beta(layers: nn.Module, bias_scope: BiasScope) -> list[torch.Tensor]:
     ``bias_scope == "all"`` (a parasite's, or a bank of them: paraeval.parasite_bank)."""
     params = [m.bias for m in layers.modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
     if bias_scope == "all":
-        params += [m.bias for m in layers.modules() if isinstance(m, nn.BatchNorm2d)]
+        params += [m.bias for m in layers.modules()
+                   if isinstance(m, nn.BatchNorm2d) and m.bias is not None]  # fmt: skip
     return params
 
 
