@@ -285,7 +285,7 @@ def test_m_adv_over_every_image_rescores_the_same_cells() -> None:
     over_adversarial = score(Reading(), "confirm", [0, 1], cells)
     assert over_all.rows["m_adv_mean"].iloc[0] == pytest.approx(45.0)  # 90 / 200
     assert over_adversarial.rows["m_adv_mean"].iloc[0] == pytest.approx(50.0)
-    with pytest.raises(UserError, match="adversarial|all"):
+    with pytest.raises(UserError, match=r"adversarial\|all"):
         parse_reading("m_adv_over=some")
 
 
