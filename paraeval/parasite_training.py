@@ -186,8 +186,10 @@ def constant_ratio(fit: dict[str, float]) -> float:
 def training_failure(fit: dict[str, float]) -> str | None:
     """Why a parasite failed to train, or None: the readings rule's test of a default.
 
-    A failure is a NaN fit, a held-out loss that did not decrease from the initial model's,
-    or an all-zero output. Fitting x + N worse than the identity map is judged on a reading,
+    A failure is a NaN fit, an all-zero output, or a held-out loss that did not decrease from
+    the initial model's while fitting x + N worse than the identity map does: a parasite that
+    starts at the identity (``init=dirac``) and ends there has the property Sec. 3 states,
+    so staying near its start is not a failure to train. Fitting x + N worse than the identity map is judged on a reading,
     not on one parasite (:mod:`paraeval.fit_rule`; readings.csv's median_fit_ratio): a
     reading whose parasites as a rule fit worse than the identity does not train the paper's
     parasite (Sec. 3: they "approximate the identity very accurately").
@@ -198,7 +200,8 @@ def training_failure(fit: dict[str, float]) -> str | None:
     if fit.get("zero_output_fraction", 0.0) >= 1.0:
         return "all-zero output"
     initial = fit.get("initial_mse_to_target")
-    if initial is not None and not final < initial:
+    at_identity = final <= fit.get("identity_mse", -math.inf)
+    if initial is not None and not final < initial and not at_identity:
         return "loss did not decrease"
     return None
 

@@ -168,6 +168,10 @@ def test_training_failure_names_each_way_a_parasite_fails_to_train() -> None:
     assert training_failure({**good, "mse_to_target": float("nan")}) == "NaN loss"
     assert training_failure({**good, "zero_output_fraction": 1.0}) == "all-zero output"
     assert training_failure({**good, "mse_to_target": 0.3}) == "loss did not decrease"
+    # an identity start that stays as close to x + N as the identity is has not failed ...
+    stayed = {**good, "mse_to_target": 0.0401, "initial_mse_to_target": 0.04}
+    assert training_failure({**stayed, "identity_mse": 0.0402}) is None
+    assert training_failure({**stayed, "identity_mse": 0.03}) == "loss did not decrease"
     # fitting x + N worse than the identity map is not a failure (the paper's Eq. 12)
     assert training_failure({**good, "mse_to_target": 0.2, "identity_mse": 0.04}) is None
 
