@@ -28,6 +28,9 @@ line is "<which neurons> <before BN+act: BN?, bias> <after BN+act: BN?, bias>", 
 12  before: first n (BN, small) and last n (BN, none);
     after: first n (BN, small) and last n (BN, small)                         98.89 / 43.0
 
+The other grouping (a line without numbers belongs to the *previous* row with numbers) is the
+reading ``table3_lines=previous``: :func:`_table3_previous_lines` lists its rows 6-12.
+
 Row 10 prints "First n neurons" on both of its lines, i.e. two parasites before BN on the same
 neurons; the text says "when there are two parasitic CNNs at the same location, the first is
 applied to the first neurons and the second is applied to the last neurons" (Sec. 6.3), so we
@@ -208,8 +211,41 @@ def _table3() -> list[PaperRow]:
     ]
 
 
+def _table3_previous_lines() -> dict[str, tuple[ParasiteSpec, ...]]:
+    """Table 3's rows 6-12 under the other grouping of the flattened lines: a line without
+    numbers belongs to the *previous* row with numbers (a row's numbers on its first printed
+    line). Rows 1-5 are one line each and read the same. The lines, in printed order:
+
+      6  first n before (BN, small) [99.05 / 31.0]; last n before (BN, none)
+      7  first n after (BN, small) [99.17 / 27.5]; last n before (BN, none)
+      8  first n after (BN, none) [99.15 / 27.0]; last n before (BN, none)
+      9  first n after (no BN, none) [99.19 / 25.5]; first n before (no BN, small)
+     10  first n before (BN, small) and after (BN, small) [98.94 / 40.0]; last n before (BN, none)
+     11  first n before (BN, small) and after (BN, small) [99.03 / 38.5]; last n after (BN, small)
+     12  first n before (BN, small) and after (BN, small) [98.89 / 43.0]; last n before (BN, none)
+
+    No line is left dangling and no row prints "first n" twice at one location; rows 10 and
+    12 then describe the same parasites.
+    """
+    b, a = "before", "after"
+    before_last = _spec(2, b, "last", True, "none")
+    both_first = (_spec(2, b, "first", True, "small"), _spec(2, a, "first", True, "small"))
+    rows = {
+        6: (_spec(2, b, "first", True, "small"), before_last),
+        7: (_spec(2, a, "first", True, "small"), before_last),
+        8: (_spec(2, a, "first", True, "none"), before_last),
+        9: (_spec(2, a, "first", False, "none"), _spec(2, b, "first", False, "small")),
+        10: (*both_first, before_last),
+        11: (*both_first, _spec(2, a, "last", True, "small")),
+        12: (*both_first, before_last),
+    }
+    return {f"t3-row{index:02d}": specs for index, specs in rows.items()}
+
+
 TABLE1 = _table1()
 TABLE2 = _table2()
 TABLE3 = _table3()
 ROWS: tuple[PaperRow, ...] = (*TABLE1, *TABLE2, *TABLE3)
 ROWS_BY_NAME = {row.name: row for row in ROWS}
+#: Table 3's rows whose parasites the other grouping of its lines changes, under that grouping.
+TABLE3_PREVIOUS_LINES = _table3_previous_lines()

@@ -189,10 +189,11 @@ def training_failure(fit: dict[str, float]) -> str | None:
     A failure is a NaN fit, an all-zero output, or a held-out loss that did not decrease from
     the initial model's while fitting x + N worse than the identity map does: a parasite that
     starts at the identity (``init=dirac``) and ends there has the property Sec. 3 states,
-    so staying near its start is not a failure to train. Fitting x + N worse than the identity map is judged on a reading,
-    not on one parasite (:mod:`paraeval.fit_rule`; readings.csv's median_fit_ratio): a
-    reading whose parasites as a rule fit worse than the identity does not train the paper's
-    parasite (Sec. 3: they "approximate the identity very accurately").
+    so staying near its start is not a failure to train. Fitting x + N worse than the
+    identity map is judged on a reading, not on one parasite (:mod:`paraeval.fit_rule`;
+    readings.csv's median_fit_ratio): a reading whose parasites as a rule fit worse than the
+    identity does not train the paper's parasite (Sec. 3: they "approximate the identity very
+    accurately").
     """
     final = fit["mse_to_target"]
     if math.isnan(final):

@@ -15,6 +15,7 @@ from paraeval.cells import cell_key
 from paraeval.defenses.reading import WHOLE_LAYER_OPTIONS, ParasiteReading, reading_options
 from paraeval.errors import UserError
 from paraeval.lookup import dataset_named
+from paraeval.paper import ROWS_BY_NAME
 from paraeval.readings import Reading, combinations, one_factor_readings, parse_reading
 
 from .conftest import kill_after_first_cell, run_cli, stored_cells
@@ -51,7 +52,7 @@ SAME_MODEL = ("budget", "select", "max_drop")
 
 @pytest.mark.parametrize("reading", _readings(), ids=lambda r: r.name)
 def test_each_reading_changes_the_cell_key_and_the_protected_model(victims, reading) -> None:
-    row = "t3-row12" if reading.factors == {"row12"} else ROW
+    row = {"row12": "t3-row12", "table3_lines": "t3-row06"}.get(next(iter(reading.factors)), ROW)
     row = WHOLE_ROW if reading.factors & set(WHOLE_LAYER_OPTIONS) else row
     base = _defense(_spec(row, QUICK_BASE))
     changed = _defense(_spec(row, {**QUICK_BASE, **dict(reading.defense)}))
@@ -82,6 +83,22 @@ def test_row12_is_in_the_key_of_row_12_only() -> None:
     assert "row12" not in _defense("t3-row11").obj.key_options()
     assert len(_defense("t3-row12:row12=3").obj.specs) == 3
     assert len(_defense("t3-row12").obj.specs) == 4
+
+
+def test_the_other_grouping_of_table3_lines_changes_rows_6_to_12_only() -> None:
+    from paraeval.paper import TABLE3, TABLE3_PREVIOUS_LINES
+
+    other = {row.name: _defense(f"{row.name}:table3_lines=previous").obj for row in TABLE3}
+    changed = {
+        name for name, defense in other.items() if defense.specs != ROWS_BY_NAME[name].parasites
+    }
+    assert changed == {f"t3-row{i:02d}" for i in range(6, 13)} == set(TABLE3_PREVIOUS_LINES)
+    assert other["t3-row10"].specs == other["t3-row12"].specs  # the grouping's consequence
+    for name, defense in other.items():  # no location prints "first n" twice any more
+        places = [(s.placement.position, s.placement.neurons) for s in defense.specs]
+        assert len(places) == len(set(places)), name
+        assert ("table3_lines" in defense.key_options()) == (name in changed)
+    assert "row12" not in other["t3-row12"].key_options()
 
 
 def test_options_that_cannot_change_a_row_stay_out_of_its_key() -> None:

@@ -120,7 +120,8 @@ def test_bn_without_scale_and_shift_only_normalises() -> None:
 
 def test_a_per_channel_table2_row_inserts_one_parasite_per_map(victims) -> None:
     (row,) = registry.configured_defenses(
-        "t2-nobn-none-sigma0.1:epochs=1,select=1,whole_parasites=per-channel,rescale=unit")
+        "t2-nobn-none-sigma0.1:epochs=1,select=1,whole_parasites=per-channel,rescale=unit"
+    )
     protected = row.obj.protect(victims["vm-batch"][0], seed=0)
     arranged = [m for m in protected.model.modules() if isinstance(m, Rescaled)]
     assert len(arranged) == 1 and isinstance(arranged[0].parasite, PerChannel)

@@ -28,7 +28,7 @@ from .parasites import parasite_configs, protect_with
 from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
 
 #: Reading options of paper rows that no variant has (row 12's layout, whole layers).
-ROW_ONLY = ("row12", *WHOLE_LAYER_OPTIONS)
+ROW_ONLY = ("row12", "table3_lines", *WHOLE_LAYER_OPTIONS)
 #: Default pool: the four parasite kinds of Table 1 (sigma 0.2) ...
 DEFAULT_PARASITES: tuple[tuple[bool, BiasMode], ...] = (
     (False, "none"), (False, "small"), (True, "none"), (True, "small")
@@ -104,8 +104,9 @@ class DynamicParasite(DefenseBase):
         aside: no variant is either) apply to every variant."""
         refused = sorted(set(given) & set(ROW_ONLY))
         if refused:
-            raise UserError(f"{self.name}: {', '.join(refused)} concern t3-row12 or whole-layer "
-                            "rows (Table 2) only; its variants take 16x16 neurons")  # fmt: skip
+            raise UserError(f"{self.name}: {', '.join(refused)} concern Table 3's "
+                            "layout or whole-layer rows (Table 2) only; its variants take 16x16 "
+                            "neurons")  # fmt: skip
         return super().configure(**given)
 
     def _variants(self) -> list[tuple[ParasiteSpec, str]]:

@@ -41,7 +41,7 @@ from .parasites import input_shape, parasite_configs, protect_with
 from .reading import ParasiteReading
 
 #: Reading options that only the paper rows' fixed placements use.
-PAPER_ONLY = ("pool", "row12", "whole_site")
+PAPER_ONLY = ("pool", "row12", "table3_lines", "whole_site")
 
 
 def _neurons(text: str) -> str:

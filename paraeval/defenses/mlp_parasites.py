@@ -27,7 +27,7 @@ from .parasites import parasite_configs, protect_with
 from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
 
 #: Reading options that place a parasite in a LeNet: meaningless on the MLP's hidden layer.
-PLACEMENT_ONLY = ("pool", "order", "row12", *WHOLE_LAYER_OPTIONS)
+PLACEMENT_ONLY = ("pool", "order", "row12", "table3_lines", *WHOLE_LAYER_OPTIONS)
 
 HIDDEN_LAYER = Placement(layer=1, position="after", neurons="whole")
 SIGMAS = (0.1, 0.2, 0.3)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..api import DefenseBase
 from ..hookspecs import hookimpl
-from ..paper import ROWS, PaperRow, ParasiteSpec
+from ..paper import ROWS, TABLE3_PREVIOUS_LINES, PaperRow, ParasiteSpec
 from .generic import GenericParasite
 from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
 
@@ -46,8 +46,10 @@ class PaperRowDefense(GenericParasite):
         (``row12`` on row 12, the whole-layer options on whole-layer rows, ``bn_scale_shift``
         on rows with a BN parasite), so an option that cannot change a row leaves its key."""
         options = self.reading.key_dict()
-        if self.name != ROW12:
+        if self.name != ROW12 or self.reading.table3_lines == "previous":
             del options["row12"]
+        if self.name not in TABLE3_PREVIOUS_LINES:
+            options.pop("table3_lines", None)
         if not any(spec.placement.neurons == "whole" for spec in self.row.parasites):
             for name in WHOLE_LAYER_OPTIONS:
                 options.pop(name, None)
@@ -57,7 +59,10 @@ class PaperRowDefense(GenericParasite):
 
     @property
     def specs(self) -> tuple[ParasiteSpec, ...]:
-        """The row's parasites; row 12 without its dangling 4th line under ``row12=3``."""
+        """The row's parasites: under ``table3_lines=previous`` the other grouping of Table 3's
+        lines; row 12 without its dangling 4th line under ``row12=3``."""
+        if self.reading.table3_lines == "previous" and self.name in TABLE3_PREVIOUS_LINES:
+            return TABLE3_PREVIOUS_LINES[self.name]
         if self.name == ROW12 and self.reading.row12 == 3:
             return self.row.parasites[:3]
         return self.row.parasites

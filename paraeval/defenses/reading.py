@@ -35,6 +35,7 @@ WholeSite = Literal["after-act", "after-bn"]
 WholeParasites = Literal["shared", "per-channel"]
 WholeSide = Literal["map", "16"]
 Rescale = Literal["none", "unit"]
+Table3Lines = Literal["next", "previous"]
 PoolSide = Literal["before", "after"]
 NeuronOrder = Literal["chw", "hwc"]
 
@@ -64,6 +65,7 @@ LATER_OPTIONS: dict[str, object] = {
     **{k: v for k, v in LATER_FIELDS.items() if k != "bn_affine"},
     "batch": 100, "select": 1, "max_drop": None, "bn_scale_shift": "learned",
     "whole_site": "after-act", "whole_parasites": "shared", "whole_side": "map", "rescale": "none",
+    "table3_lines": "next",
 }  # fmt: skip
 #: Options that concern whole-layer placements only (Table 2): out of the key of other rows.
 WHOLE_LAYER_OPTIONS = ("whole_site", "whole_parasites", "whole_side")
@@ -256,6 +258,15 @@ class ParasiteReading(Options):
         paper="We train this model over 10,000 random inputs {x_i in [0, 1]^n} (Sec. 6.1)",
         rule="silent on inputs outside [0, 1] -> as they are (the parasite is inserted "
         "unchanged, Sec. 4); 'unit' gives it the range it was trained on",
+    )
+    table3_lines: Table3Lines = option(
+        "next",
+        values=("next", "previous"),
+        help="Table 3's flattened lines: a line without numbers belongs to the next row with "
+        "numbers, or to the previous one (rows 6-12 change; row12 applies under 'next' only)",
+        paper="Table 3 (its multi-line cells, as the text prints them)",
+        rule="text layout: a row's numbers on its last printed line, as rows 7-9 print them "
+        "after their lines; 'previous' measured beside it",
     )
     row12: int = option(
         4,
