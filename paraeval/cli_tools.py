@@ -98,6 +98,7 @@ def cache_command(
 class StoreAction(StrEnum):
     runs = "runs"
     prune = "prune"
+    recover = "recover"
 
 
 def store_command(
@@ -111,10 +112,16 @@ def store_command(
     ] = False,
     fmt: FormatOption = Format.auto,
 ) -> None:
-    """A results store's runs (runs), or delete the cells no run from an id on asked for
-    (prune --since-run ID): rerun the commands that matter first, all stored, then prune."""
+    """A results store's runs (runs); delete the cells no run from an id on asked for (prune
+    --since-run ID: rerun the commands that matter first, all stored, then prune); or move a
+    damaged store aside and keep every row it can still read (recover)."""
     from .listing import prune_store, run_rows
 
+    if action is StoreAction.recover:
+        from .store_recovery import recover_store
+
+        err_console.print(recover_store(directory).summary, highlight=False)
+        return
     if action is StoreAction.runs:
         emit(console, *run_rows(directory), fmt, f"runs in {directory}")
         return

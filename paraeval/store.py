@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .store_recovery import check_store, damaged
 
 DB_NAME = "results.sqlite"
 
@@ -102,10 +103,20 @@ class Store:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / DB_NAME
+        existed = self.path.is_file() and self.path.stat().st_size > 0
         self.connection = sqlite3.connect(self.path, isolation_level=None)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.executescript(SCHEMA)
+        try:
+            if existed:  # a damaged file is one line naming `store recover`, not a traceback
+                check_store(self.path, self.connection)
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA foreign_keys=ON")
+            self.connection.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.connection.close()
+            raise damaged(self.path, str(exc)) from None
+        except UserError:
+            self.connection.close()
+            raise
 
     def __enter__(self) -> Store:
         return self
