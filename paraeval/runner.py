@@ -136,6 +136,7 @@ def validate(config: RunConfig) -> tuple[Defenses, Attacks]:
         raise UserError("no victim: name one with --victims, or give --model FILE.py:Class")
     for name in config.victims:
         dataset_named(known[name].dataset)  # the victim's dataset is registered
+    _check_dataset_flag(config, known)
     if not config.seeds or any(seed < 0 for seed in config.seeds):
         raise UserError("seeds must be integers >= 0")
     if not 1 <= config.n_images <= 10_000:
@@ -143,6 +144,21 @@ def validate(config: RunConfig) -> tuple[Defenses, Attacks]:
     return registry.configured_defenses(config.defenses), registry.configured_attacks(
         config.attacks
     )
+
+
+def _check_dataset_flag(config: RunConfig, known: dict[str, Any]) -> None:
+    """``--dataset`` names what ``--model`` classifies (named victims beside it keep their
+    own); without ``--model``, given with a victim that classifies another dataset it would
+    do nothing: exit 2."""
+    if config.dataset is None or config.model is not None:
+        return
+    dataset_named(config.dataset)  # an unknown name is an error, in --dry-run too
+    others = [v for v in config.victims if known[v].dataset != config.dataset]
+    if others:
+        raise UserError(
+            f"--dataset {config.dataset} does not apply to {', '.join(others)} (it classifies "
+            f"{known[others[0]].dataset}); --dataset names what --model FILE.py:Class classifies"
+        )
 
 
 def add_model_victim(config: RunConfig) -> None:
@@ -241,6 +257,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
     if config.dry_run:
         return result
     data = _load_data(config)
+    result.notes += image_count_notes(config.n_images, data)
     with Store(config.out) as store:
         started = time.perf_counter()
         keys = list(dict.fromkeys([*config.earlier_cells, *(cell.key for cell in cells)]))
@@ -267,6 +284,16 @@ def run(config: RunConfig, console: Console | None = None) -> RunResult:
         result.keys = keys
         store.finish_run(run_id, time.perf_counter() - started)
     return result
+
+
+def image_count_notes(n_images: int, data: dict[str, Splits]) -> list[str]:
+    """A note for each dataset with fewer test images than ``--n-images`` asks for: its cells
+    attack every test image it has, and the note says how many."""
+    return [
+        f"--n-images {n_images}: {name} has {len(splits.test_labels)} test images; its cells "
+        f"attack all {len(splits.test_labels)}"
+        for name, splits in data.items() if len(splits.test_labels) < n_images
+    ]  # fmt: skip
 
 
 def _load_data(config: RunConfig) -> dict[str, Splits]:

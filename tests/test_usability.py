@@ -292,3 +292,28 @@ def test_store_command_lists_runs_and_prunes(tmp_path) -> None:
     missing = run_cli("store", "runs", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "no results store" in missing.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [("cifar10", "--dataset cifar10 does not apply to vm (it classifies mnist)"),
+     ("nosuchset", "unknown dataset 'nosuchset'")],
+)  # fmt: skip
+def test_a_dataset_flag_that_cannot_apply_is_exit_2_even_in_a_dry_run(tmp_path, dataset, expected):
+    result = run_cli("run", "--victims", "vm", "--dataset", dataset, "--defenses", "none",
+                     "--attacks", "fgsm", "--out", str(tmp_path), "--dry-run")  # fmt: skip
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    same = run_cli("run", "--victims", "vm", "--dataset", "mnist", "--defenses", "none",
+                   "--attacks", "fgsm", "--out", str(tmp_path), "--dry-run")  # fmt: skip
+    assert same.returncode == 0, same.stderr  # the victim's own dataset: it does what it says
+
+
+def test_more_images_than_the_test_split_holds_is_a_note_with_the_real_count() -> None:
+    from paraeval.lookup import load_dataset
+    from paraeval.runner import image_count_notes
+
+    digits = load_dataset("digits")
+    (note,) = image_count_notes(1000, {"digits": digits})
+    held = len(digits.test_labels)
+    assert f"digits has {held} test images; its cells attack all {held}" in note
+    assert image_count_notes(held, {"digits": digits}) == []
