@@ -51,14 +51,32 @@ def config_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+#: The metadata key of an entry's tensor digest (entries written before it have none).
+DIGEST_KEY = "__tensor_sha256__"
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order: a flipped bit
+    anywhere in the weights changes it (safetensors' own header check does not see that)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-    """Write `tensors` atomically; `metadata` values are stored as JSON strings."""
+    """Write `tensors` atomically with their digest; `metadata` values are stored as JSON
+    strings."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = {key: json.dumps(value) for key, value in metadata.items()}
+    meta[DIGEST_KEY] = json.dumps(tensor_digest(tensors))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, meta)
+        save_file(tensors, tmp, meta)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -113,11 +131,22 @@ def held_elsewhere(path: Path) -> bool:
         return not claim(path, probe)
 
 
+class DigestMismatch(ValueError):
+    """An entry's tensors are not the ones it was written with."""
+
+
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read tensors and metadata written by :func:`save_weights`."""
+    """Read tensors and metadata written by :func:`save_weights`, checking the tensors against
+    their recorded digest (a DigestMismatch when they differ; entries written before digests
+    existed have none to check)."""
     with safe_open(str(path), framework="pt") as handle:
         raw = handle.metadata() or {}
-    return load_file(str(path)), {key: json.loads(value) for key, value in raw.items()}
+    meta = {key: json.loads(value) for key, value in raw.items()}
+    tensors = load_file(str(path))
+    recorded = meta.pop(DIGEST_KEY, None)
+    if recorded is not None and tensor_digest(tensors) != recorded:
+        raise DigestMismatch("its tensors do not match the digest recorded when it was written")
+    return tensors, meta
 
 
 def load_or_none(

@@ -62,7 +62,7 @@ def cache_table(action: str) -> tuple[list[str], list[list[Any]], str, list[str]
     rows = [[e.kind, e.path.name, f"{e.size / 1024:.1f}", problems.get(e.path) or e.what]
             for e in found]  # fmt: skip
     messages = [
-        f"moved damaged {path.name} to {set_aside(path).name}"
+        f"moved damaged {path.name} ({problem}) to {set_aside(path).name}"
         for path, problem in problems.items()
         if problem
     ]

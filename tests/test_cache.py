@@ -73,3 +73,41 @@ def test_the_cache_follows_xdg_cache_home(tmp_path, monkeypatch) -> None:
     assert cache_dir() == tmp_path / "paraeval"
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"
+
+
+def _flip_tensor_bytes(path) -> None:
+    """Flip bytes inside the tensor data (past safetensors' JSON header): the file still
+    parses; only the recorded digest can tell."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    for offset in range(start + 16, min(len(data), start + 16 + 400)):
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_bit_flipped_victim_and_parasite_are_retrained_not_used(mnist, tmp_path, monkeypatch,
+                                                               capfd) -> None:  # fmt: skip
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    config = VictimConfig("mlp")
+    first, _ = load_or_train_victim(config, mnist)
+    parasite = ParasiteConfig(batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50,
+                              epochs=1)  # fmt: skip
+    trained = load_or_train_parasite(parasite)
+    (victim_file,) = (tmp_path / "victims").glob("*.safetensors")
+    (parasite_file,) = (tmp_path / "parasites").glob("*.safetensors")
+    for path in (victim_file, parasite_file):
+        _flip_tensor_bytes(path)
+    checked = run_cli("cache", "verify", env={"PARAEVAL_CACHE_DIR": str(tmp_path)})
+    assert checked.stderr.count("digest") == 2, checked.stderr
+    for path in (victim_file, parasite_file):  # verify moved them aside; flip fresh copies
+        path.with_suffix(".corrupt").replace(path)
+    capfd.readouterr()
+    again, _ = load_or_train_victim(config, mnist)
+    retrained = load_or_train_parasite(parasite)
+    warned = capfd.readouterr().err
+    assert warned.count("DigestMismatch") == 2 and "retraining" in warned
+    for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the retrained victim, not the flipped weights
+    for a, b in zip(trained.model.state_dict().values(), retrained.model.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
