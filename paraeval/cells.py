@@ -159,12 +159,28 @@ def run_cell(
         return row | failed_fields(exc), []
     row.update(accuracy_fields(protection.accuracy, len(ctx.test_labels)))
     row.update(measured.fields)
-    row["warnings"] = "; ".join([*protection.warnings, *measured.warnings]) or None
+    weak = weak_victim_warning(ctx.accuracy, ctx.test_labels)
+    row["warnings"] = "; ".join([*weak, *protection.warnings, *measured.warnings]) or None
     other_info = {k: v for k, v in protection.info.items() if k != "parasite_fit"}
     if other_info:  # the parasites' fit has its own field (transfer cells, the report reads it)
         row["info"] = other_info
     row["seconds"] = round(protection.setup_seconds + time.perf_counter() - started, 3)
     return row, measured.samples
+
+
+#: A victim below this multiple of chance accuracy is flagged in every cell it measures.
+NEAR_CHANCE = 2.0
+
+
+def weak_victim_warning(victim_accuracy: float, labels: torch.Tensor) -> list[str]:
+    """A warning when the victim's test accuracy is within NEAR_CHANCE x chance (100 % / the
+    classes its test labels hold): untrained or damaged weights, whose numbers mean little."""
+    classes = max(2, int(labels.unique().numel()))
+    chance = 100.0 / classes
+    if victim_accuracy >= NEAR_CHANCE * chance:
+        return []
+    return [f"victim accuracy {victim_accuracy:.1f} % is near chance ({chance:.1f} % for "
+            f"{classes} classes): its weights look untrained or damaged"]  # fmt: skip
 
 
 def base_row(ctx: VictimContext, cell: Cell) -> dict[str, Any]:

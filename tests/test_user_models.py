@@ -335,3 +335,20 @@ def test_only_missing_cpu_victims_with_a_recipe_train_in_workers(tmp_path, monke
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
     assert not _trains_in_a_worker(cpu, "mlp")  # cached: loaded where needed
+
+
+def test_an_untrained_module_is_flagged_near_chance_not_silently_ok(tmp_path) -> None:
+    """evaluate() of a module nobody trained: its cells are stored, each with a warning that
+    the victim is near chance; a trained one carries none."""
+    from paraeval import evaluate
+    from paraeval.cells import weak_victim_warning
+
+    namespace: dict = {}
+    exec(compile(NET, "net.py", "exec"), namespace)
+    torch.manual_seed(0)
+    evaluate(namespace["Net"](), dataset="digits", attacks="fgsm", out=tmp_path, n_images=20)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    assert frame["victim_accuracy"].iloc[0] < 20
+    assert "is near chance (10.0 % for 10 classes)" in frame["warnings"].iloc[0]
+    labels = torch.arange(10).repeat(5)
+    assert weak_victim_warning(95.0, labels) == [] and weak_victim_warning(19.9, labels)
