@@ -56,10 +56,13 @@ def keep_freed_memory_once() -> bool:
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """Worker processes with this module's setting applied at start-up, which exit when the run
-    that started them dies. Spawned, not forked: forking after torch has started its threads
-    can hang the child."""
+    that started them dies, ignore Ctrl-C and are terminated when the run stops on an
+    interrupt (:mod:`paraeval.interrupts`). Spawned, not forked: forking after torch has
+    started its threads can hang the child."""
+    from .interrupts import StoppingPool
+
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(
+    return StoppingPool(
         workers, mp_context=context, initializer=start_worker, initargs=(os.getpid(),)
     )
 
@@ -71,6 +74,9 @@ PARENT_POLL_SECONDS = 1.0
 def start_worker(parent: int) -> None:
     """A pool worker's start: the allocator setting, and a watchdog that ends the worker once
     its parent is gone (a killed run otherwise leaves its busy workers running, re-parented)."""
+    from .interrupts import ignore_interrupts_in_worker
+
+    ignore_interrupts_in_worker()
     keep_freed_memory()
 
     def watch() -> None:

@@ -331,11 +331,17 @@ app.command("store")(store_command)
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     from .allocator import keep_freed_memory
+    from .interrupts import RESUME_LINE, Interrupted, install_handlers
 
     keep_freed_memory()
+    install_handlers()
     try:
         app(args=argv, standalone_mode=True)
     except UserError as exc:
         err_console.quiet = False  # errors print even with --quiet
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Interrupted as stop:
+        err_console.quiet = False
+        err_console.print(f"[yellow]{RESUME_LINE}[/]", highlight=False, soft_wrap=True)
+        sys.exit(stop.status)

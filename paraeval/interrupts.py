@@ -1,0 +1,71 @@
+"""Ctrl-C and SIGTERM stop a run within seconds, in every phase, keeping what is complete.
+
+The run's own process turns SIGINT and SIGTERM into :class:`Interrupted` (a BaseException, so
+neither a plugin's ``except Exception`` nor the CLI framework's Ctrl-C handling swallows it);
+pool workers ignore SIGINT (the terminal sends it to the whole process group) and are
+terminated by :class:`StoppingPool` when the run unwinds, with their queued work dropped.
+What finished stays: every cell is stored in one transaction and every model file is written
+atomically, so a rerun of the same command resumes (docs/usage.md, "Resume").
+"""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from types import FrameType, TracebackType
+
+#: Exit statuses of a run stopped by SIGINT and SIGTERM (128 + the signal's number).
+EXIT_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+RESUME_LINE = (
+    "interrupted: finished cells stay stored and trained models cached; rerun the same "
+    "command to resume"
+)
+
+
+class Interrupted(BaseException):
+    """The run was asked to stop (Ctrl-C or SIGTERM); `status` is the exit status it owes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.status = EXIT_STATUS.get(signal.Signals(signum), 128 + signum)
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def install_handlers() -> None:
+    """In the run's main process: SIGINT and SIGTERM raise :class:`Interrupted`."""
+    for signum in EXIT_STATUS:
+        signal.signal(signum, _raise_interrupted)
+
+
+def ignore_interrupts_in_worker() -> None:
+    """In a pool worker: Ctrl-C is the run's to handle (it stops the pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class StoppingPool(ProcessPoolExecutor):
+    """A process pool that, left by an exception (an interrupt, a failure), drops its queued
+    work and terminates its workers at once instead of waiting for every queued task."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        if exc_type is None:
+            return super().__exit__(exc_type, exc, traceback)
+        self.stop_now()
+        return None
+
+    def stop_now(self) -> None:
+        """Cancel what has not started, terminate the workers, wait briefly for them to go."""
+        processes = list((getattr(self, "_processes", None) or {}).values())
+        self.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)

@@ -1,0 +1,57 @@
+"""Ctrl-C and SIGTERM stop a run within seconds while parasites train, and keep what is done."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from paraeval.interrupts import RESUME_LINE
+
+from .conftest import MODEL_CACHE, SHARED_MNIST, run_cli
+
+#: At least 8 parasites queued: 4 Table 1 kinds on vm x 3 candidates x 2 seeds.
+ARGS = ["run", "--victims", "vm", "--defenses", "table1", "--attacks", "fgsm", "--seeds", "2",
+        "--jobs", "2"]  # fmt: skip
+
+
+def _cache_with_victims(tmp_path: Path) -> Path:
+    cache = tmp_path / "cache"
+    (cache / "victims").mkdir(parents=True)
+    for path in (MODEL_CACHE / "victims").glob("vm-*.safetensors"):
+        shutil.copy2(path, cache / "victims" / path.name)
+    return cache
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_parasites_train_stops_within_seconds(victims, tmp_path, signum, status):
+    cache = _cache_with_victims(tmp_path)
+    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST), "PARAEVAL_CACHE_DIR": str(cache)}
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "paraeval", *ARGS, "--out",
+                                    str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=stderr)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while "training parasites" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        time.sleep(3)  # some parasites are training, most are queued
+        sent = time.monotonic()
+        process.send_signal(signum)
+        process.wait(timeout=60)
+        took = time.monotonic() - sent
+    text = log.read_text()
+    assert process.returncode == status, text[-2000:]
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert RESUME_LINE in text and "Traceback" not in text
+    trained = list((cache / "parasites").glob("*.safetensors"))
+    assert len(trained) < 24, "the queued parasites were not dropped"
+    verified = run_cli("cache", "verify", env={"PARAEVAL_CACHE_DIR": str(cache)})
+    assert "moved damaged" not in verified.stderr  # what was kept is whole
