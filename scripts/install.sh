@@ -26,7 +26,8 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 uv="$(command -v uv || echo "$python -m uv")"
 
-$uv venv --quiet --allow-existing --python "$python" "$venv"
+# --seed: pip in the venv, so the README's `pip install` lines (extras, plugins) work as written.
+$uv venv --quiet --allow-existing --seed --python "$python" "$venv"
 # --compile-bytecode: where Python may not write bytecode (PYTHONDONTWRITEBYTECODE=1, common in
 # containers) every start would otherwise recompile what it imports (paraeval --help: 11 s).
 $uv pip install --quiet --compile-bytecode --python "$venv/bin/python" \

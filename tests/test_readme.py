@@ -112,3 +112,15 @@ def test_generated_docs_are_current() -> None:
 
     assert (ROOT / "docs" / "outputs.md").read_text() == outputs_page(registered_metric_docs())
     assert (ROOT / "docs" / "reproduction-notes.md").read_text() == notes_page()
+
+
+def test_the_installed_venv_has_the_pip_the_readme_tells_users_to_run() -> None:
+    """scripts/install.sh seeds pip into the venv: `pip install 'paraeval[dask]'` and a
+    plugin's `pip install -e` work in it as written."""
+    import subprocess
+    import sys
+
+    found = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True,
+                           text=True, check=False)  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "--seed" in (ROOT / "scripts" / "install.sh").read_text()
