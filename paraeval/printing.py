@@ -43,8 +43,24 @@ def print_summary(result: RunResult, out: Path, fmt: Format, verbose: bool = Fal
         "interval for one run"
     )
     emit(console, columns, rows, fmt, title)
+    for line in failed_lines(result.rows, verbose):
+        status.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
     status.print(
         f"{result.ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "
         f"Results in {out}/results.csv, report in {out}/report.html",
         highlight=False, soft_wrap=True,
     )  # fmt: skip
+
+
+def failed_lines(rows: list[dict], verbose: bool = False) -> list[str]:
+    """One line per failed cell: which cell, and the last line of its error (the full
+    traceback is in results.csv's `error`); the first NOTES_SHOWN unless `verbose`."""
+    failed = [row for row in rows if row.get("status") == "failed"]
+    lines = [
+        f"{row['victim']} · {row['defense']} · {row['attack']} · seed {row['seed']}: "
+        f"{(str(row.get('error') or '').strip().splitlines() or ['(no error recorded)'])[-1]}"
+        for row in failed
+    ]
+    if len(lines) > NOTES_SHOWN and not verbose:
+        return [*lines[:NOTES_SHOWN], f"... and {len(lines) - NOTES_SHOWN} more (--verbose)"]
+    return lines

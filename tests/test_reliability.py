@@ -122,6 +122,8 @@ def test_failing_plugins_fail_their_cells_only(victims, tmp_path: Path) -> None:
     result = run_cli(*args, env=env)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
+    named = [line for line in result.stderr.splitlines() if "failed: vm · plugin-raises" in line]
+    assert len(named) == 1 and "deliberate failure in protect" in named[0]  # which, and why
     rows = pd.read_csv(out / "results.csv").set_index("defense")
     assert rows.loc["none", "status"] == "ok"
     assert "deliberate failure in protect" in rows.loc["plugin-raises", "error"]
