@@ -101,7 +101,9 @@ def parse_reading(text: str) -> Reading:
     """'default' or 'init=dirac,eps_unit=normalized' -> a Reading (validated)."""
     if text.strip() in ("", "default"):
         return Reading()
-    defense, attack, scoring = [], [], []
+    defense: list[tuple[str, str]] = []
+    attack: list[tuple[str, str]] = []
+    scoring: list[tuple[str, str]] = []
     for item in text.split(","):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
