@@ -45,6 +45,7 @@ def reading_notes() -> list[Note]:
 
     notes: list[Note] = []
     seen: set[type] = set()
+    noted: set[tuple[str, str]] = set()  # an inherited option is noted where it is declared
     plugins: list[Plugin] = [
         *(entry.obj for entry in registry.defenses().entries.values()),
         *(entry.obj for entry in registry.attacks().entries.values()),
@@ -62,8 +63,9 @@ def reading_notes() -> list[Note]:
                 options.__module__.replace(".", "/") + ".py",
             )
             for row in options.rows()
-            if row["rule"]
+            if row["rule"] and (row["option"], row["rule"]) not in noted
         ]
+        noted |= {(row["option"], row["rule"]) for row in options.rows()}
     return notes
 
 

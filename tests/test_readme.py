@@ -124,3 +124,11 @@ def test_the_installed_venv_has_the_pip_the_readme_tells_users_to_run() -> None:
                            text=True, check=False)  # fmt: skip
     assert found.returncode == 0, found.stderr
     assert "--seed" in (ROOT / "scripts" / "install.sh").read_text()
+
+
+def test_each_reading_option_is_noted_once() -> None:
+    from paraeval.notes import reading_notes
+
+    questions = [note.question for note in reading_notes()]
+    assert len(questions) == len(set(questions))
+    assert any("(option whole_site)" in q for q in questions)
