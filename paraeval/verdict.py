@@ -49,7 +49,11 @@ def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> 
     every count beside its do-nothing baseline (:func:`paraeval.results.do_nothing_inside`)."""
     rows = _paper_rows(summary)
     if rows.empty:
-        return ["No paper row has been measured yet."]
+        return [
+            "No paper row has been measured yet: the paper's rows are the FGSM-transfer "
+            "cells of the table1, table2 and table3 defenses (`paraeval run --defenses "
+            "table1,table2,table3 --attacks fgsm`)."
+        ]
     seeds = int(rows["n_seeds"].max())
     records = rows.to_dict("records")
     counts = {name: _counts(records, test) for name, test in (

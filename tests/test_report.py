@@ -59,6 +59,12 @@ def test_html_shows_the_same_numbers_as_the_csvs(small_run: Path) -> None:
     for section in ("Table 1", "Table 2", "Table 3", "Verdict", "Reproduction notes"):
         assert section in html
     assert "not measured" in html  # rows this small run did not cover say so
+    results = pd.read_csv(small_run / "results.csv")
+    vm = results[results["victim"] == "vm"]["victim_accuracy"].iloc[0]
+    # each victim's measured accuracy beside the published one, on the first page
+    assert (
+        f'<td>vm</td><td>mnist</td><td class="num">{vm:.2f}</td><td class="num">98.78</td>' in html
+    )
     evasion = summary[summary["mode"] != "extraction"]
     groups = {
         ("Table 1" if d.startswith("t1") else "Table 2") for d in evasion["defense"] if d != "none"
@@ -209,3 +215,11 @@ def test_the_committed_report_is_small_and_has_its_forest_plots() -> None:
     assert report.stat().st_size <= 1_000_000
     for table in (1, 2, 3):
         assert f"Table {table}: paper (x) and measured mean" in html
+
+
+def test_a_verdict_without_paper_rows_says_how_to_measure_them() -> None:
+    from paraeval.verdict import summary_sentences
+
+    empty = pd.DataFrame(columns=["defense", "attack", "mode"])
+    (sentence,) = summary_sentences(empty)
+    assert "--defenses table1,table2,table3 --attacks fgsm" in sentence

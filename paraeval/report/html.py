@@ -81,6 +81,7 @@ def render_report(store: Store, directory: Path) -> Path:
         "companions": companion_section(results, cells),
         "choices": reproduction_notes(),
         "seeds": sorted({int(s) for s in results["seed"]}) if len(results) else [],
+        "victims": victim_accuracies(results),
     }
     environment = Environment(
         loader=PackageLoader("paraeval", "report/templates"),
@@ -98,6 +99,26 @@ def render_report(store: Store, directory: Path) -> Path:
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def victim_accuracies(results: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per victim of the run: its measured test accuracy (the range over the victims the cells
+    used) beside the accuracy its plugin says was published (the paper's 98.78 % and 99.11 %
+    for VM and VM batch, Sec. 6.1), or none."""
+    from ..lookup import victims
+
+    known = victims()
+    lines = []
+    for name, group in results.groupby("victim", sort=True) if len(results) else ():
+        measured = group["victim_accuracy"].dropna().astype(float)
+        victim = known.get(str(name))
+        lines.append({
+            "victim": name, "dataset": group["dataset"].iloc[0] if "dataset" in group else "",
+            "low": measured.min() if len(measured) else None,
+            "high": measured.max() if len(measured) else None,
+            "paper": getattr(victim, "paper_accuracy", None),
+        })  # fmt: skip
+    return lines
 
 
 def _verdict_sentences(
