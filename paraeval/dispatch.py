@@ -44,6 +44,7 @@ from .groups import (
 )
 from .lookup import victim_named
 from .output import Tracker, progress
+from .outputs import InterimOutputs
 from .registry import AnyAttack, Entry
 from .store import Store
 from .training import (
@@ -243,14 +244,18 @@ def compute(
         with phases.timing("examples"):
             dispatch.craft_examples(groups)
     owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
+    interim = InterimOutputs(store.path.parent, store.run_cells(run_id))
     try:
         with phases.timing("cells"), progress("cells", len(pending), console) as tracker:
             tasks = _skipping(dispatch.tasks(groups, store, owner), tracker, notes)
             for key, row, samples in executor.outcomes(tasks, worker.run):
                 store.put_cell(key, run_id, row, samples)
                 tracker.advance(status=_where(row))
+                interim.cell_stored()
     finally:
         store.release(owner)
+    if interim.failure:
+        notes.append(f"the interim report could not be written ({interim.failure[:200]})")
     return phases
 
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .store_recovery import check_store, damaged
 
 DB_NAME = "results.sqlite"
 
@@ -90,6 +89,28 @@ SAMPLE_COLUMNS = (
 )  # fmt: skip
 
 
+class DamagedStore(UserError):
+    """A results.sqlite SQLite cannot read."""
+
+
+def check_store(path: Path, connection: sqlite3.Connection) -> None:
+    """SQLite's quick check of an existing store; a DamagedStore naming the recovery command
+    when it fails."""
+    try:
+        verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, str(exc)) from None
+    if verdict != "ok":
+        raise damaged(path, str(verdict).splitlines()[0])
+
+
+def damaged(path: Path, reason: str) -> DamagedStore:
+    return DamagedStore(
+        f"the results store {path} is damaged ({reason}); `paraeval store recover "
+        f"{path.parent}` moves it aside and keeps every cell it can still read"
+    )
+
+
 @dataclass(frozen=True)
 class StoredCell:
     key: str
@@ -142,6 +163,11 @@ class Store:
                 ),
             )
         return int(cursor.lastrowid or 0)
+
+    def run_cells(self, run_id: int) -> list[str]:
+        """The cell keys run `run_id` asked for, in order."""
+        found = self.connection.execute("SELECT cells FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return list(json.loads(found[0])) if found else []
 
     def finish_run(self, run_id: int, wall_seconds: float) -> None:
         with self._transaction():

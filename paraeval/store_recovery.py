@@ -1,10 +1,11 @@
 """A damaged results store: found when it is opened, moved aside, and salvaged row by row.
 
 SQLite reports a damaged file (a truncated copy, a zeroed header, a disk error) as
-``DatabaseError``; :func:`check_store` turns that into one line naming the way out, and
-``paraeval store recover DIR`` (:func:`recover_store`) moves the file aside and copies every
-row it can still read into a new store. Cells are recomputed by the next run only where they
-were lost; a cell is content-addressed, so a salvaged one is exactly what was stored.
+``DatabaseError``; :func:`paraeval.store.check_store` turns that into one line naming the way
+out, and ``paraeval store recover DIR`` (:func:`recover_store`) moves the file aside and
+copies every row it can still read into a new store. Cells are recomputed by the next run
+only where they were lost; a cell is content-addressed, so a salvaged one is exactly what was
+stored.
 """
 
 from __future__ import annotations
@@ -16,31 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import UserError
+from .store import DB_NAME, Store
 
 #: The store's tables, parents first (a cell refers to its run, a sample to its cell).
 TABLES = ("runs", "cells", "samples")
-
-
-class DamagedStore(UserError):
-    """A results.sqlite SQLite cannot read."""
-
-
-def check_store(path: Path, connection: sqlite3.Connection) -> None:
-    """SQLite's quick check of an existing store; a DamagedStore naming the recovery command
-    when it fails."""
-    try:
-        verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise damaged(path, str(exc)) from None
-    if verdict != "ok":
-        raise damaged(path, str(verdict).splitlines()[0])
-
-
-def damaged(path: Path, reason: str) -> DamagedStore:
-    return DamagedStore(
-        f"the results store {path} is damaged ({reason}); `paraeval store recover "
-        f"{path.parent}` moves it aside and keeps every cell it can still read"
-    )
 
 
 @dataclass
@@ -65,8 +45,6 @@ def recover_store(directory: Path) -> Salvage:
     sample into a new store. Rows SQLite cannot read are skipped and their damaged ranges
     counted, not guessed; a sample whose cell was lost is dropped (the cell is recomputed with
     its samples)."""
-    from .store import DB_NAME, Store
-
     path = directory / DB_NAME
     if not path.is_file():
         raise UserError(f"no results store in {directory} (no {DB_NAME})")

@@ -223,3 +223,22 @@ def test_a_verdict_without_paper_rows_says_how_to_measure_them() -> None:
     empty = pd.DataFrame(columns=["defense", "attack", "mode"])
     (sentence,) = summary_sentences(empty)
     assert "--defenses table1,table2,table3 --attacks fgsm" in sentence
+
+
+def test_a_run_in_progress_rewrites_its_csvs_and_report_every_few_minutes(small_run, tmp_path):
+    from paraeval.outputs import InterimOutputs
+    from paraeval.store import Store
+
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(small_run, copy_dir)
+    for name in (*CSVS, "report.html"):
+        (copy_dir / name).unlink()
+    with Store(copy_dir) as store:
+        keys = store.run_cells(store.runs()[-1]["id"])
+    interim = InterimOutputs(copy_dir, keys, every=3600)
+    interim.cell_stored()  # the first stored cell writes at once
+    assert (copy_dir / "results.csv").exists() and (copy_dir / "report.html").exists()
+    (copy_dir / "results.csv").unlink()
+    interim.cell_stored()  # within the interval: nothing is rewritten
+    assert not (copy_dir / "results.csv").exists() and interim.failure is None
+    assert pd.read_csv(small_run / "results.csv").shape[0] == len(keys)

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from paraeval.store import DB_NAME, Store
-from paraeval.store_recovery import DamagedStore, recover_store
+from paraeval.store import DB_NAME, DamagedStore, Store
+from paraeval.store_recovery import recover_store
 
 from .conftest import run_cli
 
