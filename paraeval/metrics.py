@@ -118,6 +118,14 @@ def prediction_interval(
     return (mean, std, mean - half, mean + half)
 
 
+def within_half_width(paper: float, value: float, low: float, high: float) -> bool | None:
+    """Whether `value` (a do-nothing baseline) lies as close to the paper's number as the
+    half-width of a row's interval [low, high] allows; None without an interval."""
+    if math.isnan(low) or math.isnan(high):
+        return None
+    return bool(abs(paper - value) <= (high - low) / 2)
+
+
 def clipped(
     low: float, high: float, lowest: float = 0.0, highest: float = 100.0
 ) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from .metrics import (
     m_adv_over,
     prediction_interval,
     t_interval,
+    within_half_width,
 )
 from .paper import BREAKS_VICTIM_PP, ROWS_BY_NAME
 from .parasite_training import constant_ratio, fit_ratio
@@ -326,7 +327,6 @@ def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
         _mean, _std, ci_low, ci_high = t_interval(values)
         pi_low, pi_high = clipped(pi_low, pi_high)
         ci_low, ci_high = clipped(ci_low, ci_high)
-        half = (pi_high - pi_low) / 2 if len(values) > 1 else math.nan
         record.update({
             f"paper_{metric}": paper, f"{metric}_mean": round(mean, 4),
             f"{metric}_sd": round(std, 4),
@@ -335,9 +335,8 @@ def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
             f"{metric}_in_pi": inside(paper, pi_low, pi_high),
             f"{metric}_in_ci": inside(paper, ci_low, ci_high),
             f"{metric}_do_nothing": round(do_nothing[metric], 4),
-            f"{metric}_baseline_in_pi": (
-                None if math.isnan(half) else bool(abs(paper - do_nothing[metric]) <= half)
-            ),
+            f"{metric}_baseline_in_pi": within_half_width(paper, do_nothing[metric], pi_low,
+                                                          pi_high),
         })  # fmt: skip
     drop = victim_accuracy - record["accuracy_mean"]
     record.update(accuracy_drop=round(drop, 4), breaks_victim=bool(drop > BREAKS_VICTIM_PP))

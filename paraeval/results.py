@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .loading import write_run_json
-from .metrics import clipped, inside, prediction_interval, t_interval
+from .metrics import clipped, inside, prediction_interval, t_interval, within_half_width
 from .store import SAMPLE_COLUMNS, Store
 
 
@@ -147,10 +147,10 @@ def do_nothing_inside(record: Mapping[str, Any], metric: str) -> bool | None:
     without an interval or a paper value."""
     _mean, low, high = summary_bounds(record, metric)
     paper = record.get(f"paper_{metric}")
-    if paper is None or math.isnan(low) or pd.isna(paper):
+    if paper is None or pd.isna(paper):
         return None
     value = float(record["victim_accuracy"]) if metric == "accuracy" else 0.0
-    return bool(abs(float(paper) - value) <= (high - low) / 2)
+    return within_half_width(float(paper), value, low, high)
 
 
 def summary_table(summary: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
