@@ -63,8 +63,10 @@ def cell_key(
     attack: Entry[AnyAttack],
     seed: int,
     n_images: int,
+    attacked: str = "test",
 ) -> str:
-    """The content key of a cell: everything its numbers depend on."""
+    """The content key of a cell: everything its numbers depend on (the attacked split only
+    when it is not the test split, so cells stored before the option keep their keys)."""
     return config_key(
         {
             "victim": victim_config,
@@ -72,6 +74,7 @@ def cell_key(
             "attack": [attack.name, attack.obj.key_options(), attack.mode],
             "seed": seed,
             "n_images": n_images,
+            **({"attacked": attacked} if attacked != "test" else {}),
             "metric_version": METRIC_VERSION,
             "training_version": [TRAINING_VERSION, PARASITE_TRAINING_VERSION],
         }
@@ -84,12 +87,19 @@ def group_cells(
     attacks: list[Entry[AnyAttack]],
     seed: int,
     n_images: int,
+    attacked: str = "test",
 ) -> list[Cell]:
     """The cells of one (victim, defense, seed) group, keyed: the run plans them and a worker
     rebuilds them with this one function, so both always agree on the keys."""
     config = victim.key_fields()
     return [
-        Cell(victim.name, defense, attack, seed, cell_key(config, defense, attack, seed, n_images))
+        Cell(
+            victim.name,
+            defense,
+            attack,
+            seed,
+            cell_key(config, defense, attack, seed, n_images, attacked),
+        )
         for attack in attacks
         if attack.obj.applies_to(victim.name)
     ]

@@ -99,6 +99,9 @@ def run_command(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/latest"),
     data_dir: Annotated[Path | None, typer.Option(help="Folder with the MNIST IDX files.")] = None,
     n_images: Annotated[int, typer.Option(help="First N test images attacked (paper: 200).")] = 200,
+    attacked: Annotated[
+        str, typer.Option(help="Split whose first N images are attacked: test or train.")
+    ] = "test",
     victim_seed: Annotated[int, typer.Option(help="Seed of the victims' training.")] = 0,
     no_download: Annotated[
         bool, typer.Option("--no-download", help="Never download MNIST.")
@@ -146,7 +149,7 @@ def run_command(
     common = dict(
         out=out, data_dir=data_dir, allow_download=not no_download, retry_failed=retry_failed,
         jobs=jobs, command=_command(), dry_run=dry_run, verbose=verbose, executor=executor,
-        model=model, weights=weights, dataset=dataset, device=device,
+        model=model, weights=weights, dataset=dataset, device=device, attacked=attacked,
     )  # fmt: skip
     parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
     parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config}, **common)
@@ -286,8 +289,10 @@ def readings_command(
         device=device,
         command=_command(),
     )
-    if base_reading.attack:
-        raise UserError("--base takes defense options only; put eps_unit in a reading")
+    if base_reading.attack or base_reading.scoring or base_reading.run:
+        others = ", ".join(k for k, _ in (*base_reading.attack, *base_reading.scoring,
+                                          *base_reading.run))  # fmt: skip
+        raise UserError(f"--base takes defense options only; put {others} in a reading")
     if dry_run:
         configs = screen_configs(config)
         print_plan([run(dataclasses.replace(c, dry_run=True), err_console) for c in configs])

@@ -75,6 +75,8 @@ class WorkerSetup:
     model_file: ModelFile | None = None
     #: Where the models compute: "cpu" or "cuda" (resolved; paraeval.devices).
     device: str = "cpu"
+    #: Which split's first `n_images` images are attacked: "test" or "train".
+    attacked: str = "test"
 
     def victim_config(self, name: str) -> VictimConfig:
         """The victim as this run trains and keys it (the run's plan uses the same seed)."""
@@ -182,7 +184,7 @@ class Worker:
             config = self.setup.victim_config(name)
             self.victims[name] = victim_context(
                 name, self.model(name), self.data(name), self.setup.n_images, config.dataset,
-                self.setup.device, self.context(name),
+                self.setup.device, self.context(name), self.setup.attacked,
             )  # fmt: skip
         return self.victims[name]
 
@@ -191,7 +193,9 @@ class Worker:
         defense = self.defenses.get(task.defense)
         victim = self.setup.victim_config(task.victim)
         cells = (
-            group_cells(victim, defense, self.attacks, task.seed, self.setup.n_images)
+            group_cells(
+                victim, defense, self.attacks, task.seed, self.setup.n_images, self.setup.attacked
+            )
             if defense is not None
             else []
         )
@@ -236,13 +240,28 @@ class Worker:
             yield cell.key, row, samples
 
 
+#: Which split's first images a run attacks: the test split (default: Sec. 6.2 measures
+#: M_adv on "the first 200 images of the MNIST set", read as the test set the accuracy is
+#: measured on), or the training split (the same sentence read literally: "the MNIST set"
+#: whose first images are the training set's).
+ATTACKED_SPLITS = ("test", "train")
+
+
+def attacked_images(data: Splits, n_images: int, attacked: str) -> tuple[Any, Any]:
+    """The first `n_images` images and labels of the `attacked` split."""
+    if attacked == "train":
+        return data.train_images[:n_images], data.train_labels[:n_images]
+    return data.test_images[:n_images], data.test_labels[:n_images]
+
+
 def victim_context(
     name: str, model: nn.Module, data: Splits, n_images: int, dataset: str = "mnist",
-    device: str = "cpu", context: RunContext | None = None,
+    device: str = "cpu", context: RunContext | None = None, attacked: str = "test",
 ) -> VictimContext:  # fmt: skip
     """A victim's shared work: its model (computing on `device`), test accuracy, attacked
-    images, clean predictions, and the run's context its attacks are bound to."""
-    images, labels = data.test_images[:n_images], data.test_labels[:n_images]
+    images (the first `n_images` of the `attacked` split), clean predictions, and the run's
+    context its attacks are bound to."""
+    images, labels = attacked_images(data, n_images, attacked)
     computing = on_device(model, device)
     return VictimContext(
         name=name,

@@ -23,6 +23,7 @@ from scipy import stats
 from .attacks.fgsm import EPS_UNITS
 from .defenses.reading import ParasiteReading, reading_options, shown_value
 from .errors import UserError
+from .groups import ATTACKED_SPLITS
 from .metrics import (
     M_ADV_DENOMINATORS,
     clipped,
@@ -43,6 +44,8 @@ ATTACK_OPTIONS = {"eps_unit": EPS_UNITS}
 #: denominator, the adversarial examples (default, Sec. 6.2's wording) or every attacked
 #: image (each published M_adv is a multiple of 0.5 % = k/200: "over the first 200 images").
 SCORING_OPTIONS = {"m_adv_over": M_ADV_DENOMINATORS}
+#: Options of the run itself (new cells): which split's first images are attacked.
+RUN_OPTIONS = {"attacked": ATTACKED_SPLITS}
 #: "Matters" when no seed-to-seed SD was measured (the base has fewer than 2 confirm seeds).
 MATTERS_PP = 2.0
 PREDICTION = "95 % prediction interval for one run (t)"
@@ -68,20 +71,30 @@ class Reading:
     defense: tuple[tuple[str, str], ...] = ()
     attack: tuple[tuple[str, str], ...] = ()
     scoring: tuple[tuple[str, str], ...] = ()
+    run: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def items(self) -> tuple[tuple[str, str], ...]:
+        return (*self.defense, *self.attack, *self.scoring, *self.run)
 
     @property
     def name(self) -> str:
-        parts = [f"{k}={v}" for k, v in (*self.defense, *self.attack, *self.scoring)]
-        return ",".join(parts) or "default"
+        return ",".join(f"{k}={v}" for k, v in self.items) or "default"
 
     @property
     def factors(self) -> set[str]:
-        return {k for k, _ in (*self.defense, *self.attack, *self.scoring)}
+        return {k for k, _ in self.items}
 
     def combined(self, other: Reading) -> Reading:
         return Reading(tuple(sorted({*self.defense, *other.defense})),
                        tuple(sorted({*self.attack, *other.attack})),
-                       tuple(sorted({*self.scoring, *other.scoring})))  # fmt: skip
+                       tuple(sorted({*self.scoring, *other.scoring})),
+                       tuple(sorted({*self.run, *other.run})))  # fmt: skip
+
+    @property
+    def attacked(self) -> str:
+        """Which split's first images the reading's cells attack (``attacked``)."""
+        return dict(self.run).get("attacked", ATTACKED_SPLITS[0])
 
     @property
     def m_adv_denominator(self) -> str:
@@ -105,20 +118,24 @@ def parse_reading(text: str) -> Reading:
     defense: list[tuple[str, str]] = []
     attack: list[tuple[str, str]] = []
     scoring: list[tuple[str, str]] = []
+    run: list[tuple[str, str]] = []
+    parts = {**dict.fromkeys(ATTACK_OPTIONS, attack), **dict.fromkeys(SCORING_OPTIONS, scoring),
+             **dict.fromkeys(RUN_OPTIONS, run)}  # fmt: skip
     for item in text.split(","):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep:
             raise UserError(f"reading item {item!r} is not option=value")
-        fixed = {**ATTACK_OPTIONS, **SCORING_OPTIONS}
+        fixed = {**ATTACK_OPTIONS, **SCORING_OPTIONS, **RUN_OPTIONS}
         if key in fixed:
             if value not in fixed[key]:
                 raise UserError(f"{key}={value!r} must be one of {'|'.join(fixed[key])}")
-            (attack if key in ATTACK_OPTIONS else scoring).append((key, value))
+            parts[key].append((key, value))
         else:
             ParasiteReading.parse("reading", {key: value})  # validates, raises UserError
             defense.append((key, value))
-    return Reading(tuple(sorted(defense)), tuple(sorted(attack)), tuple(sorted(scoring)))
+    return Reading(tuple(sorted(defense)), tuple(sorted(attack)), tuple(sorted(scoring)),
+                   tuple(sorted(run)))  # fmt: skip
 
 
 def absolute(reading: Reading, base: dict[str, str]) -> Reading:
@@ -132,7 +149,7 @@ def absolute(reading: Reading, base: dict[str, str]) -> Reading:
         (name, shown_value(getattr(parsed, name))) for name in reading_options()
         if name in given and getattr(parsed, name) != getattr(defaults, name)
     )  # fmt: skip
-    return Reading(differing, reading.attack, reading.scoring)
+    return Reading(differing, reading.attack, reading.scoring, reading.run)
 
 
 @dataclass(frozen=True)

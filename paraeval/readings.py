@@ -48,6 +48,7 @@ from .reading_scores import (
     ATTACK_OPTIONS,
     METRICS,
     READINGS_COLUMNS,
+    RUN_OPTIONS,
     SCORING_OPTIONS,
     Reading,
     Score,
@@ -95,6 +96,8 @@ def one_factor_readings(base: dict[str, str]) -> list[Reading]:
         readings += [Reading((), ((name, v),)) for v in attack_values[1:]]
     for name, scoring_values in SCORING_OPTIONS.items():
         readings += [Reading((), (), ((name, v),)) for v in scoring_values[1:]]
+    for name, run_values in RUN_OPTIONS.items():
+        readings += [Reading((), (), (), ((name, v),)) for v in run_values[1:]]
     return readings
 
 
@@ -254,6 +257,7 @@ def run_config(
         victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,
         data_dir=config.data_dir, n_images=config.n_images, jobs=config.jobs,
         executor=config.executor, device=config.device, victim_seed=victim_seed,
+        attacked=reading.attacked,
         command=config.command or f"paraeval readings ({reading.name})",
     )  # fmt: skip
 

@@ -36,7 +36,7 @@ from .devices import resolve_device
 from .dispatch import Chosen, Phases, compute
 from .errors import UserError
 from .executors import RunExecutor, open_executor, parse_executor
-from .groups import WorkerSetup
+from .groups import ATTACKED_SPLITS, WorkerSetup
 from .lookup import (
     add_run_victim,
     dataset_named,
@@ -90,6 +90,8 @@ class RunConfig:
     dataset: str | None = None
     #: Where the models compute: auto (CUDA when present), cpu or cuda (paraeval.devices).
     device: str = "auto"
+    #: Which split's first `n_images` images the evasion attacks craft on (`--attacked`).
+    attacked: str = "test"
 
 
 @dataclass
@@ -141,6 +143,9 @@ def validate(config: RunConfig) -> tuple[Defenses, Attacks]:
         raise UserError("seeds must be integers >= 0")
     if not 1 <= config.n_images <= 10_000:
         raise UserError("--n-images must be between 1 and 10000")
+    if config.attacked not in ATTACKED_SPLITS:
+        raise UserError(f"--attacked must be one of {'|'.join(ATTACKED_SPLITS)}, not "
+                        f"{config.attacked!r}")  # fmt: skip
     return registry.configured_defenses(config.defenses), registry.configured_attacks(
         config.attacks
     )
@@ -203,7 +208,9 @@ def plan(config: RunConfig, defenses: Defenses, attacks: Attacks) -> tuple[list[
             if defense in skipped or defense.name not in usable:
                 continue
             for seed in config.seeds:
-                cells += group_cells(victim_config, defense, kept, seed, config.n_images)
+                cells += group_cells(
+                    victim_config, defense, kept, seed, config.n_images, config.attacked
+                )
     return cells, notes
 
 
@@ -325,6 +332,7 @@ def _setup(config: RunConfig, data: dict[str, Splits], executor: RunExecutor) ->
         model_file=ModelFile.of(config.model, config.dataset or "", config.weights)
         if config.model else None,
         device=resolve_device(config.device),
+        attacked=config.attacked,
     )  # fmt: skip
 
 

@@ -73,7 +73,7 @@ def test_each_reading_changes_the_cell_key_and_the_protected_model(victims, read
 
 def test_every_option_has_alternatives_and_is_documented() -> None:
     names = {next(iter(r.factors)) for r in one_factor_readings({})}
-    assert names == {*reading_options(), "eps_unit", "m_adv_over"}
+    assert names == {*reading_options(), "eps_unit", "m_adv_over", "attacked"}
     for name, option in reading_options().items():
         assert option.help and option.rule, name
 
@@ -304,6 +304,30 @@ def test_m_adv_over_every_image_rescores_the_same_cells() -> None:
     assert over_adversarial.rows["m_adv_mean"].iloc[0] == pytest.approx(50.0)
     with pytest.raises(UserError, match=r"adversarial\|all"):
         parse_reading("m_adv_over=some")
+
+
+def test_attacking_the_first_training_images_is_a_run_option_with_its_own_keys() -> None:
+    from paraeval.readings import StudyConfig, run_config
+
+    reading = parse_reading("attacked=train")
+    assert reading.run == (("attacked", "train"),) and reading.attacked == "train"
+    config = run_config(StudyConfig(rows="t1-vm-after-nobn-none"), reading, [0])
+    assert config.attacked == "train" and config.defenses == "t1-vm-after-nobn-none"
+    none, fgsm = registry.configured_defenses("none")[0], registry.configured_attacks("fgsm")[0]
+    test_key = cell_key({"name": "vm"}, none, fgsm, 0, 200)
+    assert cell_key({"name": "vm"}, none, fgsm, 0, 200, "test") == test_key  # keys kept
+    assert cell_key({"name": "vm"}, none, fgsm, 0, 200, "train") != test_key
+
+
+def test_the_attacked_split_gives_the_first_images_of_that_split(mnist) -> None:
+    from paraeval.groups import attacked_images
+    from paraeval.lookup import load_dataset
+
+    data = load_dataset("mnist")
+    images, labels = attacked_images(data, 5, "train")
+    assert torch.equal(images, data.train_images[:5]) and torch.equal(labels, data.train_labels[:5])
+    images, _ = attacked_images(data, 5, "test")
+    assert torch.equal(images, data.test_images[:5])
 
 
 def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
