@@ -5,7 +5,7 @@ median of a baseline run in the same process on the same inputs (interleaved, af
 warm-up each), with the spread (the ratio's range over the repetitions). No timings appear in
 the unit tests; CI runs this in a small configuration and checks the rows, not the numbers.
 
-Rows (issue [G] item 4):
+Rows:
 
 * ``fgsm-sweep`` vs ``art-per-eps``: paraeval's sweep (only images not yet fooled are attacked
   at the next ε) against ART's FastGradientMethod on every image at every ε of the grid;
@@ -64,7 +64,7 @@ QUICK_EXECUTOR_GRID: dict[str, Any] = {
 }  # fmt: skip
 #: Paper rows timed for inference (one per table); ``quick`` keeps the first.
 LATENCY_ROWS = ("t1-vm-after-bn-small", "t2-bn-small-sigma0.2", "t3-row01")
-#: The companion output defenses timed beside them ([F]): ART's ReverseSigmoid (built in) and
+#: The companion output defenses timed beside them: ART's ReverseSigmoid (built in) and
 #: DCP where its plugin (plugins/paraeval-dcp) is installed.
 COMPANION_LATENCY_ROWS = ("reverse-sigmoid", "dcp")
 
@@ -320,7 +320,7 @@ def _executor_rows(config: BenchConfig) -> list[Row]:
     return rows
 
 
-#: [G]'s cold-time grid: the paper's Tables 1-3, 5 seeds, FGSM (the `--cold` row).
+#: The cold-time grid: the paper's Tables 1-3, 5 seeds, FGSM (the `--cold` row).
 COLD_GRID: dict[str, Any] = {
     "victims": ["vm", "vm-batch"], "defenses": "table1,table2,table3", "attacks": "fgsm",
     "seeds": [0, 1, 2, 3, 4],

@@ -1,5 +1,6 @@
 """docs/performance.md and the README's Performance block from a bench.csv: the table and
-the sentences generated from it, each [G] target said met or not from the measured rows; with
+the sentences generated from it, each of the project's performance targets said met or not
+from the measured rows; with
 ``--gpu FOLDER``, also what a GPU machine measured (:mod:`paraeval.device_evidence`)::
 
     python -m paraeval.bench_page docs/performance.md reports/bench.csv README.md \
@@ -15,7 +16,7 @@ import pandas as pd
 
 from .device_evidence import DeviceEvidence, finding_lines, heading_lines, readme_lines
 
-#: [G]'s target for the cold Tables 1-3 run on a 2-core CPU machine, in seconds.
+#: the target for the cold Tables 1-3 run on a 2-core CPU machine, in seconds.
 COLD_TARGET_2_CORES_S = 15 * 60
 
 
@@ -69,7 +70,7 @@ def _table(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-#: [G]'s target: Dask with 2 one-thread workers at least this much faster than `local`.
+#: the target: Dask with 2 one-thread workers at least this much faster than `local`.
 DASK_TARGET_SPEEDUP = 1.7
 
 
@@ -87,8 +88,8 @@ def _executor_lines(frame: pd.DataFrame) -> list[str]:
         "",
         f"Executors: a whole run with `--executor dask:2` ran {speedup:.2f}x as fast as the "
         f"in-process default (`local`) and {one_thread:.2f}x as fast as `local` on one intra-op "
-        f"thread; `local:2` ran {local_two:.2f}x as fast as `local`. [G]'s target (dask with two "
-        f"one-thread workers >= {DASK_TARGET_SPEEDUP}x as fast as `local`) is "
+        f"thread; `local:2` ran {local_two:.2f}x as fast as `local`. The target (dask "
+        f"with two one-thread workers >= {DASK_TARGET_SPEEDUP}x as fast as `local`) is "
         f"{'met' if met else 'not met'} on this machine.",
     ]
     if not met:
@@ -116,7 +117,7 @@ def _executor_ceiling(frame: pd.DataFrame) -> str:
 
 
 def _cold_lines(frame: pd.DataFrame, explain: bool = True) -> list[str]:
-    """The cold-time row in words, against [G]'s 2-core target (generated from the row);
+    """The cold-time row in words, against the 2-core target (generated from the row);
     `explain`: also why it is not met, where the row says (the README keeps it short)."""
     cold = frame[frame["name"] == "cold-tables-1-3"]
     if cold.empty:
@@ -125,7 +126,7 @@ def _cold_lines(frame: pd.DataFrame, explain: bool = True) -> list[str]:
     met = seconds <= COLD_TARGET_2_CORES_S
     verdict = "met" if met else "not met"
     line = (f"Cold: Tables 1-3 x 5 seeds (FGSM) from an empty model cache took "
-            f"{seconds / 60:.1f} min on {cold['device'].iloc[0]}; [G]'s target on a 2-core "
+            f"{seconds / 60:.1f} min on {cold['device'].iloc[0]}; the target on a 2-core "
             f"CPU machine is {COLD_TARGET_2_CORES_S // 60} min: {verdict}.")  # fmt: skip
     return ["", line + _cold_phases(str(cold["size"].iloc[0]), explain)]
 
@@ -152,7 +153,7 @@ def _cold_phases(size: str, explain: bool) -> str:
 #: The README's generated block.
 BEGIN, END = "<!-- performance -->", "<!-- /performance -->"
 
-#: [G]'s ratio targets: (candidate, baseline) -> (bound, the target in words).
+#: The ratio targets: (candidate, baseline) -> (bound, the target in words).
 RATIO_TARGETS = {
     ("fgsm-sweep", "art-per-eps"): (1.0, "FGSM sweep <= 1.0x ART's per-eps loop"),
     ("fgsm-sweep", "per-image"): (0.1, "FGSM sweep >= 10x faster than a per-image loop"),
@@ -162,7 +163,7 @@ RATIO_TARGETS = {
 
 
 def readme_block(frame: pd.DataFrame, source: str, gpu: DeviceEvidence | None = None) -> str:
-    """The README's Performance block: each [G] target against its measured ratio."""
+    """The README's Performance block: each performance target against its measured ratio."""
     ratios = {(r["name"], "" if pd.isna(r["baseline"]) else r["baseline"]): r
               for r in frame.to_dict("records")}  # fmt: skip
     lines = [BEGIN, f"Measured by `paraeval bench` ({source}, {_devices(frame)}):", ""]

@@ -1,6 +1,6 @@
 """What a run of `scripts/gpu_checks.sh` on a GPU machine measured, in words generated from its
 committed files (a folder such as reports/gpu-h200/): the GPU part of docs/performance.md and
-of the README's Performance block (issue [G]).
+of the README's Performance block.
 
 The folder holds the script's outputs: ``bench.csv`` (`paraeval bench --rows bank --cold` on
 the GPU machine), ``steps.csv`` (each step's command, time limit, exit status and wall time),
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-#: [G]'s target for the cold Tables 1-3 x 5 seeds run on one H100, in seconds.
+#: the target for the cold Tables 1-3 x 5 seeds run on one H100, in seconds.
 COLD_TARGET_H100_S = 90
-#: [G]'s target for the whole `paraeval reproduce` on one H100, in seconds.
+#: the target for the whole `paraeval reproduce` on one H100, in seconds.
 REPRODUCE_TARGET_H100_S = 10 * 60
 
 
@@ -85,7 +85,7 @@ class DeviceEvidence:
 
 
 def cold_lines(evidence: DeviceEvidence) -> list[str]:
-    """The cold row measured on the GPU machine against [G]'s H100 target."""
+    """The cold row measured on the GPU machine against the H100 target."""
     cold = evidence.bench[evidence.bench["name"] == "cold-tables-1-3"]
     if cold.empty:
         return []
@@ -95,8 +95,8 @@ def cold_lines(evidence: DeviceEvidence) -> list[str]:
     if "H100" not in card:
         card += " (not an H100: the same arithmetic with faster memory; no H100 was measured)"
     return [f"Cold Tables 1-3 x 5 seeds (FGSM, empty model cache, `--device auto` = cuda): "
-            f"{seconds:.1f} s on one {card}; [G]'s target, {COLD_TARGET_H100_S} s on one H100, "
-            f"is {verdict} on this card."]  # fmt: skip
+            f"{seconds:.1f} s on one {card}; the target, {COLD_TARGET_H100_S} s on one "
+            f"H100, is {verdict} on this card."]  # fmt: skip
 
 
 def bank_lines(evidence: DeviceEvidence) -> list[str]:
@@ -108,7 +108,7 @@ def bank_lines(evidence: DeviceEvidence) -> list[str]:
     return [f"Parasites ({gpu['size']}): {count / gpu['candidate_s']:.1f} per second as one "
             f"bank on the {evidence.gpu} ({gpu['ratio']:.3f}x the time of training them one "
             f"at a time on one CPU thread, {count / gpu['baseline_s']:.2f} per second); as one "
-            f"bank on one CPU thread of that machine: {cpu['ratio']:.2f}x (slower, as [G] "
+            f"bank on one CPU thread of that machine: {cpu['ratio']:.2f}x (slower, as expected: "
             "said: banks are used on GPUs only)."]  # fmt: skip
 
 
@@ -169,13 +169,13 @@ def reproduce_lines(evidence: DeviceEvidence) -> list[str]:
     if int(str(step["rc"])) == 0:
         seconds = int(str(step["wall_s"]))
         verdict = "met" if seconds <= REPRODUCE_TARGET_H100_S else "not met"
-        return [f"`paraeval reproduce --device cuda` on one {evidence.gpu}: {seconds} s; [G]'s "
-                f"target, {REPRODUCE_TARGET_H100_S // 60} min on one H100, is {verdict} on this "
-                f"card.{parts}"]  # fmt: skip
+        return [f"`paraeval reproduce --device cuda` on one {evidence.gpu}: {seconds} s; the "
+                f"target, {REPRODUCE_TARGET_H100_S // 60} min on one H100, is {verdict} "
+                f"on this card.{parts}"]  # fmt: skip
     minutes = REPRODUCE_TARGET_H100_S // 60
     return [f"`paraeval reproduce --device cuda` was stopped at its {step['limit_s']} s limit "
             f"(exit {step['rc']}) before it finished (reproduce-partial.log: how far it got), "
-            f"so [G]'s {minutes}-minute target is not shown.{parts}"]  # fmt: skip
+            f"so the {minutes}-minute target is not shown.{parts}"]  # fmt: skip
 
 
 def heading_lines(evidence: DeviceEvidence) -> list[str]:

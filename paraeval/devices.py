@@ -1,4 +1,4 @@
-"""Where the models compute: ``--device auto|cpu|cuda`` (issue [G]).
+"""Where the models compute: ``--device auto|cpu|cuda``.
 
 The pipeline keeps every tensor it passes around on the CPU - images, labels, adversarial
 examples, oracle queries - and only the models compute on the device: :class:`OnDevice`

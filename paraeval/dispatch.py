@@ -108,7 +108,7 @@ class Dispatch:
         """Train every parasite the whole grid will need, in one pool, before any cell runs.
 
         One pool for every victim keeps all workers busy (per victim, a first small group
-        left most of them waiting: [G] measured 4 then 21 parasites on 16 cores). A defense
+        left most of them waiting: measured, 4 then 21 parasites on 16 cores). A defense
         declares its training work with ``parasite_configs(model, *, seed)``
         (:class:`~paraeval.api.DefenseBase`); its `protect` then finds the parasites cached.
         A defense whose declaration raises is skipped here: its cells train inline and fail,
@@ -262,7 +262,7 @@ def compute(
 def pretrain_victims(setup: WorkerSetup, names: list[str], jobs: int | None = None) -> int:
     """Train the run's missing CPU victims side by side, one worker process each; returns how
     many. Each victim trains on one thread (paraeval.victim_training), so one after the other
-    they left the other cores idle: [G]'s cold run on 16 cores spent 90 of its 163 s training
+    they left the other cores idle: a cold run on 16 cores spent 90 of its 163 s training
     the two victims in turn (reports/gpu-h200/). One missing victim, a GPU run (the victims
     share the GPU) and a module object given in-process (a worker cannot import it) train in
     this process as before, when the run first needs them."""

@@ -1,4 +1,4 @@
-"""`paraeval.evaluate(model, dataset=...)`: the grid on a module object, from Python ([K]).
+"""`paraeval.evaluate(model, dataset=...)`: the grid on a module object, from Python.
 
 The module is the run's victim as it is (never retrained; ``eval()`` mode), keyed by a hash of
 its weights, so a changed model makes new cells and an unchanged one reuses the store. It runs

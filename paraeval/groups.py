@@ -1,6 +1,6 @@
 """A group of cells - one (victim, defense, seed) - computed wherever an executor puts it.
 
-The group is every executor's unit of work ([G]): its cells share one protected model, built,
+The group is every executor's unit of work: its cells share one protected model, built,
 checked and measured once (:func:`protect`). A :class:`GroupTask` is small and picklable: the
 run's settings as text (the same selection strings the command line took), the group's
 identity and cell keys, and - for workers on other machines - the cache files it needs (the

@@ -65,7 +65,7 @@ def register_attacks(register: Callable[[Attack | ExtractionAttackBase], None]) 
 
 @hookspec
 def register_victims(register: Callable[[VictimBase], None]) -> None:
-    """Register victims by calling ``register(victim)`` once per victim (issue [K]).
+    """Register victims by calling ``register(victim)`` once per victim.
 
     A victim subclasses :class:`paraeval.api.VictimBase`: ``name``, ``description``,
     ``dataset`` (a registered dataset's name), ``build() -> torch.nn.Module`` mapping the
@@ -79,7 +79,7 @@ def register_victims(register: Callable[[VictimBase], None]) -> None:
 
 @hookspec
 def register_datasets(register: Callable[[DatasetBase], None]) -> None:
-    """Register datasets by calling ``register(dataset)`` once per dataset (issue [K]).
+    """Register datasets by calling ``register(dataset)`` once per dataset.
 
     A dataset subclasses :class:`paraeval.api.DatasetBase`: ``name``, ``description``,
     ``input_shape`` ([C, H, W]), ``classes``, ``value_range`` and ``load(data_dir, *,

@@ -1,4 +1,4 @@
-"""The registered datasets and victims by name, and the run's own victims ([K]).
+"""The registered datasets and victims by name, and the run's own victims.
 
 Apart from the contracts (:mod:`paraeval.datasets`, :mod:`paraeval.victims`), which the plugin
 API re-exports, because finding what is registered needs the plugin registry.

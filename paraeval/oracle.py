@@ -30,7 +30,7 @@ def float64_copy(model: nn.Module) -> nn.Module:
 
 
 class StreamDetector:
-    """A stateful monitor of an oracle's query stream that may raise an alarm (issue [F]).
+    """A stateful monitor of an oracle's query stream that may raise an alarm.
 
     Attach one to :class:`Protected` ``monitors``; the oracle calls it with every batch of
     queries before answering. Subclasses implement :meth:`observe` (the stream's suspicion

@@ -1,4 +1,4 @@
-"""Many parasites trained at once as one grouped-convolution network (issue [G]).
+"""Many parasites trained at once as one grouped-convolution network.
 
 K parasites that share a shape and a recipe (side, BN, bias mode and scope, training-set size,
 batch size, epochs, learning rate) become one network whose every convolution has ``groups=K``:
@@ -16,7 +16,7 @@ them) differ while every other parameter agrees, and the fits agree to a few per
 (tests/test_parasite_bank.py). A bank-trained parasite is therefore a different artifact
 from the one-at-a-time one: it must be keyed apart (see docs/performance.md).
 
-On a GPU this is what makes parasites cheap ([G] measured 125 parasites in ~5 s on an H100);
+On a GPU this is what makes parasites cheap (125 parasites measured in ~5 s on an H100);
 on a CPU the grouped network is *slower* per parasite than separate ones, so the CPU keeps the
 one-at-a-time path and this module is used where the device is a GPU.
 """

@@ -20,7 +20,7 @@ class Plugin:
     description  one line for ``paraeval list``
     tags         selectable groups (``--defenses table1``)
     victims      the victims it applies to; () = all
-    input_shapes the input shapes [C, H, W] it handles; () = any (issue [K])
+    input_shapes the input shapes [C, H, W] it handles; () = any
     class_counts the numbers of classes it handles; () = any
     options      its typed options (an instance of ``options_class``, a frozen
                  :class:`~paraeval.options.Options` dataclass), hashed into cell keys

@@ -82,7 +82,7 @@ class RunConfig:
     dry_run: bool = False
     #: One note per skipped (defense, victim) pair instead of one per victim (`--verbose`).
     verbose: bool = False
-    #: A user's model as `FILE.py:Class` (`--model`), evaluated as one more victim ([K]).
+    #: A user's model as `FILE.py:Class` (`--model`), evaluated as one more victim.
     model: str | None = None
     #: Its pretrained weights (safetensors or a torch state dict); None: trained here.
     weights: Path | None = None

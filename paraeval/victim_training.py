@@ -44,7 +44,7 @@ class VictimConfig:
     epochs: int = 6
     batch_size: int = 128
     lr: float = 2e-3
-    #: The dataset it classifies ([K]); keyed only when not MNIST, so the keys of every
+    #: The dataset it classifies; keyed only when not MNIST, so the keys of every
     #: MNIST victim stored before datasets existed stay the same.
     dataset: str = "mnist"
     #: What names a pretrained or user-given model (its files' hash); keyed only when set.

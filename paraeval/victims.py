@@ -1,4 +1,4 @@
-"""Victims as plugins (issue [K]): the models a run protects and attacks.
+"""Victims as plugins: the models a run protects and attacks.
 
 A victim has a name, the dataset it classifies, ``build()`` (a fresh, untrained model) and
 either a training :class:`Recipe` - trained on the dataset's training split, cached by config

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue [G], as one script for a machine with CUDA (the `device` machine).
+# The GPU checks, as one script for a machine with CUDA (the `device` machine).
 #
 #   OUT=gpu-out bash scripts/gpu_checks.sh tests      # pytest -m gpu, Table 1 on cpu vs cuda
 #   OUT=gpu-out bash scripts/gpu_checks.sh bench      # bench: bank rows and the cold Tables 1-3

@@ -1,4 +1,4 @@
-"""The structure [I] promises, checked over the source with `ast` (no imports executed)."""
+"""The project's structure, checked over the source with `ast` (no imports executed)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_no_import_cycle_in_the_package() -> None:
 
 
 def test_a_deferred_import_circle_is_found(tmp_path, monkeypatch) -> None:
-    """The circle [I] found (runner -> report.tables at import, tables -> runner inside a
+    """The circle once found (runner -> report.tables at import, tables -> runner inside a
     function) is a circle for this test."""
     package = tmp_path / "paraeval"
     package.mkdir()

@@ -104,7 +104,7 @@ def test_the_cold_verdict_follows_the_measured_time() -> None:
             "repetitions": 1, "size": "grid", "device": "cpu (2 threads)"}  # fmt: skip
         return performance_page(pd.DataFrame([row]), "bench.csv")
 
-    assert "took 12.0 min on cpu (2 threads); [G]'s target" in page(720.0)
+    assert "took 12.0 min on cpu (2 threads); the target" in page(720.0)
     assert "15 min: met." in page(720.0) and "15 min: not met." in page(1320.0)
     assert "Where the time went" not in page(1320.0)  # a row measured before phases were kept
 
@@ -199,10 +199,9 @@ def test_the_gpu_sentences_follow_the_device_run(tmp_path) -> None:
     assert "80.0 s on one NVIDIA H100 80GB HBM3;" in line and line.endswith("is met on this card.")
     slow = _device_folder(tmp_path / "b", cold_s=95.0, reproduce=(0, 700),
                           accuracies=[(1, 1), (1, 1)])  # fmt: skip
-    assert "700 s; [G]'s target, 10 min on one H100, is not met" in reproduce_lines(slow)[0]
+    assert "700 s; the target, 10 min on one H100, is not met" in reproduce_lines(slow)[0]
     assert reproduce_lines(fast)[0].endswith(
-        "on one NVIDIA H100 80GB HBM3: 500 s; [G]'s "
-        "target, 10 min on one H100, is met on this card."
+        "on one NVIDIA H100 80GB HBM3: 500 s; the target, 10 min on one H100, is met on this card."
     )
     assert table1_lines(fast) == ["Table 1 (5 seeds, FGSM) on the CPU and on the GPU: 2 of 2 95 % "
                                   "intervals (accuracy and M_adv per row) overlap."]  # fmt: skip

@@ -1,4 +1,4 @@
-"""[J] A damaged cache entry is reported, moved aside and retrained; `paraeval cache`."""
+"""A damaged cache entry is reported, moved aside and retrained; `paraeval cache`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""[K] Datasets as plugins: the bundled digits, and the readers of published files (IDX and
+"""Datasets as plugins: the bundled digits, and the readers of published files (IDX and
 CIFAR-10 binary) checked on small files built here - verified by checksum, never downloaded in
 a test, never unpickled."""
 

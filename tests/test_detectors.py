@@ -1,4 +1,4 @@
-"""[F] Query-stream detectors: calibration, fresh detectors per stream, what they catch, and
+"""Query-stream detectors: calibration, fresh detectors per stream, what they catch, and
 Knockoff's queries to the first alarm."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""[G] --device: models compute on the device behind a CPU-in, CPU-out wrapper; GPU work is
+"""--device: models compute on the device behind a CPU-in, CPU-out wrapper; GPU work is
 keyed apart from CPU work, and every CPU key stays what it was. Checked here on the CPU (the
 GPU side is tests/test_gpu.py, skipped without CUDA)."""
 
@@ -97,7 +97,7 @@ def test_the_device_is_resolved_or_refused() -> None:
 
 def test_gpu_artifacts_are_keyed_apart_and_cpu_keys_do_not_move() -> None:
     parasite = ParasiteConfig(True, "small")
-    assert "device" not in parasite.as_dict()  # the CPU key is the one stored before [G]
+    assert "device" not in parasite.as_dict()  # CPU keys: as stored before devices
     assert ParasiteConfig(True, "small", device="cuda").as_dict() != parasite.as_dict()
     victim = VictimConfig("vm")
     assert "device" not in victim.key_fields()

@@ -1,4 +1,4 @@
-"""[G] Executors: local processes and a Dask cluster compute what the sequential run computes,
+"""Executors: local processes and a Dask cluster compute what the sequential run computes,
 a killed driver resumes, and workers on other machines get the cache files they need."""
 
 from __future__ import annotations

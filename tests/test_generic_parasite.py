@@ -1,4 +1,4 @@
-"""[K] The generic `parasite` defense: any layer by name, checked against the victim, and
+"""The generic `parasite` defense: any layer by name, checked against the victim, and
 `paraeval inspect` listing what fits where."""
 
 from __future__ import annotations

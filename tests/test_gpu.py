@@ -1,4 +1,4 @@
-"""[G] The GPU path, run on a machine with CUDA (the `device` machine); skipped elsewhere.
+"""The GPU path, run on a machine with CUDA (the `device` machine); skipped elsewhere.
 
     pytest -m gpu tests/test_gpu.py
 

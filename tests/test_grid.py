@@ -1,4 +1,4 @@
-"""[J] Grids as files: `paraeval run --config grid.toml`, and reproduce.toml."""
+"""Grids as files: `paraeval run --config grid.toml`, and reproduce.toml."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_reproduce_reads_the_shipped_grid_file() -> None:
     assert load_grid(shipped) == REPRODUCTION
     assert [p.attacks for p in REPRODUCTION][:2] == ["fgsm", "fgsm,pgd,deepfool"]
     assert len(REPRODUCTION) == 8
-    companions = REPRODUCTION[6]  # [F]: the three families on the same victim
+    companions = REPRODUCTION[6]  # the companions: the three families on the same victim
     assert companions.victims == ["vm"] and "t1-vm-*" in companions.defenses
     assert {"knockoff", "query-streams"} <= set(companions.attacks.split(","))
 

@@ -1,4 +1,4 @@
-"""[F] Knockoff Nets through the oracle: a thief that learns, per-budget metrics, pools."""
+"""Knockoff Nets through the oracle: a thief that learns, per-budget metrics, pools."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_options_set_the_oracle_and_reject_what_cannot_work() -> None:
 
 
 def test_the_thief_trains_where_the_victim_computes(victims, mnist, monkeypatch) -> None:
-    """[G] On a GPU run the victim reaches the attack wrapped (paraeval.devices.OnDevice) and
+    """On a GPU run the victim reaches the attack wrapped (paraeval.devices.OnDevice) and
     the thief trains behind the same wrapper. Checked here on the CPU, where the wrapper is
     forced: the thief then trains through it (ART fitting a wrapped model, the optimizer over
     the wrapper's parameters) and must steal exactly what the unwrapped thief steals."""

@@ -1,4 +1,4 @@
-"""[F] ART's output defenses as built-in defenses: finite log-probability logits, what each
+"""ART's output defenses as built-in defenses: finite log-probability logits, what each
 postprocessor does to the answers, gradient masking reported as such, ClassLabels' batch bug."""
 
 from __future__ import annotations

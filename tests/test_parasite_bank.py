@@ -1,4 +1,4 @@
-"""[G] The parasite bank: K parasites trained as one grouped-convolution network end where
+"""The parasite bank: K parasites trained as one grouped-convolution network end where
 each would have ended trained alone (up to the order of float sums), checked on the CPU."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""[G] Two runs on one cache never train the same parasite or victim twice: the second waits
+"""Two runs on one cache never train the same parasite or victim twice: the second waits
 for the first's file (paraeval.cache.entry_lock), and trains the entry itself only when the
 first run ended without writing it (killed)."""
 

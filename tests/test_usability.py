@@ -1,4 +1,4 @@
-"""[J]: output that survives a pipe, a CLI that answers at once, machine-readable results."""
+"""output that survives a pipe, a CLI that answers at once, machine-readable results."""
 
 from __future__ import annotations
 
@@ -203,7 +203,7 @@ def test_the_run_record_names_the_processor() -> None:
 
 
 def test_one_pretraining_pool_serves_every_victim(victims, tmp_path, monkeypatch) -> None:
-    """[G] item 2: every parasite of the grid is trained in one pool, not one per victim."""
+    """every parasite of the grid is trained in one pool, not one per victim."""
     from paraeval import dispatch, runner, training
 
     calls: list[list[object]] = []

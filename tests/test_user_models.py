@@ -1,4 +1,4 @@
-"""[K] A user's own model and data: a model file and weights, a module object through
+"""A user's own model and data: a model file and weights, a module object through
 `paraeval.evaluate`, datasets and victims as plugins, the paper rows as parasite presets, and
 one line with exit code 2 for every mistake a user can make."""
 

@@ -1,5 +1,5 @@
 """`query-streams`: how well the defense's query-stream detectors (`prada`, `atli-ood`, any
-:class:`~paraeval.api.StreamDetector`) tell an extraction attacker from benign users (issue [F]).
+:class:`~paraeval.api.StreamDetector`) tell an extraction attacker from benign users.
 
 Streams of `stream` queries each, `streams` of every kind, are sent through forks of the
 oracle (each fork's detectors have seen nothing):

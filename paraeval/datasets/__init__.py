@@ -1,4 +1,4 @@
-"""Datasets as plugins (issue [K]): what a dataset is, and the run's way of loading one.
+"""Datasets as plugins: what a dataset is, and the run's way of loading one.
 
 A dataset has a name, the shape of one input ([C, H, W]), a number of classes, the range of
 its input values and ``load(data_dir, allow_download=)``, which returns :class:`Splits`:

@@ -1,4 +1,4 @@
-"""Query-stream detectors (issue [F]): `prada` and `atli-ood`, stateful defenses that watch the
+"""Query-stream detectors: `prada` and `atli-ood`, stateful defenses that watch the
 oracle's query stream and raise an alarm, leaving every answer unchanged.
 
 * `prada` - PRADA (Juuti et al., EuroS&P 2019, Algorithm 1). Per predicted class c the detector

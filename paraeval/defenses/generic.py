@@ -1,4 +1,4 @@
-"""`parasite`: the paper's parasitic CNN inserted into a victim at any layer, by name (issue [K]).
+"""`parasite`: the paper's parasitic CNN inserted into a victim at any layer, by name.
 
 The paper places its parasites at two fixed points of LeNet (Sec. 6.3); a user who wants to
 know what a parasite does to *their* network names the layer instead:

@@ -1,5 +1,5 @@
 """One defense per row of the paper's Tables 1-3 (see paraeval.paper for the rows): each a
-preset of the generic `parasite` defense ([K]) - the same insertion and training code, with
+preset of the generic `parasite` defense - the same insertion and training code, with
 the row's fixed placements, its table's seed stream and the paper's published values.
 
 Every row takes the reading options of :class:`~paraeval.defenses.reading.ParasiteReading`

@@ -1,5 +1,5 @@
 """ART's output defenses as paraeval defenses: `reverse-sigmoid`, `high-confidence`, `rounded`,
-`gaussian-noise`, `class-labels` (issue [F], the defenses of the functionality that sit beside
+`gaussian-noise`, `class-labels` (the defenses of the functionality that sit beside
 the parasite paper's defense of the weights).
 
 ART's postprocessors act on a classifier's *probabilities* in ``predict()``; a paraeval defense

@@ -63,7 +63,7 @@ class _Reached(Exception):
 
 class BeforeFirstReLU(nn.Module):
     """z(x): the input of the first ``nn.ReLU`` module the victim's forward pass calls (for a
-    user's model that does not declare ``first_layer()``, issue [K])."""
+    user's model that does not declare ``first_layer()``)."""
 
     def __init__(self, victim: nn.Module) -> None:
         super().__init__()

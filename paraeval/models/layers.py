@@ -1,5 +1,5 @@
 """A model's layers by name with their output shapes: what `paraeval inspect` shows and what
-the generic `parasite` defense checks a layer name against (issue [K])."""
+the generic `parasite` defense checks a layer name against."""
 
 from __future__ import annotations
 

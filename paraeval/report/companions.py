@@ -1,4 +1,4 @@
-"""The report's Companions section (issue [F]): Knockoff Nets' fidelity against the queries
+"""The report's Companions section: Knockoff Nets' fidelity against the queries
 spent, per defense, and the query-stream detectors' figures, beside the parasite rows."""
 
 from __future__ import annotations
