@@ -111,3 +111,13 @@ def test_bit_flipped_victim_and_parasite_are_retrained_not_used(mnist, tmp_path,
     for a, b in zip(trained.model.state_dict().values(), retrained.model.state_dict().values(),
                     strict=True):  # fmt: skip
         assert torch.equal(a, b)
+
+
+def test_the_digest_covers_a_bn_parasites_scalar_buffers() -> None:
+    from paraeval.cache import tensor_digest
+    from paraeval.models.parasite import ParasiticCNN
+
+    state = ParasiticCNN(batch_norm=True, bias="small").state_dict()
+    before = tensor_digest(state)  # a 0-d batch count among the tensors
+    state["layers.1.num_batches_tracked"] += 1
+    assert tensor_digest(state) != before
