@@ -5,7 +5,8 @@ Public API: :data:`hookimpl` to write plugins; the plugin contract of :mod:`para
 :class:`ExtractionAttackBase` bases, :class:`Protected`, :class:`Oracle`, :class:`StreamDetector`,
 :class:`AdversarialBatch`, :class:`ExtractionResult`); typed options (:class:`Options`,
 :func:`option`); :func:`run` with :class:`RunConfig`; :func:`evaluate` on a module object;
-:func:`load_results`.
+:func:`load_results`; :func:`protect` (the protected model a run attacks) and
+:func:`load_protected`.
 Victims and datasets as plugins: :class:`VictimBase`, :class:`Recipe`, :class:`DatasetBase`,
 :class:`Splits`.
 """
@@ -36,8 +37,10 @@ __all__ = [
     "__version__",
     "evaluate",
     "hookimpl",
+    "load_protected",
     "load_results",
     "option",
+    "protect",
     "run",
 ]  # fmt: skip
 
@@ -64,6 +67,10 @@ def __getattr__(name: str) -> object:
         from .evaluation import evaluate
 
         return evaluate
+    if name in ("protect", "load_protected"):
+        from . import protection
+
+        return getattr(protection, name)
     if name in ("run", "RunConfig"):
         from . import runner
 

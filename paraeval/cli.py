@@ -20,6 +20,7 @@ from .cli_tools import (
     cache_command,
     inspect_command,
     list_command,
+    protect_command,
     store_command,
 )
 from .errors import UserError
@@ -331,6 +332,7 @@ app.command("inspect")(inspect_command)
 app.command("bench")(bench_command)
 app.command("cache")(cache_command)
 app.command("store")(store_command)
+app.command("protect")(protect_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -126,3 +126,23 @@ def store_command(
         emit(console, *run_rows(directory), fmt, f"runs in {directory}")
         return
     err_console.print(prune_store(directory, since_run, dry_run), highlight=False)
+
+
+def protect_command(
+    victim: Annotated[str, typer.Argument(help="A registered victim (paraeval list victims).")],
+    defense: Annotated[str, typer.Argument(help="One defense with options: 'table1:select=1'.")],
+    out: Annotated[Path, typer.Option(help="Where the protected model is saved (safetensors).")],
+    seed: Annotated[int, typer.Option(help="The run seed the model is built with.")] = 0,
+    victim_seed: Annotated[int, typer.Option(help="Seed of the victim's training.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder with the dataset's files.")] = None,
+) -> None:
+    """Save the protected model a run attacks for (VICTIM, DEFENSE, --seed): its weights, the
+    recipe that rebuilds it (paraeval.load_protected) and what the defense recorded."""
+    from .protection import describe, protect, save_protected
+
+    protected = protect(victim, defense, seed=seed, victim_seed=victim_seed, data_dir=data_dir)
+    recipe = {"victim": victim, "defense": defense, "seed": seed, "victim_seed": victim_seed}
+    save_protected(out, protected, recipe)
+    console.print(describe(protected), highlight=False, soft_wrap=True)
+    err_console.print(f"saved {out} (reload: paraeval.load_protected({str(out)!r}))",
+                      highlight=False)  # fmt: skip

@@ -162,13 +162,7 @@ class Worker:
         """What defenses are bound to: the training images of the victim's dataset."""
         dataset = victim_named(victim).dataset
         if dataset not in self._contexts:
-            splits = self.data(victim)
-            folder = Path(splits.source) if Path(splits.source).is_dir() else None
-            declared = dataset_named(dataset).pixel_std
-            self._contexts[dataset] = RunContext(
-                splits.train_images, folder, self.setup.device, pixel_std=declared,
-                train_labels=splits.train_labels,
-            )  # fmt: skip
+            self._contexts[dataset] = run_context(self.data(victim), dataset, self.setup.device)
         return self._contexts[dataset]
 
     def model(self, name: str) -> nn.Module:
@@ -277,6 +271,15 @@ def victim_context(
         device=device,
         context=context,
     )
+
+
+def run_context(splits: Splits, dataset: str, device: str = "cpu") -> RunContext:
+    """What a run binds its defenses and attacks to: the dataset's training images and labels,
+    its folder, its declared pixel std and where the models compute."""
+    folder = Path(splits.source) if Path(splits.source).is_dir() else None
+    declared = dataset_named(dataset).pixel_std
+    return RunContext(splits.train_images, folder, device, pixel_std=declared,
+                      train_labels=splits.train_labels)  # fmt: skip
 
 
 def protect(ctx: VictimContext, defense: DefenseBase, seed: int) -> Protection:
