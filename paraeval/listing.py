@@ -31,13 +31,14 @@ def option_rows(defenses: bool) -> tuple[list[str], list[list[Any]]]:
     from .options import Options
 
     reg = registry.defenses() if defenses else registry.attacks()
-    by_options: dict[type[Options], list[str]] = {}
+    by_options: dict[tuple[type[Options], tuple[str, ...]], list[str]] = {}
     for entry in reg.entries.values():
-        by_options.setdefault(type(entry.obj.options), []).append(entry.name)
+        refused = tuple(sorted(getattr(entry.obj, "refused_options", ())))
+        by_options.setdefault((type(entry.obj.options), refused), []).append(entry.name)
     rows: list[list[Any]] = []
-    for options, names in by_options.items():
+    for (options, refused), names in by_options.items():  # a refused option is not listed
         applies = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
-        for row in options.rows():
+        for row in (r for r in options.rows() if r["option"] not in refused):
             text = row["help"]
             if row["rule"]:
                 text += f". Paper: {row['paper'] or '(silent)'}. Default: {row['rule']}"

@@ -544,3 +544,14 @@ def test_the_base_line_shares_the_studys_noise_units(tmp_path) -> None:
     assert {s.noise for s in scores} == {scores[0].noise} and scores[0].noise.m_adv
     lines = pd.read_csv(tmp_path / "readings.csv")
     assert lines["noise_sd_m_adv"].notna().all()
+
+
+def test_list_options_leaves_out_what_a_defense_refuses() -> None:
+    from paraeval.listing import option_rows
+
+    _columns, rows = option_rows(defenses=True)
+    listed = {(applies.split(" and ")[0], option) for applies, option, *_ in rows}
+    assert ("mlp-nobn-none-s0.1", "pool") not in listed
+    assert ("mlp-nobn-none-s0.1", "select") in listed
+    assert ("dynamic-parasite", "row12") not in listed and ("parasite", "pool") not in listed
+    assert ("t1-vm-after-nobn-small", "whole_site") in listed  # the paper rows take them all

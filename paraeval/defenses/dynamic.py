@@ -73,6 +73,7 @@ class DynamicParasite(DefenseBase):
     victims = ("vm", "vm-batch")
     options_class = ParasiteReading
     options: ParasiteReading
+    refused_options = ROW_ONLY
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ class MLPParasite(DefenseBase):
 
     victims = ("mlp",)
     options_class = ParasiteReading
+    refused_options = PLACEMENT_ONLY
     options: ParasiteReading
 
     def __init__(self, batch_norm: bool, bias: BiasMode, sigma: float) -> None:
