@@ -146,13 +146,37 @@ class Tracker:
     def _line(self) -> None:
         self.last = time.monotonic()
         elapsed = self.last - self.started
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        eta_text = "" if eta != eta else f", ETA {eta:.0f} s"  # NaN: nothing done yet
+        eta = remaining_seconds(elapsed, self.done, self.total)
+        eta_text = "" if eta is None else f", ETA {eta:.0f} s"
         status = f", {self.status}" if self.status else ""
         self.console.print(
             f"{self.description}: {self.done}/{self.total}, {elapsed:.0f} s{eta_text}{status}",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
+
+
+def remaining_seconds(elapsed: float, done: float, total: float) -> float | None:
+    """The time left at the rate measured since the start (elapsed / done per step): the same
+    figure on the bar and in the log; None before the first step."""
+    return elapsed / done * (total - done) if done else None
+
+
+def _rate_eta_column() -> Any:
+    """A rich column showing :func:`remaining_seconds` (rich's own estimates the rate over
+    the last 30 s, which a phase whose steps finish in bursts throws far off)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateETA(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            eta = remaining_seconds(task.elapsed or 0.0, task.completed, task.total or 0)
+            if eta is None:
+                return Text("ETA -:--:--", style="progress.remaining")
+            minutes, seconds = divmod(int(eta), 60)
+            hours, minutes = divmod(minutes, 60)
+            return Text(f"ETA {hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+    return RateETA()
 
 
 @contextmanager
@@ -164,17 +188,11 @@ def progress(description: str, total: int, console: Console | None = None) -> It
         console.print(f"{description}: 0/{total}", highlight=False)
         yield tracker
         return
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns: tuple[Any, ...] = (
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), _rate_eta_column(),
     )  # fmt: skip
     with Progress(*columns, console=console, transient=True) as bar:
         tracker.bar, tracker.task = bar, bar.add_task(description, total=total, status="")

@@ -317,3 +317,17 @@ def test_more_images_than_the_test_split_holds_is_a_note_with_the_real_count() -
     held = len(digits.test_labels)
     assert f"digits has {held} test images; its cells attack all {held}" in note
     assert image_count_notes(held, {"digits": digits}) == []
+
+
+def test_the_bar_and_the_log_give_the_same_eta_from_the_rate_since_the_start() -> None:
+    """A phase whose steps come in bursts: the bar's ETA is elapsed / done x remaining, as the
+    log line's, not an estimate from the last seconds."""
+    from types import SimpleNamespace
+
+    from paraeval import output
+
+    column = output._rate_eta_column()
+    task = SimpleNamespace(elapsed=600.0, completed=10, total=115)
+    assert str(column.render(task)) == "ETA 1:45:00"  # 60 s per step, 105 steps left
+    assert output.remaining_seconds(600.0, 10, 115) == 6300.0
+    assert "-:--:--" in str(column.render(SimpleNamespace(elapsed=5.0, completed=0, total=9)))
