@@ -242,3 +242,20 @@ def test_a_run_in_progress_rewrites_its_csvs_and_report_every_few_minutes(small_
     interim.cell_stored()  # within the interval: nothing is rewritten
     assert not (copy_dir / "results.csv").exists() and interim.failure is None
     assert pd.read_csv(small_run / "results.csv").shape[0] == len(keys)
+
+
+def test_the_fit_table_counts_seeds_not_cells() -> None:
+    """One parasite per seed, carried by every attack's cell of that seed: n is the seeds."""
+    from types import SimpleNamespace
+
+    from paraeval.report.html import _fits
+
+    def cell(seed: int, attack: str, mse: float) -> SimpleNamespace:
+        fit = {"parasite": "p", "mse_to_target": mse, "mse_to_identity": 0.1,
+               "identity_mse": 0.04, "bias_norm": 0.0, "constant_mse": 0.08}  # fmt: skip
+        return SimpleNamespace(row={"defense": "d", "seed": seed, "attack": attack,
+                                    "parasite_fit": [fit]})  # fmt: skip
+
+    cells = [cell(s, a, 0.01 * (s + 1)) for s in (0, 1) for a in ("fgsm", "pgd", "deepfool")]
+    (row,) = _fits(cells)
+    assert row["n"] == 2 and row["mse_to_target"] == pytest.approx(0.015)

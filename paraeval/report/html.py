@@ -189,13 +189,15 @@ Matrices = dict[tuple[str, str, str], np.ndarray]
 
 
 def _fits(cells: list[Any]) -> list[dict[str, Any]]:
-    """Parasite fit per defense and parasite, averaged over seeds."""
-    collected: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    """Parasite fit per defense and parasite, averaged over seeds: one parasite per seed,
+    however many attacks' cells carry it (`n` counts seeds)."""
+    by_seed: dict[tuple[str, str], dict[Any, dict[str, float]]] = defaultdict(dict)
     for cell in cells:
         for fit in cell.row.get("parasite_fit") or []:
-            collected[(cell.row["defense"], fit["parasite"])].append(fit)
+            by_seed[(cell.row["defense"], fit["parasite"])][cell.row["seed"]] = fit
     rows = []
-    for (defense, parasite), fits in collected.items():
+    for (defense, parasite), per_seed in by_seed.items():
+        fits = list(per_seed.values())
         mean = {key: float(np.mean([fit[key] for fit in fits])) for key in FIT_KEYS}
         ratios = {
             "fit_ratio": float(np.median([fit_ratio(fit) for fit in fits])),
