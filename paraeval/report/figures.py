@@ -64,7 +64,9 @@ def _forest(summary: pd.DataFrame, table: int) -> Markup | None:
             ))  # fmt: skip
     if not rows:
         return None
-    return plots.forest(rows, f"Table {table}: paper (x) and measured mean with 95 % interval")
+    return plots.forest(
+        rows, f"Table {table}: paper (x) and measured mean with its 95 % prediction interval"
+    )
 
 
 def _tradeoff(summary: pd.DataFrame) -> Markup | None:

@@ -85,14 +85,18 @@ def forest(rows: Sequence[ForestRow], title: str) -> Markup:
                 color=PALETTE[0],
                 markersize=3.5,
                 capsize=2,
-                label="measured, 95 % CI",
+                label="measured, 95 % prediction interval",
             )
             axis.scatter(
                 paper, positions, marker="x", color=PALETTE[5], s=22, zorder=3, label="paper"
             )
             axis.set_xlabel(name)
         axes[0].set_yticks(positions, [r.label for r in rows])
-        axes[0].legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
+        # the legend under the axes, the title above them: they never overlap
+        figure.subplots_adjust(bottom=min(0.6, 0.55 / height))  # the x labels inside it
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.02, 0.0), ncol=2,
+                      frameon=False)  # fmt: skip
         figure.suptitle(title, x=0.02, ha="left", fontweight="bold")
         return svg(figure)  # fmt: skip
 
