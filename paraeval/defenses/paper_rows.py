@@ -50,10 +50,10 @@ class PaperRowDefense(GenericParasite):
             del options["row12"]
         if self.name not in TABLE3_PREVIOUS_LINES:
             options.pop("table3_lines", None)
-        if not any(spec.placement.neurons == "whole" for spec in self.row.parasites):
+        if not any(spec.placement.neurons == "whole" for spec in self.specs):
             for name in WHOLE_LAYER_OPTIONS:
                 options.pop(name, None)
-        if not any(spec.batch_norm for spec in self.row.parasites):
+        if not any(spec.batch_norm for spec in self.specs):
             options.pop("bn_scale_shift", None)
         return options
 
