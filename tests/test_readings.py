@@ -555,3 +555,8 @@ def test_list_options_leaves_out_what_a_defense_refuses() -> None:
     assert ("mlp-nobn-none-s0.1", "select") in listed
     assert ("dynamic-parasite", "row12") not in listed and ("parasite", "pool") not in listed
     assert ("t1-vm-after-nobn-small", "whole_site") in listed  # the paper rows take them all
+
+
+def test_row12_under_the_other_grouping_is_refused_not_ignored() -> None:
+    with pytest.raises(UserError, match="no line is left dangling"):
+        registry.configured_defenses("t3-row12:table3_lines=previous,row12=3")

@@ -22,7 +22,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from torch import nn
 
@@ -93,7 +93,7 @@ class GenericParasite(DefenseBase):
     #: Options this defense refuses: they would do nothing here (a paper row takes them).
     refused_options: tuple[str, ...] = PAPER_ONLY
 
-    def configure(self, **given: str) -> GenericParasite:
+    def configure(self, **given: str) -> Self:
         refused = sorted(set(given) & set(self.refused_options))
         if refused:
             raise UserError(f"{self.name}: {', '.join(refused)} concern the paper rows' fixed "

@@ -10,11 +10,12 @@ lists them with their values, defaults and the sentences of the paper they inter
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from torch import nn
 
 from ..api import DefenseBase
+from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..paper import ROWS, TABLE3_PREVIOUS_LINES, PaperRow, ParasiteSpec
 from .generic import GenericParasite
@@ -40,6 +41,14 @@ class PaperRowDefense(GenericParasite):
         self.description = row.description + (f" [{row.note}]" if row.note else "")
         self.tags = (f"table{row.table}", "parasites", "paper")
         self.victims = (row.victim,)
+
+    def configure(self, **given: str) -> Self:
+        """The reading's options; ``row12`` reads the layout of ``table3_lines=next`` only."""
+        configured = super().configure(**given)
+        if "row12" in given and configured.reading.table3_lines == "previous":
+            raise UserError(f"{self.name}: row12 reads Table 3's 'next' grouping; under "
+                            "table3_lines=previous no line is left dangling")  # fmt: skip
+        return configured
 
     def key_options(self) -> dict[str, Any]:
         """The reading, hashed into the cell key: only the options that apply to the row
