@@ -22,7 +22,7 @@ from .data import MNIST
 from .datasets import Splits
 from .datasets.builtin import mnist_splits
 from .errors import UserError
-from .lookup import victim_named
+from .lookup import dataset_named, victim_named
 from .metrics import accuracy
 from .output import progress
 from .seeding import seeded, single_threaded
@@ -57,7 +57,7 @@ class VictimConfig:
         """The config of a registered victim: its recipe (a pretrained one: the defaults,
         unused), its dataset and fingerprint, and the device it is trained on (a pretrained
         victim is the same on any device: only the cells computed with it are keyed apart)."""
-        recipe = victim.recipe or Recipe()
+        recipe = (victim.recipe or Recipe()).scaled(dataset_named(victim.dataset).train_size)
         return cls(victim.name, seed, recipe.epochs, recipe.batch_size, recipe.lr,
                    victim.dataset, victim.fingerprint(), device)  # fmt: skip
 

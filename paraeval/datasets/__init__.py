@@ -38,6 +38,8 @@ class DatasetBase(Plugin):
     input_shape  one input's shape [C, H, W]
     classes      the number of classes; labels are 0 .. classes - 1
     value_range  (low, high) of every input value
+    train_size   how many training images it holds (None: unknown until loaded); a model
+                 trained here gets enough optimiser steps on a small set (``Recipe.scaled``)
     pixel_std    the standard deviation of the dataset's usual input normalisation, one number
                  for every channel (MNIST's customary 0.3081); None: the run computes it from
                  the training split. The unit of attack steps given in normalised units
@@ -48,6 +50,7 @@ class DatasetBase(Plugin):
     classes: int = 10
     value_range: tuple[float, float] = (0.0, 1.0)
     pixel_std: float | None = None
+    train_size: int | None = None
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
         """The verified splits (from `data_dir` when given, else the cache; downloading there

@@ -54,6 +54,7 @@ class Digits(DatasetBase):
     input_shape = (1, 8, 8)
     #: The first TRAIN images train, the rest test.
     TRAIN = 1_297
+    train_size = TRAIN
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
         from sklearn.datasets import load_digits  # type: ignore[import-untyped]
