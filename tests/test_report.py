@@ -210,7 +210,8 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
 
 
 def test_the_committed_report_is_small_and_has_its_forest_plots() -> None:
-    report = ROOT / "reports" / "framework-default" / "report.html"  # the last reproduction
+    current = ROOT / "reports" / "report.html"  # the last reproduction, else the superseded one
+    report = current if current.exists() else ROOT / "reports" / "framework-default" / "report.html"
     html = report.read_text()
     assert report.stat().st_size <= 1_000_000
     for table in (1, 2, 3):
