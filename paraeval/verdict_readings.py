@@ -169,7 +169,9 @@ def _noise_sentences(readings: pd.DataFrame, screen: pd.DataFrame) -> list[str]:
             f"more than 1.96 x sqrt(2) x SD ({bound:.1f} pp of M_adv distance)."
         )
     base = _line(screen, DEFAULT)
-    moved = screen[screen["reading"] != DEFAULT]
+    # one factor away from the code's default (named by one option): a reading screened from
+    # another base names that base's options too and is compared with it, not with this one
+    moved = screen[(screen["reading"] != DEFAULT) & (screen["reading"].str.count("=") == 1)]
     if base is not None and len(moved):
         shift = (moved["mean_m_adv"] - base["mean_m_adv"]).abs()
         top = moved.loc[shift.idxmax()]

@@ -560,3 +560,18 @@ def test_list_options_leaves_out_what_a_defense_refuses() -> None:
 def test_row12_under_the_other_grouping_is_refused_not_ignored() -> None:
     with pytest.raises(UserError, match="no line is left dangling"):
         registry.configured_defenses("t3-row12:table3_lines=previous,row12=3")
+
+
+def test_the_largest_one_factor_move_is_judged_against_its_own_base() -> None:
+    """A screen from another base (the framework default's readings name its options too) is
+    not compared with the current default's screen line."""
+    from paraeval.verdict_readings import _noise_sentences
+
+    screen = pd.DataFrame([
+        {"reading": "default", "mean_m_adv": 19.0, "mean_accuracy": 98.9},
+        {"reading": "whole_side=16", "mean_m_adv": 21.0, "mean_accuracy": 98.9},
+        {"reading": "init=torch,lr=0.001,select=1,eps_unit=normalized", "mean_m_adv": 50.6,
+         "mean_accuracy": 91.5},
+    ]).assign(seeds=1)  # fmt: skip
+    (sentence,) = _noise_sentences(pd.DataFrame({"reading": []}), screen)
+    assert "most is whole_side=16: 19.0 % (default) -> 21.0 %" in sentence
