@@ -65,8 +65,8 @@ def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> 
     broken = rows[drop > BREAKS_VICTIM_PP]
     measured, baseline = counts["measured"], counts["baseline"]
     sentences = [
-        f"{label}, {seeds} seeds, {len(rows)} of {len(ROWS)} paper rows measured: the "
-        f"paper's value lies inside the 95 % prediction interval for one run for "
+        f"{label}, {seeds} seeds on one victim, {len(rows)} of {len(ROWS)} paper rows measured: "
+        f"the paper's value lies inside the 95 % prediction interval for one run for "
         f"{measured[0]} rows (accuracy), {measured[1]} (M_adv), {measured[2]} (both); the "
         f"do-nothing baseline (the unprotected victim, accuracy and M_adv 0, judged with the "
         f"same half-widths) for {baseline[0]}, {baseline[1]}, {baseline[2]}. Inside the 95 % "
