@@ -9,7 +9,7 @@ from .conftest import run_cli
 
 
 def test_critical_points_recover_first_layer_normals_of_the_unprotected_vm(victims, mnist):
-    """Issue [D]: on the unprotected vm, a majority of the first-layer critical points found
+    """On the unprotected vm, a majority of the first-layer critical points found
     get a recovered normal with |cos| > 0.99 to a true first-layer unit."""
     import torch
 
@@ -91,7 +91,7 @@ def test_fee_is_skipped_with_a_note_on_lenet(victims, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_fee_extracts_the_unprotected_mlp(tmp_path) -> None:
-    """Issue [D]: functionally-equivalent extraction reaches fidelity >= 0.95 on `mlp`; ART's
+    """Functionally-equivalent extraction reaches fidelity >= 0.95 on `mlp`; ART's
     implementation runs too, and its failure (if it fails) is a stored result, not a crash."""
     # ART's search on a protected mlp can take many minutes (it depends on the parasite's kinks),
     # so ART runs on the plain mlp only, as in `paraeval reproduce`.
