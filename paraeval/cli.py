@@ -80,7 +80,9 @@ def _parse_seeds(seeds: int | None, seed: list[int] | None) -> list[int]:
 
 
 #: Options of `paraeval run` that a grid file may set (the command line overrides them).
-GRID_OPTIONS = ("victims", "defenses", "attacks", "seeds", "seed", "n_images", "victim_seed")
+GRID_OPTIONS = (
+    "victims", "defenses", "attacks", "seeds", "seed", "n_images", "victim_seed", "seed_scope"
+)  # fmt: skip
 
 
 @app.command("run")
@@ -104,6 +106,10 @@ def run_command(
         str, typer.Option(help="Split whose first N images are attacked: test or train.")
     ] = "test",
     victim_seed: Annotated[int, typer.Option(help="Seed of the victims' training.")] = 0,
+    seed_scope: Annotated[
+        str,
+        typer.Option(help="What a seed varies: parasite (the defense) or pipeline (victims too)."),
+    ] = "parasite",
     no_download: Annotated[
         bool, typer.Option("--no-download", help="Never download MNIST.")
     ] = False,
@@ -131,7 +137,7 @@ def run_command(
     """Run the grid victims x defenses x seeds x attacks and write CSVs into OUT."""
     from .grid import load_grid, override, run_parts
     from .outputs import write_outputs
-    from .runner import RunConfig, run
+    from .runner import RunConfig, run, seed_runs
 
     own = (
         model is not None
@@ -141,6 +147,7 @@ def run_command(
         "victims": [] if own else _parse_list(victims, "--victims"),
         "defenses": defenses, "attacks": attacks,
         "seeds": _parse_seeds(seeds, seed), "n_images": n_images, "victim_seed": victim_seed,
+        "seed_scope": seed_scope,
     }  # fmt: skip
     given = {
         "seeds" if name == "seed" else name
@@ -155,7 +162,7 @@ def run_command(
     parts = load_grid(config) if config else (RunConfig(victims=grid["victims"]),)
     parts = override(parts, **{k: v for k, v in grid.items() if k in given or not config}, **common)
     if dry_run:
-        print_plan([run(part, err_console) for part in parts], verbose)
+        print_plan([run(one, err_console) for part in parts for one in seed_runs(part)], verbose)
         return
     _check_writable(out)
     result = run_parts(parts, lambda part: run(part, err_console))

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import output
 from .errors import UserError
-from .runner import RunConfig, RunResult
+from .runner import RunConfig, RunResult, seed_runs
 
 #: Key -> (the types it takes, what it means).
 KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -31,6 +31,7 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "seeds": ((int, list), "a count (seeds 0..N-1) or a list of seeds"),
     "n_images": ((int,), "first N test images attacked"),
     "victim_seed": ((int,), "seed of the victims' training"),
+    "seed_scope": ((str,), 'what a seed varies: "parasite" or "pipeline" (victims too)'),
 }
 
 
@@ -82,25 +83,29 @@ def override(parts: tuple[RunConfig, ...], **given: Any) -> tuple[RunConfig, ...
 def run_parts(
     parts: tuple[RunConfig, ...] | list[RunConfig], runner: Callable[[RunConfig], RunResult]
 ) -> RunResult:
-    """Run `parts` one after the other into their directory; each part's run lists the
-    earlier parts' cells too, so the last result (returned) lists every cell. With several
-    parts, each one's wall time is a status line (which part of a long study is slow)."""
+    """Run `parts` one after the other into their directory (a part of pipeline seeds as one
+    run per seed, :func:`~paraeval.runner.seed_runs`); each run lists the earlier runs' cells
+    too, so the last result (returned) lists every cell. With several parts, each one's wall
+    time is a status line (which part of a long study is slow)."""
     keys: list[str] = []
     result = RunResult()
     for number, part in enumerate(parts, start=1):
         started = time.perf_counter()
-        result = runner(dataclasses.replace(part, earlier_cells=keys))
-        keys = result.keys
+        planned = reused = 0
+        for run in seed_runs(part):
+            result = runner(dataclasses.replace(run, earlier_cells=keys))
+            keys = result.keys
+            planned, reused = planned + result.planned, reused + result.reused
         if len(parts) > 1:
             seconds = time.perf_counter() - started
-            output.status.print(part_line(number, len(parts), result, seconds))
+            output.status.print(part_line(number, len(parts), planned, reused, seconds))
     return result
 
 
-def part_line(number: int, count: int, result: RunResult, seconds: float) -> str:
+def part_line(number: int, count: int, planned: int, reused: int, seconds: float) -> str:
     """'part 2 of 8 done in 70 s: 410 cell(s), 190 stored before'."""
-    stored = f", {result.reused} stored before" if result.reused else ""
-    return f"part {number} of {count} done in {seconds:.0f} s: {result.planned} cell(s){stored}"
+    stored = f", {reused} stored before" if reused else ""
+    return f"part {number} of {count} done in {seconds:.0f} s: {planned} cell(s){stored}"
 
 
 def reproduction() -> tuple[RunConfig, ...]:

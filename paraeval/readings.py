@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .defenses.reading import FRAMEWORK_DEFAULT, NO_SELECTION, ParasiteReading, reading_options
@@ -59,7 +59,7 @@ from .reading_scores import (
     score,
     write_csvs,
 )
-from .runner import RunConfig, RunResult, run
+from .runner import SEED_SCOPES, RunConfig, RunResult, run, seed_runs
 
 __all__ = [
     "READINGS_COLUMNS", "Reading", "Score", "SeedNoise", "StudyConfig", "absolute",
@@ -78,7 +78,6 @@ CONFIRMED = 3
 #: with the same seeds.
 ALWAYS_CONFIRMED = (FRAMEWORK_DEFAULT, NO_SELECTION)
 PAPER_ROWS = "table1,table2,table3"
-SEED_SCOPES = ("pipeline", "parasite")
 
 
 def one_factor_readings(base: dict[str, str]) -> list[Reading]:
@@ -240,15 +239,11 @@ def run_configs(
 ) -> list[RunConfig]:
     """The grids that measure `reading` on the study's rows: one over all `seeds` on victim 0
     (``parasite`` scope), or one per seed whose victims are trained with that seed
-    (``pipeline``)."""
-    if scope == "pipeline":
-        return [run_config(config, reading, [seed], victim_seed=seed) for seed in seeds]
-    return [run_config(config, reading, seeds)]
+    (``pipeline``; :func:`~paraeval.runner.seed_runs`, as `paraeval run --seed-scope`)."""
+    return seed_runs(replace(run_config(config, reading, seeds), seed_scope=scope))
 
 
-def run_config(
-    config: StudyConfig, reading: Reading, seeds: list[int], victim_seed: int = 0
-) -> RunConfig:
+def run_config(config: StudyConfig, reading: Reading, seeds: list[int]) -> RunConfig:
     """The grid that measures `reading` (absolute: :func:`absolute` over the study's base) on
     the study's rows."""
     defenses, attacks = reading.selections(config.rows)  # the study's readings are absolute
@@ -256,7 +251,7 @@ def run_config(
     return RunConfig(
         victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,
         data_dir=config.data_dir, n_images=config.n_images, jobs=config.jobs,
-        executor=config.executor, device=config.device, victim_seed=victim_seed,
+        executor=config.executor, device=config.device,
         attacked=reading.attacked,
         command=config.command or f"paraeval readings ({reading.name})",
     )  # fmt: skip

@@ -7,6 +7,7 @@ the report so the report's Readings section shows them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from .errors import UserError
 from .grid import reproduction, run_parts
 from .outputs import write_outputs
-from .runner import RunConfig, RunResult, run
+from .runner import RunConfig, RunResult, run, seed_runs
 from .store import Store
 from .verdict import update_reports_readme
 
@@ -60,7 +61,7 @@ def reproduce(
     reports.mkdir(parents=True, exist_ok=True)
     for name in REPORT_FILES:
         shutil.copy2(work / name, reports / name)
-    write_reports_readme(work, reports, parts)
+    write_reports_readme(work, reports, parts, [len(seed_runs(part)) for part in chosen])
     if (reports / "summary.csv").exists():
         update_reports_readme(reports)
     return result
@@ -79,10 +80,14 @@ def parse_parts(parts: str | None) -> list[int]:
     return chosen
 
 
-def write_reports_readme(work: Path, reports: Path, chosen: list[int]) -> None:
-    """reports/README.md: what ran, on what, when (from the store's run records)."""
+def write_reports_readme(
+    work: Path, reports: Path, chosen: list[int], runs_per_part: list[int] | None = None
+) -> None:
+    """reports/README.md: what ran, on what, when (from the store's run records; a part of
+    pipeline seeds is one run per seed)."""
+    counts = runs_per_part or [1] * len(chosen)
     with Store(work) as store:
-        runs = store.runs()[-len(chosen) :]
+        runs = store.runs()[-sum(counts) :]
     last = runs[-1]
     versions = last["versions"]
     lines = [
@@ -112,11 +117,15 @@ def write_reports_readme(work: Path, reports: Path, chosen: list[int]) -> None:
             f"(`--parts`); parts {', '.join(missing)} are not in these files.",
             "",
         ]
-    for number, run_record in zip(chosen, runs, strict=True):
-        config = run_record["config"]
+    ends = list(itertools.accumulate(counts))
+    for number, end, count in zip(chosen, ends, counts, strict=True):
+        part_runs = runs[end - count : end]
+        config = part_runs[0]["config"]
+        seeds = [seed for run_record in part_runs for seed in run_record["config"]["seeds"]]
+        scope = config.get("seed_scope", "parasite")
         lines.append(
             f"  {number}. victims {', '.join(config['victims'])}; defenses "
-            f"`{config['defenses']}`; attacks `{config['attacks']}`; seeds {config['seeds']}"
+            f"`{config['defenses']}`; attacks `{config['attacks']}`; seeds {seeds} ({scope})"
         )
     lines += [
         "",

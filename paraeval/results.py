@@ -1,12 +1,10 @@
 """The results schema and the files written from the store (docs/outputs.md is generated here).
 
 results.csv has one row per cell: the columns of :data:`RESULTS_SCHEMA` (every cell kind), then
-the metrics an extraction attack reported (any names; the runner keeps them all).
-summary.csv aggregates results.csv per (victim, defense, attack, mode) over seeds: mean,
-standard deviation and a 95 % Student t interval of accuracy and M_adv (the seed is the random
-factor: it changes the parasite's noise, initialisation and training order), the paper's values
-and the difference measured - paper, and whether the paper value lies inside the interval.
-
+the metrics an extraction attack reported (any names; the runner keeps them all). summary.csv
+aggregates it per (victim, defense, attack, mode) over seeds (the random factor: the parasite's
+noise, initialisation and training order, and under pipeline seeds the victim): mean, standard
+deviation, 95 % intervals of accuracy and M_adv, the paper's values and measured - paper.
 ``python -m paraeval.results docs/outputs.md`` rewrites the outputs page from this schema.
 """
 
@@ -42,6 +40,8 @@ RESULTS_SCHEMA: tuple[Column, ...] = (
     Column("defense", "the defense, with the options given (`t1-*:init=dirac`)"),
     Column("attack", "the attack, with the options given"),
     Column("seed", "the cell seed (parasite noise, initialisation, training order)"),
+    Column("victim_seed", "the seed the victim was trained with (`--victim-seed`; under "
+           "`--seed-scope pipeline` it is the cell seed)"),
     Column("status", "`ok` or `failed`"),
     Column("accuracy", "protected model's accuracy (%) on the dataset's test images (MNIST: "
            "10,000)"),
@@ -228,6 +228,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         record: dict[str, Any] = dict(zip(SUMMARY_KEYS, keys, strict=True))
         record["dataset"] = group["dataset"].iloc[0] if "dataset" in group else "mnist"
         record["n_seeds"] = len(group)
+        victims = group["victim_seed"].fillna(0) if "victim_seed" in group else pd.Series([0])
+        record["n_victim_seeds"] = victims.nunique()
         for metric, paper_column in (("accuracy", "paper_accuracy"), ("m_adv", "paper_m_adv")):
             values = group[metric].astype(float).tolist()
             mean, std, low, high = t_interval(values)
@@ -257,7 +259,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         record.update(
             robust_accuracy_mean=mean, robust_accuracy_ci_low=low, robust_accuracy_ci_high=high
         )
-        record["victim_accuracy"] = group["victim_accuracy"].iloc[0]
+        record["victim_accuracy"] = float(group["victim_accuracy"].astype(float).mean())
         if "headline" in group and group["headline"].notna().any():  # extraction attacks
             record["headline"] = group["headline"].dropna().iloc[0]
         records.append(record)
@@ -340,16 +342,17 @@ victim's prediction on the example against the protected model's.
 `critical-points`, one per kind of line): `victim, defense, attack, seed`, then the attack's
 own detail columns (described in the attack's module docstring).
 
-`summary.csv`: per (victim, defense, attack, mode) over the seeds: `n_seeds`; for accuracy and
-M_adv the mean, standard deviation, the 95 % Student-t interval of the mean (`*_ci_low`,
-`*_ci_high`, `*_paper_in_ci`), the 95 % prediction interval for one run (`*_pi_low`,
-`*_pi_high`, `*_paper_in_pi`: mean +- t * s * sqrt(1 + 1/n)), both clipped to [0, 100], the
-paper value and `*_diff` (measured mean - paper); `robust_accuracy_*` for adaptive rows;
-`<metric>_mean` for every numeric attack metric. Three kinds of interval, on purpose: the
+`summary.csv`: per (victim, defense, attack, mode) over the seeds: `n_seeds`, `n_victim_seeds`
+(distinct victims: 1 unless `--seed-scope pipeline`), `victim_accuracy` (their mean); for
+accuracy and M_adv the mean, standard deviation, the 95 % Student-t interval of the mean
+(`*_ci_low`, `*_ci_high`, `*_paper_in_ci`), the 95 % prediction interval for one run
+(`*_pi_low`, `*_pi_high`, `*_paper_in_pi`: mean +- t * s * sqrt(1 + 1/n)), both clipped to [0,
+100], the paper value and `*_diff` (measured mean - paper); `robust_accuracy_*` for adaptive
+rows; `<metric>_mean` for every numeric attack metric. Three kinds of interval, on purpose: the
 paper's numbers are single runs of its pipeline, so the verdict asks whether each lies where
-one run of the measured pipeline falls (the prediction interval); the interval of the mean
-says how well n seeds pin the mean down; the Wilson interval (per cell) is the binomial
-uncertainty of a proportion measured on a fixed image set, with no seed variance in it.
+one run of the measured pipeline falls (the prediction interval); the interval of the mean says
+how well n seeds pin the mean down; the Wilson interval (per cell) is the binomial uncertainty
+of a proportion measured on a fixed image set, with no seed variance in it.
 """
 
 

@@ -20,7 +20,7 @@ report (`paraeval.report.html.write_outputs`), as the CLI and `paraeval reproduc
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,9 @@ class RunConfig:
     device: str = "auto"
     #: Which split's first `n_images` images the evasion attacks craft on (`--attacked`).
     attacked: str = "test"
+    #: What a seed varies (`--seed-scope`): ``parasite`` (seed s draws the defense's
+    #: randomness on victim `victim_seed`) or ``pipeline`` (seed s also trains victim s).
+    seed_scope: str = "parasite"
 
 
 @dataclass
@@ -120,6 +123,25 @@ class RunResult:
     def summary(self) -> pd.DataFrame:
         """summary.csv's rows: per (victim, defense, attack, mode) over the seeds."""
         return summarise(results_frame(self.rows))
+
+
+#: What a run's seeds may vary (:func:`seed_runs`).
+SEED_SCOPES = ("parasite", "pipeline")
+
+
+def seed_runs(config: RunConfig) -> list[RunConfig]:
+    """The runs that measure `config`: itself (``parasite`` scope), or one run per seed whose
+    victims are trained with that seed (``pipeline``). Each of the paper's numbers is one draw
+    of its whole pipeline - its own victim, its own parasite (Sec. 6) - so only pipeline seeds
+    give a prediction interval that a single published number can be compared with."""
+    if config.seed_scope not in SEED_SCOPES:
+        raise UserError(f"--seed-scope {config.seed_scope!r}: valid: {', '.join(SEED_SCOPES)}")
+    if config.seed_scope == "parasite":
+        return [config]
+    if config.victim_seed and config.seeds != [config.victim_seed]:
+        raise UserError("--victim-seed and --seed-scope pipeline exclude each other "
+                        "(a pipeline seed s trains victim s)")  # fmt: skip
+    return [replace(config, seeds=[seed], victim_seed=seed) for seed in config.seeds]
 
 
 Defenses = list[Entry[DefenseBase]]

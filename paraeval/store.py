@@ -177,10 +177,18 @@ class Store:
             )
 
     def cell(self, key: str) -> StoredCell | None:
+        """The cell stored under `key`; its row names the seed of the victim it was measured
+        on (``victim_seed``), from the record of the run that computed it."""
         found = self.connection.execute(
-            "SELECT key, status, row FROM cells WHERE key = ?", (key,)
+            "SELECT c.key, c.status, c.row, json_extract(r.config, '$.victim_seed') "
+            "FROM cells c LEFT JOIN runs r ON r.id = c.run_id WHERE c.key = ?",
+            (key,),
         ).fetchone()
-        return StoredCell(found[0], found[1], json.loads(found[2])) if found else None
+        if not found:
+            return None
+        row = json.loads(found[2])
+        row.setdefault("victim_seed", found[3] if found[3] is not None else 0)
+        return StoredCell(found[0], found[1], row)
 
     def put_cell(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pandas as pd
@@ -104,3 +105,64 @@ def test_the_grid_example_of_the_docs_loads(tmp_path) -> None:
     grid.write_text(example)
     fgsm, pgd = load_grid(grid)
     assert (fgsm.seeds, pgd.seeds, pgd.attacks) == ([0, 1, 2], [0], "pgd:steps=20")
+
+
+def test_pipeline_seeds_are_one_run_per_seed_each_on_its_own_victim() -> None:
+    from paraeval.grid import run_parts
+    from paraeval.runner import RunConfig, RunResult, seed_runs
+
+    parasite = RunConfig(victims=["vm"], seeds=[0, 1, 2])
+    assert seed_runs(parasite) == [parasite]
+    pipeline = dataclasses.replace(parasite, seed_scope="pipeline")
+    assert [(r.seeds, r.victim_seed) for r in seed_runs(pipeline)] == [
+        ([0], 0), ([1], 1), ([2], 2)]  # fmt: skip
+    seen: list[tuple[list[int], int, list[str]]] = []
+
+    def runner(config: RunConfig) -> RunResult:
+        seen.append((config.seeds, config.victim_seed, list(config.earlier_cells)))
+        return RunResult(keys=[*config.earlier_cells, f"cell-{config.seeds[0]}"], planned=1)
+
+    result = run_parts([pipeline], runner)
+    assert seen == [([0], 0, []), ([1], 1, ["cell-0"]), ([2], 2, ["cell-0", "cell-1"])]
+    assert result.keys == ["cell-0", "cell-1", "cell-2"]  # the last run lists every seed's cell
+    with pytest.raises(UserError, match="exclude each other"):
+        seed_runs(dataclasses.replace(pipeline, victim_seed=4))
+    with pytest.raises(UserError, match="valid: parasite, pipeline"):
+        seed_runs(dataclasses.replace(parasite, seed_scope="victim"))
+    # the paper's numbers are single draws of the whole pipeline: reproduce varies the victims
+    from paraeval.reproduce import REPRODUCTION
+
+    assert {part.seed_scope for part in REPRODUCTION} == {"pipeline"}
+
+
+def test_a_bad_seed_scope_is_a_usage_error() -> None:
+    done = run_cli("run", "--victims", "vm", "--seed-scope", "victims", "--dry-run")
+    assert done.returncode == 2 and "valid: parasite, pipeline" in done.stderr
+    planned = run_cli("run", "--victims", "vm", "--seeds", "3", "--seed-scope", "pipeline",
+                      "--dry-run")  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert "3 cell(s) planned" in planned.stdout + planned.stderr
+
+
+def test_rows_name_their_victims_seed_and_the_summary_counts_the_victims(tmp_path) -> None:
+    from paraeval.results import summarise
+    from paraeval.store import Store
+
+    row = {"victim": "vm", "defense": "t1-vm-after-nobn-none", "attack": "fgsm", "mode": "transfer",
+           "status": "ok", "paper_accuracy": 98.7, "paper_m_adv": 19.0, "robust_accuracy": None,
+           "dataset": "mnist"}  # fmt: skip
+    with Store(tmp_path) as store:
+        for seed, victim_accuracy in ((0, 99.0), (1, 98.6)):
+            run_id = store.start_run("paraeval run", {}, {"victim_seed": seed}, [])
+            store.put_cell(f"cell{seed}", run_id, {**row, "seed": seed, "accuracy": 98.0 + seed,
+                           "m_adv": 10.0, "victim_accuracy": victim_accuracy})  # fmt: skip
+        old_run = store.start_run("paraeval run", {}, {}, [])  # a record from before the option
+        store.put_cell("cell2", old_run, {**row, "seed": 2, "accuracy": 98.5, "m_adv": 12.0,
+                                          "victim_accuracy": 99.0})  # fmt: skip
+        rows = [store.cell(f"cell{seed}").row for seed in range(3)]
+    assert [r["victim_seed"] for r in rows] == [0, 1, 0]
+    record = summarise(pd.DataFrame(rows[:2])).to_dict("records")[0]
+    assert record["n_seeds"] == 2 and record["n_victim_seeds"] == 2
+    assert record["victim_accuracy"] == pytest.approx(98.8)  # the mean over the seeds' victims
+    one_victim = summarise(pd.DataFrame([rows[0], rows[2]])).to_dict("records")[0]
+    assert one_victim["n_victim_seeds"] == 1

@@ -226,6 +226,25 @@ def test_a_verdict_without_paper_rows_says_how_to_measure_them() -> None:
     assert "--defenses table1,table2,table3 --attacks fgsm" in sentence
 
 
+def test_the_verdict_says_whether_its_seeds_varied_the_victim() -> None:
+    from paraeval.results import summarise
+    from paraeval.verdict import summary_sentences
+
+    def summary(pipeline_seeds: bool) -> pd.DataFrame:
+        return summarise(pd.DataFrame([
+            {"victim": "vm", "defense": "t1-vm-after-nobn-none", "attack": "fgsm",
+             "mode": "transfer", "status": "ok", "seed": s, "victim_seed": s * pipeline_seeds,
+             "accuracy": 98.0 + 0.2 * s, "m_adv": 10.0 + 4 * s, "paper_accuracy": 98.7,
+             "paper_m_adv": 19.0, "victim_accuracy": 99.0, "robust_accuracy": None,
+             "dataset": "mnist"}
+            for s in range(3)
+        ]))  # fmt: skip
+
+    parasite, pipeline = summary(False), summary(True)
+    assert summary_sentences(parasite)[0].startswith("Default reading, 3 seeds on one victim")
+    assert "3 seeds (3 victims: pipeline seeds)" in summary_sentences(pipeline)[0]
+
+
 def test_a_run_in_progress_rewrites_its_csvs_and_report_every_few_minutes(small_run, tmp_path):
     from paraeval.outputs import InterimOutputs
     from paraeval.store import Store
