@@ -205,12 +205,12 @@ def reproduce_command(
     """The paper's full reproduction (Tables 1-3, 5 seeds, evasion and extraction attacks),
     copied into REPORTS (no weights)."""
     from .reproduce import REPRODUCTION, parse_parts, reproduce
-    from .runner import run
+    from .runner import run, seed_runs
 
     if dry_run:
         chosen = [REPRODUCTION[n - 1] for n in parse_parts(parts)]
-        print_plan([run(dataclasses.replace(c, dry_run=True, device=device), err_console)
-                    for c in chosen])  # fmt: skip
+        print_plan([run(dataclasses.replace(one, dry_run=True, device=device), err_console)
+                    for part in chosen for one in seed_runs(part)])  # fmt: skip
         return
     _check_writable(work)
     result = reproduce(

@@ -46,7 +46,7 @@ from .errors import UserError
 from .lookup import add_run_victim, dataset_named, load_dataset, victim_named
 from .metrics import accuracy, predict
 from .registry import AnyAttack, Entry
-from .seeding import derive_seed, seeded
+from .seeding import protection_seeding
 from .training import VictimConfig, load_or_train_victim, victim_path
 from .victims import ModelFile
 
@@ -288,7 +288,7 @@ def protect(ctx: VictimContext, defense: DefenseBase, seed: int) -> Protection:
     probe, probe_labels = ctx.test_images[:PROBE_IMAGES], ctx.test_labels[:PROBE_IMAGES]
     victim = ctx.host_model  # defenses protect (and return) CPU modules
     before = snapshot(victim)
-    with seeded(derive_seed("cell", defense.name, seed)):
+    with protection_seeding(defense.name, seed):
         returned = Protected.of(defense.protect(victim, seed=seed))
         check_protected(defense.name, victim, before, returned.model, probe.clone())
         warnings = sanity_warnings(returned.model, defense.tags, probe, probe_labels)

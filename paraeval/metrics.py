@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -108,14 +109,34 @@ def prediction_interval(
     not with the interval of the mean over n seeds (``t_interval``), which shrinks with n
     while a single run's spread does not. NaN bounds for fewer than 2 values.
     """
-    mean, std, _low, _high = t_interval(values, confidence)
-    if math.isnan(std):
-        return (mean, std, math.nan, math.nan)
-    n = sum(1 for v in values if not math.isnan(v))
-    from scipy import stats
+    intervals = seed_intervals(values, confidence, clip=False)
+    return (intervals.mean, intervals.std, intervals.pi_low, intervals.pi_high)
 
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std * math.sqrt(1 + 1 / n)
-    return (mean, std, mean - half, mean + half)
+
+class SeedIntervals(NamedTuple):
+    """A metric over seeds: mean, SD, the interval of the mean and the prediction interval for
+    one run (the same t quantile: the prediction half-width is the mean's times sqrt(n + 1))."""
+
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    pi_low: float
+    pi_high: float
+
+
+def seed_intervals(
+    values: list[float], confidence: float = 0.95, clip: bool = True
+) -> SeedIntervals:
+    """Both 95 % intervals of `values` from one t quantile, clipped to [0, 100] (percentages)
+    unless `clip` is False; NaN bounds for fewer than 2 values."""
+    mean, std, ci_low, ci_high = t_interval(values, confidence)
+    n = sum(1 for v in values if not math.isnan(v))
+    half = (ci_high - ci_low) / 2 * math.sqrt(n + 1)  # t s sqrt(1 + 1/n)
+    pi_low, pi_high = mean - half, mean + half
+    if clip:
+        (ci_low, ci_high), (pi_low, pi_high) = clipped(ci_low, ci_high), clipped(pi_low, pi_high)
+    return SeedIntervals(mean, std, ci_low, ci_high, pi_low, pi_high)
 
 
 def within_half_width(paper: float, value: float, low: float, high: float) -> bool | None:

@@ -3,7 +3,7 @@ as an object in the user's hands (to deploy it, or to attack it with their own t
 
 The model is built exactly as a run builds it: the same victim (trained and cached by the same
 config), the defense bound to the same run context (the dataset's training images), under the
-same seed stream (``derive_seed("cell", defense, seed)``), from the same parasite cache.
+same seed stream (:func:`~paraeval.seeding.protection_seeding`), from the same parasite cache.
 ``paraeval protect VICTIM DEFENSE --out FILE`` saves its weights as safetensors with what the
 defense recorded (the parasites' fit, the defender's selection); :func:`load_protected`
 rebuilds it from that file and checks that the weights are the saved ones.
@@ -23,7 +23,7 @@ from .cache import load_weights, save_weights, tensor_digest
 from .errors import UserError
 from .groups import run_context
 from .lookup import dataset_named, load_dataset, victim_named
-from .seeding import derive_seed, seeded
+from .seeding import protection_seeding
 from .training import VictimConfig, load_or_train_victim
 from .victims import check_victim_model
 
@@ -53,7 +53,7 @@ def protect(
     if len(entries) != 1:
         raise UserError(f"protect takes one defense; {defense!r} selects {len(entries)}")
     bound = entries[0].obj.bind(run_context(splits, name))
-    with seeded(derive_seed("cell", bound.name, seed)):
+    with protection_seeding(bound.name, seed):
         return Protected.of(bound.protect(model, seed=seed))
 
 

@@ -26,11 +26,9 @@ from .errors import UserError
 from .groups import ATTACKED_SPLITS
 from .metrics import (
     M_ADV_DENOMINATORS,
-    clipped,
     inside,
     m_adv_over,
-    prediction_interval,
-    t_interval,
+    seed_intervals,
     within_half_width,
 )
 from .paper import BREAKS_VICTIM_PP, ROWS_BY_NAME
@@ -340,10 +338,7 @@ def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
     do_nothing = {"accuracy": victim_accuracy, "m_adv": 0.0}
     for metric, paper in (("accuracy", row.accuracy), ("m_adv", row.m_adv)):
         values = [float(c[metric]) for c in cells]
-        mean, std, pi_low, pi_high = prediction_interval(values)
-        _mean, _std, ci_low, ci_high = t_interval(values)
-        pi_low, pi_high = clipped(pi_low, pi_high)
-        ci_low, ci_high = clipped(ci_low, ci_high)
+        mean, std, ci_low, ci_high, pi_low, pi_high = seed_intervals(values)
         record.update({
             f"paper_{metric}": paper, f"{metric}_mean": round(mean, 4),
             f"{metric}_sd": round(std, 4),

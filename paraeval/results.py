@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .loading import write_run_json
-from .metrics import clipped, inside, prediction_interval, t_interval, within_half_width
+from .metrics import inside, seed_intervals, t_interval, within_half_width
 from .store import SAMPLE_COLUMNS, Store
 
 
@@ -232,10 +232,7 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
         record["n_victim_seeds"] = victims.nunique()
         for metric, paper_column in (("accuracy", "paper_accuracy"), ("m_adv", "paper_m_adv")):
             values = group[metric].astype(float).tolist()
-            mean, std, low, high = t_interval(values)
-            low, high = clipped(low, high)
-            _mean, _std, pi_low, pi_high = prediction_interval(values)
-            pi_low, pi_high = clipped(pi_low, pi_high)
+            mean, std, low, high, pi_low, pi_high = seed_intervals(values)
             paper = group[paper_column].iloc[0]
             paper = float(paper) if paper is not None and not pd.isna(paper) else math.nan
             record.update(

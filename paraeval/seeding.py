@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 import torch
@@ -42,6 +42,13 @@ def seeded(seed: int) -> Iterator[None]:
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
+
+
+def protection_seeding(defense: str, seed: int) -> AbstractContextManager[None]:
+    """The seeding under which `defense` protects a victim for `seed`: a run's cell and
+    `paraeval.protect` both build the protected model under it, so that the two give the same
+    model (one derivation, never two that could drift)."""
+    return seeded(derive_seed("cell", defense, seed))
 
 
 @contextmanager

@@ -93,15 +93,25 @@ class DamagedStore(UserError):
     """A results.sqlite SQLite cannot read."""
 
 
+#: Stores this process found sound, as (path, inode, size, modification time): a file that has
+#: not changed since it passed is not checked again (the check reads the whole file).
+_SOUND: set[tuple[str, int, int, int]] = set()
+
+
 def check_store(path: Path, connection: sqlite3.Connection) -> None:
-    """SQLite's quick check of an existing store; a DamagedStore naming the recovery command
-    when it fails."""
+    """SQLite's quick check of an existing store (once per process while the file is
+    unchanged); a DamagedStore naming the recovery command when it fails."""
+    stat = path.stat()
+    state = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if state in _SOUND:
+        return
     try:
         verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         raise damaged(path, str(exc)) from None
     if verdict != "ok":
         raise damaged(path, str(verdict).splitlines()[0])
+    _SOUND.add(state)
 
 
 def damaged(path: Path, reason: str) -> DamagedStore:

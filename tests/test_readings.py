@@ -381,7 +381,7 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
 def test_prediction_interval_matches_scipy_and_is_wider_than_the_mean_interval() -> None:
     from scipy import stats
 
-    from paraeval.metrics import clipped, prediction_interval, t_interval
+    from paraeval.metrics import clipped, prediction_interval, seed_intervals, t_interval
 
     values = [97.0, 98.5, 99.2, 98.8, 99.9]
     mean, sd, low, high = prediction_interval(values)
@@ -392,6 +392,9 @@ def test_prediction_interval_matches_scipy_and_is_wider_than_the_mean_interval()
     assert (high - low) / (ci_high - ci_low) == pytest.approx((5 + 1) ** 0.5)
     assert clipped(low, high)[1] == 100.0 and clipped(low, high)[0] == pytest.approx(low)
     assert all(v != v for v in prediction_interval([50.0])[2:])  # NaN bounds for one value
+    both = seed_intervals(values)  # the summary's and the readings' one computation
+    assert (both.pi_low, both.ci_low) == pytest.approx((low, ci_low))
+    assert both.pi_high == 100.0 and both.ci_high == min(ci_high, 100.0)
 
 
 def test_summary_carries_the_prediction_interval_and_the_do_nothing_baseline() -> None:

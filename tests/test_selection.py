@@ -63,6 +63,30 @@ def test_selection_keeps_the_smallest_drop_and_the_earlier_of_ties(monkeypatch) 
     assert record["within_max_drop"] is None
 
 
+def test_a_reference_measured_once_is_not_measured_again(monkeypatch) -> None:
+    """Each placement of a row is a selection; the victim's validation accuracy is the same
+    for all of them, so the row measures it once and hands it on."""
+    scripted = _Scripted([97.0, 98.0], reference=99.0)
+    victim_scored: list[int] = []
+    monkeypatch.setattr(parasites, "load_or_train_parasite", scripted.train)
+    monkeypatch.setattr(parasites, "accuracy", lambda model, *data: (
+        victim_scored.append(1) if isinstance(model, nn.Identity) else None
+    ) or scripted.accuracy(model, *data))  # fmt: skip
+    monkeypatch.setattr(parasites, "insert_parasites", lambda victim, entries: nn.Sequential(
+        victim, *[parasite for _placement, parasite in entries]))  # fmt: skip
+    configs = [[ParasiteConfig(False, "none", seed=i)] for i in range(2)]
+    context = RunContext(torch.zeros(10, 1, 28, 28), train_labels=torch.zeros(10).long())
+    reading = ParasiteReading(select=2, bn_stats="training")
+    select = parasites.select_candidate
+    _kept, first = select(nn.Identity(), [], Placement(2, "after", "first"), configs, reading,
+                          context)  # fmt: skip
+    _kept, second = select(nn.Identity(), [], Placement(2, "after", "first"), configs, reading,
+                           context, None, 98.5)  # fmt: skip
+    assert victim_scored == [1]  # measured by the first selection only
+    assert first["victim_validation_accuracy"] == 99.0
+    assert second["victim_validation_accuracy"] == 98.5 and second["kept_drop_pp"] == 0.5
+
+
 def test_max_drop_keeps_the_first_candidate_within_and_trains_no_further(monkeypatch) -> None:
     kept, record, trained = _select(monkeypatch, [95.0, 98.2, 98.9, 97.0], max_drop=1.0)
     assert kept == 1 and trained == [0, 1]  # 98.2 is within 1 pp of 99: candidates 2, 3 unused

@@ -72,3 +72,27 @@ def test_a_sound_store_recovers_whole(tmp_path) -> None:
     salvage = recover_store(tmp_path)
     assert salvage.kept == {"runs": 1, "cells": CELLS, "samples": CELLS * 20}
     assert sum(salvage.lost.values()) == 0 and _cells(tmp_path) == CELLS
+
+
+def test_an_unchanged_store_is_checked_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    import paraeval.store as store_module
+
+    _filled(tmp_path)
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", traced)
+    for _ in range(3):
+        Store(tmp_path).close()
+    assert statements.count("PRAGMA quick_check") == 1  # the whole file is read once
+    path = tmp_path / DB_NAME
+    data = bytearray(path.read_bytes())
+    data[:100] = bytes(100)  # same size, new content
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedStore, match="store recover"):
+        Store(tmp_path)

@@ -198,6 +198,7 @@ def protect_with(
     (:func:`select_candidate`), placements in order, each scored with the earlier ones in."""
     entries: list[tuple[Placement, nn.Module]] = []
     fits, selections, warnings = [], [], []
+    reference: float | None = None  # the victim's validation accuracy, measured once
     for slot, spec in enumerate(specs):
         read = read_spec(spec, reading)
         candidates = candidate_configs(read, victim, seed, stream, slot, reading, context)
@@ -206,7 +207,8 @@ def protect_with(
             trained = [load_or_train_parasite(config) for config in candidates[0]]
         else:
             trained, selection = select_candidate(victim, entries, read.placement, candidates,
-                                                  reading, context, bounds)  # fmt: skip
+                                                  reading, context, bounds, reference)  # fmt: skip
+            reference = selection["victim_validation_accuracy"]
             selections.append({"parasite": read.label, **selection})
         entries.append((read.placement, arranged(trained, bounds)))
         for channel, parasite in enumerate(trained):
@@ -275,6 +277,7 @@ def select_candidate(
     reading: ParasiteReading,
     context: RunContext | None,
     bounds: Bounds = None,
+    reference: float | None = None,
 ) -> tuple[list[TrainedParasite], dict[str, Any]]:
     """The defender's selection (paper Sec. 5.3: several parasites "are trained independently
     from the victim network, and the victim can then select one or several CNNs adapted to
@@ -288,10 +291,11 @@ def select_candidate(
     the earlier candidate); with it, the first candidate in order whose drop is at most
     ``max_drop`` is kept and no later one is trained, else the smallest drop (rescaled into
     `bounds` when given). Returns the kept parasite(s) and what was
-    measured: every candidate's validation accuracy, the victim's, the kept index and drop.
+    measured: every candidate's validation accuracy, the victim's (`reference` when the caller
+    measured it already), the kept index and drop.
     """
     images, labels = validation_split(context)
-    reference = accuracy(victim, images, labels)
+    reference = accuracy(victim, images, labels) if reference is None else reference
 
     def within(score: float) -> bool:
         return reading.max_drop is not None and reference - score <= reading.max_drop
