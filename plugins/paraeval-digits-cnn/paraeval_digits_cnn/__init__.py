@@ -12,19 +12,25 @@ from paraeval.api import Recipe, VictimBase
 
 
 class DigitsCNN(nn.Module):
-    """[N, 1, 8, 8] in [0, 1] -> logits [N, 10]: conv(8) - ReLU - conv(16) - ReLU - linear."""
+    """[N, 1, 8, 8] in [0, 1] -> logits [N, 10]: conv(16) - ReLU - max-pool - conv(32) - ReLU -
+    max-pool - linear. The pooling matters: without it the same convolutions reach 93 % on the
+    500 test digits (written by other people than the training digits), with it 95-96 %,
+    where a 1-nearest-neighbour classifier on the pixels reaches 96 %."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
         self.act1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
         self.act2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
         self.flatten = nn.Flatten()
-        self.fc = nn.Linear(16 * 8 * 8, 10)
+        self.fc = nn.Linear(32 * 2 * 2, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.flatten(self.act2(self.conv2(self.act1(self.conv1(x))))))
+        hidden = self.pool1(self.act1(self.conv1(x)))
+        return self.fc(self.flatten(self.pool2(self.act2(self.conv2(hidden)))))
 
 
 class DigitsCNNVictim(VictimBase):
