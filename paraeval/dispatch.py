@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from concurrent.futures import as_completed
+from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +42,7 @@ from .groups import (
     examples_task,
     victim_task,
 )
+from .interrupts import ignore_interrupts_in_worker
 from .lookup import victim_named
 from .output import Tracker, progress
 from .outputs import InterimOutputs
@@ -270,12 +271,41 @@ def pretrain_victims(setup: WorkerSetup, names: list[str], jobs: int | None = No
     workers = min(jobs or default_workers(), len(missing))
     if workers < 2:
         return 0
-    with process_pool(workers) as pool, progress("training victims", len(missing)) as bar:
-        futures = {pool.submit(victim_task, setup, name): name for name in missing}
-        for future in as_completed(futures):
-            install_entry(victim_path(setup.victim_config(futures[future])), future.result())
-            bar.advance(status=futures[future])
+    epochs = sum(setup.victim_config(name).epochs for name in missing)
+    with (
+        progress_relay() as events,
+        process_pool(workers) as pool,
+        progress(f"training victims ({len(missing)}, epochs)", epochs) as bar,
+    ):
+        futures = {pool.submit(victim_task, setup, name, events): name for name in missing}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=RELAY_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            while not events.empty():
+                name, steps, status = events.get()
+                bar.advance(steps, status=f"{name} {status}")
+            for future in done:
+                install_entry(victim_path(setup.victim_config(futures[future])), future.result())
     return len(missing)
+
+
+#: How often the run shows the epochs its victim workers reported (seconds).
+RELAY_POLL_SECONDS = 0.5
+
+
+@contextmanager
+def progress_relay() -> Iterator[Any]:
+    """A queue worker processes can put progress on (a manager's: it pickles into a pool's
+    tasks), served by a process that ignores Ctrl-C like the workers (the run stops them)."""
+    from multiprocessing import get_context
+    from multiprocessing.managers import SyncManager
+
+    manager = SyncManager(ctx=get_context("spawn"))
+    manager.start(ignore_interrupts_in_worker)
+    try:
+        yield manager.Queue()
+    finally:
+        manager.shutdown()
 
 
 def _trains_in_a_worker(setup: WorkerSetup, name: str) -> bool:

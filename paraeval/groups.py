@@ -340,14 +340,20 @@ def examples_task(task: ExamplesTask) -> Examples:
     return _process_worker(task.setup, task.artifacts).examples(task)
 
 
-def victim_task(setup: WorkerSetup, name: str) -> bytes:
+def victim_task(setup: WorkerSetup, name: str, events: Any = None) -> bytes:
     """An entry point of a local worker process: the victim trained (on one thread, as in the
     run's own process, so the weights are the same) and its cache file's bytes. Quiet: the
-    run's own bar shows the victims (two live bars from two processes would garble a terminal)."""
+    run's own bar shows the victims (two live bars from two processes would garble a
+    terminal); each epoch is sent to it as (name, epochs, status) on the `events` queue."""
     from . import output
 
     output.status.quiet = True
-    _process_worker(setup, ()).model(name)
+    if events is not None:
+        output.relay = lambda steps, status: events.put((name, steps, status))
+    try:
+        _process_worker(setup, ()).model(name)
+    finally:
+        output.relay = None
     return victim_path(setup.victim_config(name)).read_bytes()
 
 

@@ -14,7 +14,7 @@ import io
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 #: and `--log` configure both).
 stdout = Console()
 status = Console(stderr=True)
+#: A worker process's progress, sent to the run that shows it (set in the worker: a victim
+#: trained there reports each epoch to the run's bar, :func:`paraeval.dispatch.pretrain_victims`).
+relay: Callable[[int, str], None] | None = None
 
 
 class Tee(io.TextIOBase):
@@ -138,6 +141,8 @@ class Tracker:
     def advance(self, steps: int = 1, status: str = "") -> None:
         self.done += steps
         self.status = status
+        if relay is not None:
+            relay(steps, status)
         if self.bar is not None and self.task is not None:
             self.bar.update(self.task, advance=steps, status=status)
         elif time.monotonic() - self.last >= PROGRESS_EVERY or self.done >= self.total:

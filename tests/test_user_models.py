@@ -297,6 +297,7 @@ def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_p
 
     from paraeval.lookup import victim_named
     from paraeval.training import VictimConfig, train_victim, victim_path
+    from paraeval.victims import Recipe
 
     source = tmp_path / "net.py"
     source.write_text(NET)
@@ -306,9 +307,11 @@ def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_p
                    "--out", str(tmp_path / "out"),
                    env={"PARAEVAL_CACHE_DIR": str(cache)})  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "training victims: 2/2" in done.stderr
-    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 2
     config = VictimConfig.of(victim_named("mlp"))
+    # every epoch of both workers reached the run's bar (the model file's recipe is scaled)
+    epochs = config.epochs + Recipe(scale_to_dataset=True).scaled(1_297).epochs
+    assert f"training victims (2, epochs): {epochs}/{epochs}" in done.stderr
+    assert len(pd.read_csv(tmp_path / "out" / "results.csv")) == 2
     stored = load_file(cache / "victims" / victim_path(config).name)
     inline, _ = train_victim(config, load_dataset("mnist"))
     for name, tensor in inline.state_dict().items():
