@@ -55,3 +55,29 @@ def test_a_signal_while_parasites_train_stops_within_seconds(victims, tmp_path, 
     assert len(trained) < 24, "the queued parasites were not dropped"
     verified = run_cli("cache", "verify", env={"PARAEVAL_CACHE_DIR": str(cache)})
     assert "moved damaged" not in verified.stderr  # what was kept is whole
+
+
+def test_a_signal_while_victims_train_in_workers_stops_within_seconds(tmp_path) -> None:
+    """Two missing victims train side by side in worker processes (reporting their epochs
+    through a relay process): Ctrl-C stops the workers and the relay at once."""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST), "PARAEVAL_CACHE_DIR": str(cache)}
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "paraeval", "run", "--victims",
+                                    "vm,vm-batch", "--jobs", "2", "--out", str(tmp_path / "out")],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while "training victims" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        time.sleep(3)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        took = time.monotonic() - sent
+    text = log.read_text()
+    assert process.returncode == 130, text[-2000:]
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert RESUME_LINE in text and "Traceback" not in text
+    assert not list((cache / "victims").glob("*.safetensors"))  # nothing half-trained kept
