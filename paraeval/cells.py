@@ -127,6 +127,9 @@ class VictimContext:
     device: str = "cpu"
     #: What the run hands the attacks (AttackBase.bind; None: they run unbound).
     context: RunContext | None = None
+    #: The test accuracy recorded when the victim's cached weights were trained (None: not
+    #: trained here, e.g. pretrained or a module object).
+    recorded_accuracy: float | None = None
 
     @property
     def host_model(self) -> nn.Module:
@@ -169,7 +172,7 @@ def run_cell(
         return row | failed_fields(exc), []
     row.update(accuracy_fields(protection.accuracy, len(ctx.test_labels)))
     row.update(measured.fields)
-    weak = weak_victim_warning(ctx.accuracy, ctx.test_labels)
+    weak = weak_victim_warning(ctx.accuracy, ctx.test_labels, ctx.recorded_accuracy)
     row["warnings"] = "; ".join([*weak, *protection.warnings, *measured.warnings]) or None
     other_info = {k: v for k, v in protection.info.items() if k != "parasite_fit"}
     if other_info:  # the parasites' fit has its own field (transfer cells, the report reads it)
@@ -180,17 +183,33 @@ def run_cell(
 
 #: A victim below this multiple of chance accuracy is flagged in every cell it measures.
 NEAR_CHANCE = 2.0
+#: A victim this far (pp) below the accuracy recorded when its weights were trained is flagged
+#: (the same weights on the same images give the same accuracy; a GPU moves a few images).
+BELOW_RECORDED_PP = 1.0
 
 
-def weak_victim_warning(victim_accuracy: float, labels: torch.Tensor) -> list[str]:
+def weak_victim_warning(
+    victim_accuracy: float, labels: torch.Tensor, recorded: float | None = None
+) -> list[str]:
     """A warning when the victim's test accuracy is within NEAR_CHANCE x chance (100 % / the
-    classes its test labels hold): untrained or damaged weights, whose numbers mean little."""
+    classes its test labels hold): untrained or damaged weights, whose numbers mean little;
+    or more than BELOW_RECORDED_PP below the `recorded` accuracy of its cached weights."""
     classes = max(2, int(labels.unique().numel()))
     chance = 100.0 / classes
-    if victim_accuracy >= NEAR_CHANCE * chance:
-        return []
-    return [f"victim accuracy {victim_accuracy:.1f} % is near chance ({chance:.1f} % for "
-            f"{classes} classes): its weights look untrained or damaged"]  # fmt: skip
+    warnings = []
+    if victim_accuracy < NEAR_CHANCE * chance:
+        warnings.append(
+            f"victim accuracy {victim_accuracy:.1f} % is near chance ({chance:.1f} % for "
+            f"{classes} classes): its weights look untrained or damaged"
+        )
+    below = None if recorded is None else recorded - victim_accuracy
+    if below is not None and below > BELOW_RECORDED_PP:
+        warnings.append(
+            f"victim accuracy {victim_accuracy:.2f} % is {below:.2f} pp below the "
+            f"{recorded:.2f} % recorded when its cached weights were trained: the weights or "
+            "the test images differ"
+        )
+    return warnings
 
 
 def base_row(ctx: VictimContext, cell: Cell) -> dict[str, Any]:

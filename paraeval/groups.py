@@ -143,6 +143,7 @@ class Worker:
         self._data = dict(data or {})
         #: The victims' models by name (given: those the run already loaded).
         self._models: dict[str, nn.Module] = dict(models or {})
+        self._recorded: dict[str, float | None] = {}
         self._contexts: dict[str, RunContext] = {}
         self.victims: dict[str, VictimContext] = {}
         chosen = defenses if defenses is not None else registry.configured_defenses(setup.defenses)
@@ -169,7 +170,8 @@ class Worker:
         """The victim's model: pretrained, cached or trained (once per process)."""
         if name not in self._models:
             config = self.setup.victim_config(name)
-            self._models[name] = load_or_train_victim(config, self.data(name))[0]
+            self._models[name], info = load_or_train_victim(config, self.data(name))
+            self._recorded[name] = info.get("test_accuracy")
         return self._models[name]
 
     def victim(self, name: str) -> VictimContext:
@@ -180,6 +182,7 @@ class Worker:
                 name, self.model(name), self.data(name), self.setup.n_images, config.dataset,
                 self.setup.device, self.context(name), self.setup.attacked,
             )  # fmt: skip
+            self.victims[name].recorded_accuracy = self._recorded.get(name)
         return self.victims[name]
 
     def cells(self, task: GroupTask) -> list[Cell]:

@@ -121,3 +121,34 @@ def test_the_digest_covers_a_bn_parasites_scalar_buffers() -> None:
     before = tensor_digest(state)  # a 0-d batch count among the tensors
     state["layers.1.num_batches_tracked"] += 1
     assert tensor_digest(state) != before
+
+
+def test_a_victim_below_its_recorded_accuracy_is_flagged_in_its_cells(mnist, tmp_path,
+                                                                     monkeypatch) -> None:  # fmt: skip
+    """A cached victim written before digests (none to check) whose weights changed since:
+    every cell it measures says how far below the accuracy recorded at training it is."""
+    import pandas as pd
+    from safetensors.torch import load_file, save_file
+
+    from paraeval.cache import DIGEST_KEY
+
+    monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
+    load_or_train_victim(VictimConfig("mlp"), mnist)
+    (victim_file,) = (tmp_path / "victims").glob("*.safetensors")
+    with victim_file.open("rb") as handle:  # the metadata, then the tensors, as written
+        from safetensors import safe_open
+
+        meta = dict(safe_open(handle.name, "pt").metadata())
+    tensors = load_file(victim_file)
+    first = next(name for name in tensors if name.endswith("weight"))
+    generator = torch.Generator().manual_seed(0)
+    tensors[first] += 0.2 * torch.randn(tensors[first].shape, generator=generator)
+    meta.pop(DIGEST_KEY)
+    save_file(tensors, victim_file, metadata=meta)
+    done = run_cli("run", "--victims", "mlp", "--attacks", "fgsm", "--n-images", "5", "--out",
+                   str(tmp_path / "out"), env={"PARAEVAL_CACHE_DIR": str(tmp_path)})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = pd.read_csv(tmp_path / "out" / "results.csv").iloc[0]
+    warnings = str(row["warnings"])
+    assert "pp below the" in warnings and "recorded when its cached weights" in warnings, row
+    assert row["victim_accuracy"] > 20  # damaged, not near chance: only the recorded figure tells
