@@ -56,7 +56,7 @@ def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> 
         ]
     seeds = int(rows["n_seeds"].max())
     victims = int(rows["n_victim_seeds"].max()) if "n_victim_seeds" in rows else 1
-    drawn = "on one victim" if victims == 1 else f"({victims} victims: pipeline seeds)"
+    drawn = "seeds on one victim" if victims == 1 else f"pipeline seeds ({victims} victims)"
     records = rows.to_dict("records")
     counts = {name: _counts(records, test) for name, test in (
         ("measured", paper_inside), ("baseline", do_nothing_inside))}  # fmt: skip
@@ -67,7 +67,7 @@ def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> 
     broken = rows[drop > BREAKS_VICTIM_PP]
     measured, baseline = counts["measured"], counts["baseline"]
     sentences = [
-        f"{label}, {seeds} seeds {drawn}, {len(rows)} of {len(ROWS)} paper rows measured: "
+        f"{label}, {seeds} {drawn}, {len(rows)} of {len(ROWS)} paper rows measured: "
         f"the paper's value lies inside the 95 % prediction interval for one run for "
         f"{measured[0]} rows (accuracy), {measured[1]} (M_adv), {measured[2]} (both); the "
         f"do-nothing baseline (the unprotected victim, accuracy and M_adv 0, judged with the "

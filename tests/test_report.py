@@ -242,7 +242,7 @@ def test_the_verdict_says_whether_its_seeds_varied_the_victim() -> None:
 
     parasite, pipeline = summary(False), summary(True)
     assert summary_sentences(parasite)[0].startswith("Default reading, 3 seeds on one victim")
-    assert "3 seeds (3 victims: pipeline seeds)" in summary_sentences(pipeline)[0]
+    assert "Default reading, 3 pipeline seeds (3 victims)," in summary_sentences(pipeline)[0]
 
 
 def test_a_run_in_progress_rewrites_its_csvs_and_report_every_few_minutes(small_run, tmp_path):
