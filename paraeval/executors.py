@@ -149,6 +149,7 @@ def _dask(spec: ExecutorSpec, stack: ExitStack) -> RunExecutor:
                 LocalCluster(
                     n_workers=spec.workers or default_workers(), threads_per_worker=1,
                     processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                    preload=["paraeval.interrupts"],  # workers leave Ctrl-C to the run
                 )
             )  # fmt: skip
         client = stack.enter_context(Client(cluster))

@@ -45,6 +45,13 @@ def ignore_interrupts_in_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def dask_setup(_worker: object) -> None:
+    """A Dask worker's start (this module is the local cluster's worker preload): Ctrl-C in a
+    terminal reaches every process of the run, and a worker that died of it before the run
+    closed its cluster printed a 30-line traceback; the run closes the cluster instead."""
+    ignore_interrupts_in_worker()
+
+
 class StoppingPool(ProcessPoolExecutor):
     """A process pool that, left by an exception (an interrupt, a failure), drops its queued
     work and terminates its workers at once instead of waiting for every queued task."""

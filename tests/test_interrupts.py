@@ -81,3 +81,31 @@ def test_a_signal_while_victims_train_in_workers_stops_within_seconds(tmp_path) 
     assert took < 10, f"took {took:.1f} s to stop"
     assert RESUME_LINE in text and "Traceback" not in text
     assert not list((cache / "victims").glob("*.safetensors"))  # nothing half-trained kept
+
+
+def test_ctrl_c_to_a_dask_run_stops_it_without_worker_tracebacks(victims, tmp_path) -> None:
+    """A terminal's Ctrl-C reaches every process of the run's group, the Dask workers too:
+    they leave it to the run, which closes its cluster (no worker dies printing a traceback)."""
+    cache = _cache_with_victims(tmp_path)
+    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST), "PARAEVAL_CACHE_DIR": str(cache)}
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "paraeval", "run", "--victims", "vm",
+                                    "--defenses", "none", "--attacks", "fgsm,pgd", "--seeds",
+                                    "3", "--executor", "dask:2", "--out", str(tmp_path / "out")],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 300
+        while "cells: 0/" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        time.sleep(2)
+        sent = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group
+        process.wait(timeout=60)
+        took = time.monotonic() - sent
+    text = log.read_text()
+    assert process.returncode == 130, text[-2000:]
+    assert took < 10, f"took {took:.1f} s to stop"
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    assert RESUME_LINE in text
