@@ -7,7 +7,7 @@ import pytest
 
 from .conftest import run_cli
 
-REQUIRED = ["victim", "dataset", "defense", "attack", "seed", "status", "accuracy",
+REQUIRED = ["victim", "dataset", "defense", "attack", "seed", "victim_seed", "status", "accuracy",
             "victim_accuracy", "m_adv", "n_attacked", "n_adversarial", "paper_accuracy",
             "paper_m_adv", "seconds"]  # fmt: skip
 
