@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,26 +30,38 @@ def _cache_with_victims(tmp_path: Path) -> Path:
     return cache
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_while_parasites_train_stops_within_seconds(victims, tmp_path, signum, status):
-    cache = _cache_with_victims(tmp_path)
+def _interrupted(
+    args: list[str],
+    cache: Path,
+    tmp_path: Path,
+    marker: str,
+    send: Callable[[subprocess.Popen[str]], None],
+) -> tuple[int, float, str]:
+    """Run `paraeval ARGS` until `marker` appears on its stderr, a few seconds more, then
+    `send` it a signal: (exit status, seconds it took to stop, stderr)."""
     env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST), "PARAEVAL_CACHE_DIR": str(cache)}
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "paraeval", *ARGS, "--out",
+        process = subprocess.Popen([sys.executable, "-m", "paraeval", *args, "--out",
                                     str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=stderr)  # fmt: skip
+                                   stderr=stderr, text=True, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 300
-        while "training parasites" not in log.read_text() and time.monotonic() < deadline:
+        while marker not in log.read_text() and time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()[-2000:]
             time.sleep(0.1)
-        time.sleep(3)  # some parasites are training, most are queued
+        time.sleep(3)  # work is under way
         sent = time.monotonic()
-        process.send_signal(signum)
+        send(process)
         process.wait(timeout=60)
-        took = time.monotonic() - sent
-    text = log.read_text()
-    assert process.returncode == status, text[-2000:]
+        return process.returncode, time.monotonic() - sent, log.read_text()
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_parasites_train_stops_within_seconds(victims, tmp_path, signum, status):
+    cache = _cache_with_victims(tmp_path)
+    returncode, took, text = _interrupted(ARGS, cache, tmp_path, "training parasites",
+                                          lambda process: process.send_signal(signum))  # fmt: skip
+    assert returncode == status, text[-2000:]
     assert took < 10, f"took {took:.1f} s to stop"
     assert RESUME_LINE in text and "Traceback" not in text
     trained = list((cache / "parasites").glob("*.safetensors"))
@@ -61,23 +74,15 @@ def test_a_signal_while_victims_train_in_workers_stops_within_seconds(tmp_path) 
     """Two missing victims train side by side in worker processes (reporting their epochs
     through a relay process): Ctrl-C stops the workers and the relay at once."""
     cache = tmp_path / "cache"
-    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST), "PARAEVAL_CACHE_DIR": str(cache)}
-    log = tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "paraeval", "run", "--victims",
-                                    "vm,vm-batch", "--jobs", "2", "--out", str(tmp_path / "out")],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
-        deadline = time.monotonic() + 300
-        while "training victims" not in log.read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.1)
-        time.sleep(3)
-        sent = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-        took = time.monotonic() - sent
-    text = log.read_text()
-    assert process.returncode == 130, text[-2000:]
+    args = ["run", "--victims", "vm,vm-batch", "--jobs", "2"]
+    returncode, took, text = _interrupted(
+        args,
+        cache,
+        tmp_path,
+        "training victims",
+        lambda process: process.send_signal(signal.SIGINT),
+    )
+    assert returncode == 130, text[-2000:]
     assert took < 10, f"took {took:.1f} s to stop"
     assert RESUME_LINE in text and "Traceback" not in text
     assert not list((cache / "victims").glob("*.safetensors"))  # nothing half-trained kept
@@ -87,25 +92,12 @@ def test_ctrl_c_to_a_dask_run_stops_it_without_worker_tracebacks(victims, tmp_pa
     """A terminal's Ctrl-C reaches every process of the run's group, the Dask workers too:
     they leave it to the run, which closes its cluster (no worker dies printing a traceback)."""
     cache = _cache_with_victims(tmp_path)
-    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST), "PARAEVAL_CACHE_DIR": str(cache)}
-    log = tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "paraeval", "run", "--victims", "vm",
-                                    "--defenses", "none", "--attacks", "fgsm,pgd", "--seeds",
-                                    "3", "--executor", "dask:2", "--out", str(tmp_path / "out")],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-                                   start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + 300
-        while "cells: 0/" not in log.read_text() and time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.1)
-        time.sleep(2)
-        sent = time.monotonic()
-        os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group
-        process.wait(timeout=60)
-        took = time.monotonic() - sent
-    text = log.read_text()
-    assert process.returncode == 130, text[-2000:]
+    args = ["run", "--victims", "vm", "--defenses", "none", "--attacks", "fgsm,pgd", "--seeds",
+            "3", "--executor", "dask:2"]  # fmt: skip
+    returncode, took, text = _interrupted(  # as a terminal does: the whole group
+        args, cache, tmp_path, "cells: 0/", lambda process: os.killpg(process.pid, signal.SIGINT)
+    )
+    assert returncode == 130, text[-2000:]
     assert took < 10, f"took {took:.1f} s to stop"
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
     assert RESUME_LINE in text
