@@ -123,8 +123,9 @@ def test_the_digest_covers_a_bn_parasites_scalar_buffers() -> None:
     assert tensor_digest(state) != before
 
 
-def test_a_victim_below_its_recorded_accuracy_is_flagged_in_its_cells(mnist, tmp_path,
-                                                                     monkeypatch) -> None:  # fmt: skip
+def test_a_victim_below_its_recorded_accuracy_is_flagged_in_its_cells(
+    mnist, tmp_path, monkeypatch
+) -> None:
     """A cached victim written before digests (none to check) whose weights changed since:
     every cell it measures says how far below the accuracy recorded at training it is."""
     import pandas as pd
