@@ -80,12 +80,9 @@ def parse_parts(parts: str | None) -> list[int]:
     return chosen
 
 
-def write_reports_readme(
-    work: Path, reports: Path, chosen: list[int], runs_per_part: list[int] | None = None
-) -> None:
-    """reports/README.md: what ran, on what, when (from the store's run records; a part of
-    pipeline seeds is one run per seed)."""
-    counts = runs_per_part or [1] * len(chosen)
+def write_reports_readme(work: Path, reports: Path, chosen: list[int], counts: list[int]) -> None:
+    """reports/README.md: what ran, on what, when (from the store's run records; `counts` is
+    each chosen part's number of runs: a part of pipeline seeds is one run per seed)."""
     with Store(work) as store:
         runs = store.runs()[-sum(counts) :]
     last = runs[-1]
