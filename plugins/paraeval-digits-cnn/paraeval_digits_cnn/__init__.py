@@ -13,9 +13,9 @@ from paraeval.api import Recipe, VictimBase
 
 class DigitsCNN(nn.Module):
     """[N, 1, 8, 8] in [0, 1] -> logits [N, 10]: conv(16) - ReLU - max-pool - conv(32) - ReLU -
-    max-pool - linear. The pooling matters: without it the same convolutions reach 93 % on the
-    500 test digits (written by other people than the training digits), with it 95-96 %,
-    where a 1-nearest-neighbour classifier on the pixels reaches 96 %."""
+    max-pool - linear. On the 500 test digits (written by other people than the training
+    digits) the earlier version without pooling (8 and 16 channels) reached 93 % and this one
+    96 %, where a 1-nearest-neighbour classifier on the pixels reaches 96 %."""
 
     def __init__(self) -> None:
         super().__init__()
