@@ -11,9 +11,9 @@ Victims and datasets as plugins: :class:`VictimBase`, :class:`Recipe`, :class:`D
 :class:`Splits`.
 """
 
-from .hookspecs import hookimpl
-from .options import Options, option
-from .version import __version__
+from paraeval.hookspecs import hookimpl
+from paraeval.options import Options, option
+from paraeval.version import __version__
 
 __all__ = [
     "AdversarialBatch",
@@ -56,23 +56,23 @@ _API = (
 
 def __getattr__(name: str) -> object:
     if name in _API:
-        from . import api
+        from paraeval import api
 
         return getattr(api, name)
     if name in ("load_results", "Results"):
-        from . import loading
+        from paraeval.run import loading
 
         return getattr(loading, name)
     if name == "evaluate":
-        from .evaluation import evaluate
+        from paraeval.evaluation import evaluate
 
         return evaluate
     if name in ("protect", "load_protected"):
-        from . import protection
+        from paraeval.run import protection
 
         return getattr(protection, name)
     if name in ("run", "RunConfig"):
-        from . import runner
+        from paraeval.run import runner
 
         return getattr(runner, name)
     raise AttributeError(name)

@@ -1,3 +1,3 @@
-from .cli import main
+from paraeval.cli.main import main
 
 main()

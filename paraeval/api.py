@@ -26,23 +26,22 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 import torch
 from torch import nn
 
-from .datasets import DatasetBase as DatasetBase
-from .datasets import Splits as Splits
-from .errors import UserError
-from .oracle import GRANULARITIES as GRANULARITIES
-from .oracle import Granularity as Granularity
-from .oracle import Monitor as Monitor
-from .oracle import Oracle as Oracle
-from .oracle import QueryBudgetExceeded as QueryBudgetExceeded
-from .oracle import StreamDetector as StreamDetector
-from .oracle import float64_copy as float64_copy
-from .plugin import Plugin as Plugin
-from .victims import Recipe as Recipe
-from .victims import VictimBase as VictimBase
+from paraeval.datasets import DatasetBase as DatasetBase
+from paraeval.datasets import Splits as Splits
+from paraeval.errors import UserError
+from paraeval.extraction.oracle import GRANULARITIES as GRANULARITIES
+from paraeval.extraction.oracle import Granularity as Granularity
+from paraeval.extraction.oracle import Monitor as Monitor
+from paraeval.extraction.oracle import Oracle as Oracle
+from paraeval.extraction.oracle import QueryBudgetExceeded as QueryBudgetExceeded
+from paraeval.extraction.oracle import StreamDetector as StreamDetector
+from paraeval.extraction.oracle import float64_copy as float64_copy
+from paraeval.models.victim_base import Recipe as Recipe
+from paraeval.models.victim_base import VictimBase as VictimBase
+from paraeval.plugin.base import Plugin as Plugin
 
 if TYPE_CHECKING:
-    from .paper import PaperRow
-    from .parasite_training import ParasiteConfig
+    from paraeval.training.parasites import ParasiteConfig
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class RunContext:
 
     train_images  float [N, C, H, W] in [0, 1], the victim's dataset's training split
     data_dir      the folder the run read its data from
-    device        where the run's models compute ("cpu" or "cuda"; paraeval.devices): what a
+    device        where the run's models compute ("cpu" or "cuda"; paraeval.core.devices): what a
                   defense trains may use it; its `protect` still returns a CPU module
     pixel_std     the dataset's declared normalisation std (DatasetBase.pixel_std); None: not
                   declared (:attr:`normalization_std` computes it)
@@ -167,17 +166,33 @@ class Bindable(Plugin):
         return bound
 
 
+class Published(Protocol):
+    """Published values a defense reproduces (its ``paper`` member), and what measured them:
+    the cells of that attack in that mode carry them beside the measured ones (results.csv's
+    ``paper_accuracy``, ``paper_m_adv``). The paper's rows (:class:`paraeval.study.paper.PaperRow`)
+    are one kind; a plugin may bring its own."""
+
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def m_adv(self) -> float: ...
+    @property
+    def attack(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+
+
 class DefenseBase(Bindable):
     """A defense with every optional member declared (subclass it, override ``protect``).
 
-    paper     the published row it reproduces (:class:`paraeval.paper.PaperRow`) or None
+    paper     the published values it reproduces (:class:`Published`), or None
     stateful  True when answers depend on earlier queries: the runner then calls ``reset()``
               before every cell's attack, after the accuracy pass (which never enters the
               stream an attack sees)
     context   the run's :class:`RunContext` (set by :meth:`bind` before ``protect``)
     """
 
-    paper: PaperRow | None = None
+    paper: Published | None = None
     stateful: bool = False
 
     def protect(self, model: nn.Module, *, seed: int) -> nn.Module | Protected:
@@ -212,6 +227,12 @@ class AttackBase(Bindable):
     def reference(self) -> AttackBase | None:
         """An attack this one must not be weaker than (an iterative attack names its one-step
         version); the runner warns when it fools fewer images on the same model."""
+        return None
+
+    def largest_epsilon(self) -> float | None:
+        """The largest L-infinity perturbation it tries, in pixels of a [0, 1] image (None: it
+        has no such bound). At 1.0 every image is reachable, so the runner warns when much of
+        the protected model's accuracy survives an adaptive attack (gradient masking?)."""
         return None
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from .lookup import add_run_victim, dataset_named
-from .runner import RunConfig, RunResult, run
-from .victims import ModuleVictim, check_victim_model
+from paraeval.models.victim_base import ModuleVictim, check_victim_model
+from paraeval.run.lookup import dataset_named
+from paraeval.run.runner import RunConfig, RunResult, run
 
 
 def evaluate(
@@ -33,15 +33,16 @@ def evaluate(
 ) -> RunResult:
     """Protect and attack `model` (a classifier of `dataset`'s inputs) with the selected
     defenses and attacks; the results are stored under `out` (and the CSVs and report written
-    there when `write`). `options` are further :class:`~paraeval.runner.RunConfig` fields
+    there when `write`). `options` are further :class:`~paraeval.run.runner.RunConfig` fields
     (``n_images``, ``retry_failed``, ...)."""
     check_victim_model(model, dataset_named(dataset), "evaluate")
-    victim = add_run_victim(ModuleVictim(model, dataset, name))
+    victim = ModuleVictim(model, dataset, name)
     config = RunConfig(victims=[victim.name], defenses=defenses, attacks=attacks,
-                       seeds=list(seeds), out=Path(out), **options)  # fmt: skip
+                       seeds=list(seeds), out=Path(out), own_victims=(victim,),
+                       **options)  # fmt: skip
     result = run(config)
     if write:
-        from .outputs import write_outputs
+        from paraeval.report.outputs import write_outputs
 
         write_outputs(Path(out), result.keys)
     return result

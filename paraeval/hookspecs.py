@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .api import Attack, Defense, DefenseBase, ExtractionAttackBase
-    from .datasets import DatasetBase
-    from .loading import Results
-    from .victims import VictimBase
+    from paraeval.api import Attack, Defense, DefenseBase, ExtractionAttackBase
+    from paraeval.datasets import DatasetBase
+    from paraeval.models.victim_base import VictimBase
+    from paraeval.run.loading import Results
 
 hookspec = pluggy.HookspecMarker("paraeval")
 hookimpl = pluggy.HookimplMarker("paraeval")
@@ -36,7 +36,7 @@ def register_defenses(register: Callable[[Defense | DefenseBase], None]) -> None
 
     Optional, with the defaults of :class:`paraeval.api.DefenseBase`: ``tags`` (``()``),
     ``victims`` (``()`` = all), ``options`` / ``options_class`` (typed options, hashed into the
-    cell key), ``configure(**given)``, ``paper`` (a :class:`paraeval.paper.PaperRow` or None),
+    cell key), ``configure(**given)``, ``paper`` (:class:`paraeval.api.Published` values or None),
     ``stateful`` (False) with ``reset()``, ``bind(context)`` (receives the run's
     :class:`paraeval.api.RunContext`) and ``parasite_configs(model, *, seed)`` (what ``protect``
     will train, so the runner trains it ahead in parallel). A plain object with the three

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self, cast
 
-from .errors import UserError
+from paraeval.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .api import AttackBase, DefenseBase, ExtractionAttackBase, Plugin, as_attack, as_defense
-from .errors import SelectionError
-from .plugins import load_plugins, plugin_distribution
+from paraeval.api import (
+    AttackBase,
+    DefenseBase,
+    ExtractionAttackBase,
+    Plugin,
+    as_attack,
+    as_defense,
+)
+from paraeval.errors import SelectionError
+from paraeval.plugin.manager import load_plugins, plugin_distribution
 
 if TYPE_CHECKING:
-    from .datasets import DatasetBase
-    from .victims import VictimBase
+    from paraeval.datasets import DatasetBase
+    from paraeval.models.victim_base import VictimBase
 
 T = TypeVar("T", bound=Plugin)
 #: What an attack entry holds: an evasion or an extraction attack.
@@ -161,14 +168,14 @@ def attacks() -> Registry[AnyAttack]:
 
 def victims() -> Registry[VictimBase]:
     """Every registered victim (built-in and plugins), in registration order."""
-    from .victims import VictimBase
+    from paraeval.models.victim_base import VictimBase
 
     return _collect("register_victims", Registry("victim", _instance_of(VictimBase, "victim")))
 
 
 def datasets() -> Registry[DatasetBase]:
     """Every registered dataset (built-in and plugins), in registration order."""
-    from .datasets import DatasetBase
+    from paraeval.datasets import DatasetBase
 
     return _collect("register_datasets", Registry("dataset", _instance_of(DatasetBase, "dataset")))
 

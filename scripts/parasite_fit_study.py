@@ -24,8 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from paraeval.parasite_training import constant_ratio, fit_ratio
-from paraeval.training import ParasiteConfig, train_parasite
+from paraeval.training.parasites import ParasiteConfig, constant_ratio, fit_ratio, train_parasite
 
 #: Reading options -> ParasiteConfig fields (the reading's `batch` is the config's batch_size).
 FIELD = {"batch": "batch_size"}

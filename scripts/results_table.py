@@ -13,7 +13,7 @@ import sys
 
 import pandas as pd
 
-from paraeval.results import paper_outside, summary_interval
+from paraeval.run.results import paper_outside, summary_interval
 
 CLOSE_PP = 1.0
 

@@ -37,7 +37,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def mnist():
-    from paraeval.data import load_mnist
+    from paraeval.datasets.idx import load_mnist
 
     return load_mnist(SHARED_MNIST, allow_download=False)
 
@@ -45,12 +45,15 @@ def mnist():
 @pytest.fixture(scope="session")
 def victims(mnist) -> Iterator[dict]:
     """The two default victims, trained once into the model cache (or loaded from it)."""
-    from paraeval.training import VictimConfig, load_or_train_victim
+    from paraeval.run.lookup import victim_config
+    from paraeval.training.victims import load_or_train_victim
 
     previous = os.environ.get("PARAEVAL_CACHE_DIR")
     os.environ["PARAEVAL_CACHE_DIR"] = str(MODEL_CACHE)
     try:
-        yield {name: load_or_train_victim(VictimConfig(name), mnist) for name in ("vm", "vm-batch")}
+        yield {
+            name: load_or_train_victim(victim_config(name), mnist) for name in ("vm", "vm-batch")
+        }
     finally:
         if previous is None:
             os.environ.pop("PARAEVAL_CACHE_DIR", None)

@@ -9,7 +9,7 @@ import time
 
 PARENT = """
 import time
-from paraeval.allocator import process_pool
+from paraeval.core.allocator import process_pool
 
 def busy(seconds):
     import os, time

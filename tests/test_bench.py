@@ -42,7 +42,7 @@ def test_bench_times_only_the_chosen_row_groups(victims, tmp_path) -> None:
 
 
 def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
-    from paraeval.bench_page import performance_page
+    from paraeval.bench.page import performance_page
 
     from .conftest import ROOT
 
@@ -54,8 +54,8 @@ def test_the_performance_page_is_generated_from_the_committed_bench() -> None:
 
 
 def test_the_executor_verdict_follows_the_measured_ratios() -> None:
-    from paraeval.bench import BENCH_COLUMNS
-    from paraeval.bench_page import performance_page
+    from paraeval.bench.measure import BENCH_COLUMNS
+    from paraeval.bench.page import performance_page
 
     def page(dask_ratio: float) -> str:
         rows = [("executor-local:2", "local", 0.6), ("executor-dask:2", "local", dask_ratio),
@@ -74,8 +74,8 @@ def test_the_executor_verdict_follows_the_measured_ratios() -> None:
 
 
 def test_the_executor_ceiling_is_computed_from_the_one_thread_and_local_runs() -> None:
-    from paraeval.bench import BENCH_COLUMNS
-    from paraeval.bench_page import performance_page
+    from paraeval.bench.measure import BENCH_COLUMNS
+    from paraeval.bench.page import performance_page
 
     def page(local_s: float, one_thread_s: float) -> str:
         rows = [("executor-local:2", "local", local_s), ("executor-dask:2", "local", local_s),
@@ -95,8 +95,8 @@ def test_the_executor_ceiling_is_computed_from_the_one_thread_and_local_runs() -
 
 
 def test_the_cold_verdict_follows_the_measured_time() -> None:
-    from paraeval.bench import BENCH_COLUMNS
-    from paraeval.bench_page import performance_page
+    from paraeval.bench.measure import BENCH_COLUMNS
+    from paraeval.bench.page import performance_page
 
     def page(seconds: float) -> str:
         row = {c: None for c in BENCH_COLUMNS} | {
@@ -110,8 +110,8 @@ def test_the_cold_verdict_follows_the_measured_time() -> None:
 
 
 def test_the_cold_row_says_where_its_time_went() -> None:
-    from paraeval.bench import BENCH_COLUMNS
-    from paraeval.bench_page import performance_page, readme_block
+    from paraeval.bench.measure import BENCH_COLUMNS
+    from paraeval.bench.page import performance_page, readme_block
 
     def frame(parasite_s: int) -> pd.DataFrame:
         phases = f"victims 56 s, 125 parasites {parasite_s} s, examples 0 s, cells 310 s"
@@ -132,7 +132,7 @@ def test_the_cold_row_says_where_its_time_went() -> None:
 
 
 def test_a_run_says_where_its_time_went() -> None:
-    from paraeval.dispatch import Phases
+    from paraeval.run.dispatch import Phases
 
     phases = Phases()
     for name in ("victims", "parasites", "cells"):
@@ -143,7 +143,7 @@ def test_a_run_says_where_its_time_went() -> None:
 
 
 def test_the_readme_performance_block_is_generated_from_the_committed_bench() -> None:
-    from paraeval.bench_page import BEGIN, END, readme_block
+    from paraeval.bench.page import BEGIN, END, readme_block
 
     from .conftest import ROOT
 
@@ -156,7 +156,7 @@ def test_the_readme_performance_block_is_generated_from_the_committed_bench() ->
 
 def _gpu_run():
     """The committed GPU run (scripts/gpu_checks.sh on the device machine)."""
-    from paraeval.device_evidence import DeviceEvidence
+    from paraeval.study.device_evidence import DeviceEvidence
 
     from .conftest import ROOT
 
@@ -165,8 +165,8 @@ def _gpu_run():
 
 def _device_folder(tmp_path, *, cold_s: float, reproduce: tuple[int, int], accuracies) -> object:
     """A folder as scripts/gpu_checks.sh leaves it, with chosen measurements."""
-    from paraeval.bench import BENCH_COLUMNS
-    from paraeval.device_evidence import DeviceEvidence
+    from paraeval.bench.measure import BENCH_COLUMNS
+    from paraeval.study.device_evidence import DeviceEvidence
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     device = "cpu (16 threads, X); cuda (NVIDIA H100 80GB HBM3)"
@@ -191,7 +191,12 @@ def _device_folder(tmp_path, *, cold_s: float, reproduce: tuple[int, int], accur
 
 
 def test_the_gpu_sentences_follow_the_device_run(tmp_path) -> None:
-    from paraeval.device_evidence import cold_lines, readme_lines, reproduce_lines, table1_lines
+    from paraeval.study.device_evidence import (
+        cold_lines,
+        readme_lines,
+        reproduce_lines,
+        table1_lines,
+    )
 
     fast = _device_folder(tmp_path / "a", cold_s=80.0, reproduce=(0, 500),
                           accuracies=[(98.9, 99.0), (98.92, 99.0)])  # fmt: skip
@@ -210,7 +215,7 @@ def test_the_gpu_sentences_follow_the_device_run(tmp_path) -> None:
 
 
 def test_the_gpu_comparison_names_the_intervals_apart(tmp_path) -> None:
-    from paraeval.device_evidence import cold_lines, reproduce_lines, table1_lines
+    from paraeval.study.device_evidence import cold_lines, reproduce_lines, table1_lines
 
     apart = _device_folder(tmp_path, cold_s=120.0, reproduce=(124, 300),
                            accuracies=[(98.9, 99.05), (99.1, 99.11)])  # fmt: skip
@@ -230,7 +235,7 @@ def test_the_gpu_comparison_names_the_intervals_apart(tmp_path) -> None:
 
 
 def test_merge_replaces_the_rows_measured_again_and_keeps_the_others() -> None:
-    from paraeval.bench import BENCH_COLUMNS, merged, row_groups
+    from paraeval.bench.measure import BENCH_COLUMNS, merged, row_groups
 
     def frame(*rows: tuple[str, str | None, float]) -> pd.DataFrame:
         return pd.DataFrame([{c: None for c in BENCH_COLUMNS} | {"name": n, "baseline": b,
@@ -248,7 +253,7 @@ def test_merge_replaces_the_rows_measured_again_and_keeps_the_others() -> None:
 
 
 def test_the_scaling_sentence_says_where_the_time_went(tmp_path) -> None:
-    from paraeval.device_evidence import scaling_lines
+    from paraeval.study.device_evidence import scaling_lines
 
     evidence = _device_folder(tmp_path, cold_s=80.0, reproduce=(0, 500),
                               accuracies=[(1, 1), (1, 1)])  # fmt: skip

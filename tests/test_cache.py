@@ -6,13 +6,11 @@ import shutil
 
 import torch
 
-from paraeval.cache import entries
-from paraeval.training import (
-    ParasiteConfig,
-    VictimConfig,
-    load_or_train_parasite,
-    load_or_train_victim,
-)
+from paraeval.core.cache import entries
+from paraeval.run.lookup import victim_config
+from paraeval.training.parasite_cache import load_or_train_parasite
+from paraeval.training.parasites import ParasiteConfig
+from paraeval.training.victims import load_or_train_victim
 
 from .conftest import MODEL_CACHE, run_cli
 
@@ -24,7 +22,7 @@ def _truncate(path) -> None:
 
 def test_truncated_victim_and_parasite_are_retrained(mnist, tmp_path, monkeypatch, capfd) -> None:
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
-    config = VictimConfig("mlp")
+    config = victim_config("mlp")
     first, _ = load_or_train_victim(config, mnist)  # trains once into the empty cache
     parasite = ParasiteConfig(batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50,
                               epochs=1)  # fmt: skip
@@ -66,7 +64,7 @@ def test_cache_command_lists_verifies_and_clears(tmp_path) -> None:
 
 
 def test_the_cache_follows_xdg_cache_home(tmp_path, monkeypatch) -> None:
-    from paraeval.cache import cache_dir
+    from paraeval.core.cache import cache_dir
 
     monkeypatch.delenv("PARAEVAL_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -88,7 +86,7 @@ def _flip_tensor_bytes(path) -> None:
 def test_bit_flipped_victim_and_parasite_are_retrained_not_used(mnist, tmp_path, monkeypatch,
                                                                capfd) -> None:  # fmt: skip
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
-    config = VictimConfig("mlp")
+    config = victim_config("mlp")
     first, _ = load_or_train_victim(config, mnist)
     parasite = ParasiteConfig(batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50,
                               epochs=1)  # fmt: skip
@@ -114,7 +112,7 @@ def test_bit_flipped_victim_and_parasite_are_retrained_not_used(mnist, tmp_path,
 
 
 def test_the_digest_covers_a_bn_parasites_scalar_buffers() -> None:
-    from paraeval.cache import tensor_digest
+    from paraeval.core.cache import tensor_digest
     from paraeval.models.parasite import ParasiticCNN
 
     state = ParasiticCNN(batch_norm=True, bias="small").state_dict()
@@ -131,10 +129,10 @@ def test_a_victim_below_its_recorded_accuracy_is_flagged_in_its_cells(
     import pandas as pd
     from safetensors.torch import load_file, save_file
 
-    from paraeval.cache import DIGEST_KEY
+    from paraeval.core.cache import DIGEST_KEY
 
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
-    load_or_train_victim(VictimConfig("mlp"), mnist)
+    load_or_train_victim(victim_config("mlp"), mnist)
     (victim_file,) = (tmp_path / "victims").glob("*.safetensors")
     with victim_file.open("rb") as handle:  # the metadata, then the tensors, as written
         from safetensors import safe_open

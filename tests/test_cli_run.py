@@ -60,7 +60,7 @@ def _recomputed(victim, mnist, n_images: int) -> tuple[float, float]:
     from paraeval import registry
     from paraeval.api import Protected
     from paraeval.attacks.fgsm import FGSMSweep
-    from paraeval.metrics import accuracy, predict
+    from paraeval.core.metrics import accuracy, predict
 
     (defense,) = registry.configured_defenses("t1-vm-after-bn-small")
     protected = Protected.of(defense.obj.protect(victim, seed=0)).model
@@ -85,7 +85,7 @@ def test_small_reproduction_of_the_three_tables(victims, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 36 and (results["status"] == "ok").all()
-    from paraeval.paper import ROWS_BY_NAME
+    from paraeval.study.paper import ROWS_BY_NAME
 
     for _, row in results.iterrows():
         paper = ROWS_BY_NAME[row["defense"].split(":")[0]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -19,7 +20,7 @@ from paraeval.api import (
     QueryBudgetExceeded,
 )
 from paraeval.errors import UserError
-from paraeval.plugins import load_plugins, pm
+from paraeval.plugin.manager import load_plugins, pm
 
 
 class Counting(nn.Module):
@@ -63,12 +64,25 @@ class LabelCounter(ExtractionAttackBase):
     description = "asks for 7 labels, reports metrics no built-in has"
     granularity = "label"
     headline = "answers_seen"
+    metric_docs: ClassVar[dict[str, str]] = {
+        "answers_seen": "labels answered", "one_label_each": "1 when each answer is one label",
+        "queries_counted": "the oracle's count",
+    }  # fmt: skip
 
     def extract(self, victim, oracle, images, *, seed):
         answers = oracle(images[:7])
         metrics = {"answers_seen": len(answers), "one_label_each": int(answers.ndim == 1),
                    "queries_counted": oracle.queries}  # fmt: skip
         return ExtractionResult(metrics, [{"labels": answers.tolist()}])
+
+
+class Misspelled(LabelCounter):
+    name = "test-misspelled"
+    description = "reports a metric it does not declare"
+
+    def extract(self, victim, oracle, images, *, seed):
+        result = super().extract(victim, oracle, images, seed=seed)
+        return ExtractionResult({**result.metrics, "answers_sen": 7}, result.details)
 
 
 class Plain:
@@ -93,6 +107,7 @@ class ContractPlugin:
     @hookimpl
     def register_attacks(self, register):
         register(LabelCounter())
+        register(Misspelled())
 
 
 @pytest.fixture
@@ -107,8 +122,8 @@ def contract_plugin():
 
 
 def test_protected_stateful_reset_oracle_and_any_metrics(victims, tmp_path, contract_plugin):
-    from paraeval.outputs import write_outputs
-    from paraeval.runner import RunConfig, run
+    from paraeval.report.outputs import write_outputs
+    from paraeval.run.runner import RunConfig, run
 
     config = RunConfig(victims=["vm"], defenses="test-stateful,test-plain", out=tmp_path,
                        attacks="fgsm,test-label-counter", n_images=20)  # fmt: skip
@@ -123,7 +138,7 @@ def test_protected_stateful_reset_oracle_and_any_metrics(victims, tmp_path, cont
     rows = pd.read_csv(tmp_path / "results.csv").set_index(["defense", "attack"])
     stateful = rows.loc[("test-stateful", "fgsm")]
     assert "self-check: nothing to report" in stateful["warnings"]
-    from paraeval.store import Store
+    from paraeval.run.store import Store
 
     with Store(tmp_path) as store:
         stored = [store.cell(key).row for key in result.keys]
@@ -135,6 +150,34 @@ def test_protected_stateful_reset_oracle_and_any_metrics(victims, tmp_path, cont
     assert extraction["queries_counted"] == 7 and extraction["headline"] == "answers_seen"
     summary = result.summary.set_index(["defense", "attack"])
     assert summary.loc[("test-plain", "test-label-counter"), "answers_seen_mean"] == 7
+
+
+def test_an_undeclared_metric_fails_its_cell_instead_of_adding_a_column(
+    victims, tmp_path, contract_plugin
+) -> None:
+    from paraeval.run.runner import RunConfig, run
+
+    config = RunConfig(victims=["vm"], defenses="test-plain", attacks="test-misspelled",
+                       out=tmp_path, n_images=20)  # fmt: skip
+    (row,) = run(config).rows
+    assert row["status"] == "failed" and "answers_sen" not in row
+    assert "does not declare in metric_docs: answers_sen" in row["error"]
+
+
+def test_a_metric_may_not_take_a_schema_column() -> None:
+    from paraeval.plugin.checks import check_metrics
+
+    with pytest.raises(UserError, match=r"m_adv are results\.csv columns"):
+        check_metrics("mine", {"m_adv": 1.0}, {"m_adv": "mine"}, {"m_adv", "accuracy"})
+    check_metrics("mine", {"found": 1.0}, {"found": "mine"}, {"m_adv"})  # declared, free
+
+
+def test_a_stray_key_in_a_result_row_is_an_error_not_a_column() -> None:
+    from paraeval.run.results import metric_columns
+
+    assert metric_columns([{"mode": "extraction", "fidelity": 0.9}]) == ["fidelity"]
+    with pytest.raises(ValueError, match="m_adv_typo"):
+        metric_columns([{"mode": "transfer", "m_adv_typo": 3.0}])
 
 
 def test_a_plain_plugin_takes_no_options(contract_plugin, tmp_path) -> None:

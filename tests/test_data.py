@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from paraeval.data import SHA256, load_mnist, parse_idx, read_verified, resolve_data_dir
+from paraeval.datasets.idx import SHA256, load_mnist, parse_idx, read_verified, resolve_data_dir
 from paraeval.errors import DataError
 
 from .conftest import SHARED_MNIST, run_cli

@@ -18,7 +18,7 @@ import torch
 from paraeval.datasets import DatasetBase, Splits, check_splits
 from paraeval.datasets.builtin import IDX_STEMS, Cifar10, IdxDataset
 from paraeval.errors import DataError
-from paraeval.lookup import load_dataset
+from paraeval.run.lookup import load_dataset
 
 
 @pytest.fixture(autouse=True)

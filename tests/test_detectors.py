@@ -8,7 +8,7 @@ import torch
 
 from paraeval import registry
 from paraeval.api import Oracle, RunContext, StreamDetector
-from paraeval.data import MNIST
+from paraeval.datasets.idx import MNIST
 
 #: Small calibrations: the tests check behaviour, not the figures of a full run.
 QUICK = "stream=150,streams=20"
@@ -63,9 +63,9 @@ def _armed(detector: StreamDetector, threshold: float) -> StreamDetector:
 def test_a_detector_defense_answers_like_the_victim_and_its_accuracy_pass_is_not_watched(
     name, victims, mnist
 ) -> None:
-    from paraeval.cells import VictimContext
-    from paraeval.groups import protect
-    from paraeval.metrics import predict
+    from paraeval.core.metrics import predict
+    from paraeval.run.cells import VictimContext
+    from paraeval.run.groups import protect
 
     defense = _defense(f"{name}:{QUICK}", mnist)
     model = victims["vm"][0]
@@ -124,8 +124,8 @@ def test_knockoff_reports_when_the_detector_caught_it(victims, mnist) -> None:
 
 def test_the_report_and_the_verdict_show_the_companion_cells(victims, tmp_path) -> None:
     from paraeval.report.html import rerender
-    from paraeval.runner import RunConfig, run
-    from paraeval.verdict import sentences
+    from paraeval.run.runner import RunConfig, run
+    from paraeval.study.verdict import sentences
 
     config = RunConfig(
         victims=["vm"], defenses=f"none,atli-ood:{QUICK}", n_images=20, out=tmp_path,

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from paraeval.devices import OnDevice, on_device, resolve_device
+from paraeval.core.devices import OnDevice, on_device, resolve_device
 from paraeval.errors import UserError
-from paraeval.training import ParasiteConfig, VictimConfig
+from paraeval.training.parasites import ParasiteConfig
+from paraeval.training.victims import VictimConfig
 
 from .conftest import run_cli
 
@@ -119,7 +120,7 @@ def test_every_parasite_defense_declares_its_parasites_on_the_runs_device(victim
     GPU parasites (a declaration without the run's device would train them all twice)."""
     from paraeval import registry
     from paraeval.api import RunContext
-    from paraeval.data import MNIST
+    from paraeval.datasets.idx import MNIST
     from paraeval.models.mlp import MLP
 
     context = RunContext(MNIST.as_float(mnist.train_images[:10]), device="cuda")
@@ -139,7 +140,7 @@ def test_prada_predicts_on_the_runs_device(victims, mnist, monkeypatch) -> None:
     import paraeval.defenses.detectors as detectors
     from paraeval import registry
     from paraeval.api import RunContext
-    from paraeval.data import MNIST
+    from paraeval.datasets.idx import MNIST
 
     moved = []
     monkeypatch.setattr(detectors, "on_device", lambda model, device: moved.append(device) or model)

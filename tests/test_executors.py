@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from paraeval.errors import UserError
-from paraeval.executors import ExecutorSpec, parse_executor
+from paraeval.run.executors import ExecutorSpec, parse_executor
 
 from .conftest import MODEL_CACHE, SHARED_MNIST, run_cli, stored_cells
 
@@ -129,15 +129,18 @@ def test_a_worker_without_our_cache_gets_the_files_and_trains_nothing(
     victims, tmp_path, monkeypatch
 ) -> None:
     """A remote worker: an empty cache, the group's victim and parasites shipped with it."""
-    from paraeval import groups, training, victim_training
-    from paraeval.dispatch import Dispatch
-    from paraeval.executors import RunExecutor
-    from paraeval.runner import RunConfig, plan, validate
+    from paraeval.run import groups
+    from paraeval.run.dispatch import Dispatch
+    from paraeval.run.executors import RunExecutor
+    from paraeval.run.runner import RunConfig, plan, validate
+    from paraeval.training import parasite_cache as training
+    from paraeval.training import victims as victim_training
 
     config = RunConfig(victims=["vm"], defenses="t1-vm-after-nobn-small", n_images=20,
                        attacks="fgsm", out=tmp_path / "run")  # fmt: skip
-    defenses, attacks = validate(config)
-    cells, _ = plan(config, defenses, attacks)
+    resolved = validate(config)
+    defenses, attacks = resolved.defenses, resolved.attacks
+    cells, _ = plan(config, resolved)
     setup = groups.WorkerSetup(config.defenses, config.attacks, 20, 0, str(SHARED_MNIST), False)
     model = victims["vm"][0]
     worker = groups.Worker(setup, defenses=defenses, attacks=attacks, models={"vm": model})
@@ -173,7 +176,7 @@ def _must_not_train(*args: object, **kwargs: object) -> None:
 
 
 def test_shipped_files_never_land_outside_the_cache(tmp_path, monkeypatch) -> None:
-    from paraeval.groups import install_artifacts
+    from paraeval.run.groups import install_artifacts
 
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(UserError, match="outside the cache"):
@@ -185,7 +188,7 @@ def test_shipped_files_never_land_outside_the_cache(tmp_path, monkeypatch) -> No
 
 
 def test_a_worker_with_other_plugins_says_so(victims) -> None:
-    from paraeval.groups import GroupTask, Worker, WorkerSetup
+    from paraeval.run.groups import GroupTask, Worker, WorkerSetup
 
     setup = WorkerSetup("none", "fgsm", 20, 0, str(SHARED_MNIST), False)
     with pytest.raises(UserError, match="same paraeval version and plugins"):
@@ -193,7 +196,7 @@ def test_a_worker_with_other_plugins_says_so(victims) -> None:
 
 
 def test_dask_missing_is_one_line_with_the_install_hint(monkeypatch) -> None:
-    from paraeval.executors import open_executor
+    from paraeval.run.executors import open_executor
 
     monkeypatch.setitem(sys.modules, "dask", None)  # import dask -> ImportError
     monkeypatch.setitem(sys.modules, "dask.distributed", None)
@@ -206,8 +209,8 @@ def test_dask_missing_is_one_line_with_the_install_hint(monkeypatch) -> None:
 
 def test_a_worker_uses_the_victim_the_run_loaded(monkeypatch, mnist, victims) -> None:
     """In this process the run's victims are passed in: the worker must not load them again."""
-    import paraeval.groups as groups
-    from paraeval.training import as_splits
+    import paraeval.run.groups as groups
+    from paraeval.training.victims import as_splits
 
     def no_second_load(*_args, **_kwargs):
         raise AssertionError("the worker loaded the victim a second time")
@@ -229,8 +232,8 @@ def test_results_do_not_depend_on_the_thread_count(victims, tmp_path) -> None:
     Knockoff thief did not, so it trains on one thread: paraeval.attacks.knockoff.)"""
     import torch
 
-    from paraeval.runner import RunConfig, run
-    from paraeval.store import Store
+    from paraeval.run.runner import RunConfig, run
+    from paraeval.run.store import Store
 
     grid = {"victims": ["vm", "mlp"], "defenses": "none,t1-vm-after-nobn-small,mlp-nobn-small-s0.1",
             "attacks": "deepfool:steps=10,critical-points:budget=500,normals=1,fee",

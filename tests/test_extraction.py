@@ -8,7 +8,7 @@ from torch import nn
 
 from paraeval.api import Oracle
 from paraeval.attacks.critical_points import CriticalPointAttack, draw_line
-from paraeval.extraction.oracle import ScalarOracle
+from paraeval.extraction.scalar_oracle import ScalarOracle
 from paraeval.extraction.search import normal_at, search_line
 from paraeval.extraction.truth import MATCH_TOLERANCE, FirstLayer, kink_source
 from paraeval.models.insertion import Placement, insert_parasites

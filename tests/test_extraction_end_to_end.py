@@ -15,8 +15,8 @@ def test_critical_points_recover_first_layer_normals_of_the_unprotected_vm(victi
 
     from paraeval.api import Oracle
     from paraeval.attacks.critical_points import CriticalPointAttack, draw_line
-    from paraeval.data import MNIST
-    from paraeval.extraction.oracle import ScalarOracle
+    from paraeval.datasets.idx import MNIST
+    from paraeval.extraction.scalar_oracle import ScalarOracle
     from paraeval.extraction.search import normal_at, search_line
     from paraeval.extraction.truth import MATCH_TOLERANCE, FirstLayer
 

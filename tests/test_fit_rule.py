@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from paraeval.defenses.reading import ParasiteReading
-from paraeval.fit_rule import FRAMEWORK, block, block_of, chosen, recipe_table
+from paraeval.defenses.parasite_reading import ParasiteReading
+from paraeval.study.fit_rule import FRAMEWORK, block, block_of, chosen, recipe_table
 
 from .conftest import ROOT
 
@@ -57,8 +57,7 @@ def test_the_fit_page_and_the_default_reading_follow_the_committed_study() -> No
 def test_the_default_recipe_fits_x_plus_n_better_than_the_identity() -> None:
     """A small parasite (16x16, no BN, beta = 0, 2,000 inputs) under the default reading's
     recipe ends closer to x + N than returning x unchanged."""
-    from paraeval.parasite_training import fit_ratio
-    from paraeval.training import ParasiteConfig, train_parasite
+    from paraeval.training.parasites import ParasiteConfig, fit_ratio, train_parasite
 
     default = ParasiteReading()
     config = ParasiteConfig(False, "none", n_train=2_000, n_heldout=500, init=default.init,

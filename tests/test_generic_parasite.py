@@ -8,7 +8,7 @@ import torch
 
 from paraeval import registry
 from paraeval.api import RunContext
-from paraeval.data import MNIST
+from paraeval.datasets.idx import MNIST
 from paraeval.errors import UserError
 
 from .conftest import run_cli
@@ -86,7 +86,7 @@ def test_cli_inspect_and_a_bad_layer_exit_codes(tmp_path) -> None:
 
 
 def test_a_parasite_run_end_to_end(victims, tmp_path) -> None:
-    from paraeval.runner import RunConfig, run
+    from paraeval.run.runner import RunConfig, run
 
     config = RunConfig(victims=["vm"], defenses=f"parasite:layer=act2,{QUICK}", attacks="fgsm",
                        n_images=20, out=tmp_path)  # fmt: skip
@@ -95,16 +95,16 @@ def test_a_parasite_run_end_to_end(victims, tmp_path) -> None:
 
 
 def test_all_on_a_victim_without_the_layer_skips_it_with_a_note() -> None:
-    from paraeval.runner import RunConfig, plan, validate
+    from paraeval.run.runner import RunConfig, plan, validate
 
     config = RunConfig(victims=["mlp"], defenses="all", attacks="fgsm")
-    cells, notes = plan(config, *validate(config))
+    cells, notes = plan(config, validate(config))
     assert cells and not any(cell.defense.name == "parasite" for cell in cells)
     assert "skipped parasite on mlp: mlp has no layer 'conv2' (paraeval inspect mlp)" in notes
 
 
 def test_list_victims_shows_dataset_parameters_and_cached_accuracy(victims) -> None:
-    from paraeval.listing import victim_rows
+    from paraeval.cli.listing import victim_rows
 
     columns, rows = victim_rows()
     by_name = {row[0]: dict(zip(columns, row, strict=True)) for row in rows}

@@ -25,8 +25,8 @@ pytestmark = [
 
 
 def test_a_bank_trains_on_the_gpu_as_on_the_cpu() -> None:
-    from paraeval.parasite_bank import train_bank
-    from paraeval.training import ParasiteConfig
+    from paraeval.training.bank import train_bank
+    from paraeval.training.parasites import ParasiteConfig
 
     def configs(device: str) -> list[ParasiteConfig]:
         return [ParasiteConfig(False, "small", sigma=0.2, side=16, seed=seed, n_train=2000,
@@ -42,8 +42,8 @@ def test_a_bank_trains_on_the_gpu_as_on_the_cpu() -> None:
 
 def test_a_model_on_the_gpu_serves_cpu_tensors_and_art(victims) -> None:
     from paraeval.attacks.backends import art_classifier
-    from paraeval.devices import OnDevice
-    from paraeval.lookup import load_dataset
+    from paraeval.core.devices import OnDevice
+    from paraeval.run.lookup import load_dataset
 
     model = victims["vm"][0]
     wrapped = OnDevice(model, "cuda")
@@ -63,8 +63,8 @@ def test_knockoffs_thief_trains_on_the_gpu(victims, mnist) -> None:
     GPU (not on one CPU thread); it steals about as much as the CPU-trained thief."""
     from paraeval import registry
     from paraeval.api import Oracle
-    from paraeval.data import MNIST
-    from paraeval.devices import OnDevice
+    from paraeval.core.devices import OnDevice
+    from paraeval.datasets.idx import MNIST
 
     model = victims["vm"][0]
     images = MNIST.as_float(mnist.test_images)
@@ -93,8 +93,8 @@ def test_knockoffs_thief_trains_on_the_gpu(victims, mnist) -> None:
 def test_prada_classifies_queries_on_the_gpu(victims, mnist) -> None:
     from paraeval import registry
     from paraeval.api import RunContext, float64_copy
-    from paraeval.data import MNIST
-    from paraeval.metrics import predict
+    from paraeval.core.metrics import predict
+    from paraeval.datasets.idx import MNIST
 
     (entry,) = registry.configured_defenses("prada:streams=10,stream=120")
     context = RunContext(MNIST.as_float(mnist.train_images), device="cuda")
@@ -112,13 +112,13 @@ def test_table1_on_the_gpu_agrees_with_the_cpu(victims, tmp_path) -> None:
     trained in banks, the cells), not two victims trained apart: the first device run
     (reports/gpu-h200/) gave each device its own victims, and the one interval it found apart
     could come from either the victims or the GPU."""
-    from paraeval.lookup import victim_named
-    from paraeval.training import VictimConfig, victim_path
+    from paraeval.run.lookup import victim_config
+    from paraeval.training.victims import victim_path
 
     gpu_cache = tmp_path / "gpu-cache"
     for name in ("vm", "vm-batch"):
-        on_cpu = victim_path(VictimConfig.of(victim_named(name)))
-        on_gpu = victim_path(VictimConfig.of(victim_named(name), device="cuda"))
+        on_cpu = victim_path(victim_config(name))
+        on_gpu = victim_path(victim_config(name, device="cuda"))
         target = gpu_cache / "victims" / on_gpu.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(on_cpu, target)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from paraeval.errors import UserError
-from paraeval.grid import load_grid
+from paraeval.run.grid import load_grid
 
 from .conftest import ROOT, run_cli
 
@@ -87,9 +87,9 @@ def test_a_two_part_grid_equals_the_same_command_line(victims, tmp_path) -> None
 
 
 def test_reproduce_reads_the_shipped_grid_file() -> None:
-    from paraeval.reproduce import REPRODUCTION
+    from paraeval.study.reproduce import REPRODUCTION
 
-    shipped = ROOT / "paraeval" / "reproduce.toml"
+    shipped = ROOT / "paraeval" / "study" / "reproduce.toml"
     assert load_grid(shipped) == REPRODUCTION
     assert [p.attacks for p in REPRODUCTION][:2] == ["fgsm", "fgsm,pgd,deepfool"]
     assert len(REPRODUCTION) == 8
@@ -108,8 +108,8 @@ def test_the_grid_example_of_the_docs_loads(tmp_path) -> None:
 
 
 def test_pipeline_seeds_are_one_run_per_seed_each_on_its_own_victim() -> None:
-    from paraeval.grid import run_parts
-    from paraeval.runner import RunConfig, RunResult, seed_runs
+    from paraeval.run.grid import run_parts, seed_runs
+    from paraeval.run.runner import RunConfig, RunResult
 
     parasite = RunConfig(victims=["vm"], seeds=[0, 1, 2])
     assert seed_runs(parasite) == [parasite]
@@ -130,7 +130,7 @@ def test_pipeline_seeds_are_one_run_per_seed_each_on_its_own_victim() -> None:
     with pytest.raises(UserError, match="valid: parasite, pipeline"):
         seed_runs(dataclasses.replace(parasite, seed_scope="victim"))
     # the paper's numbers are single draws of the whole pipeline: reproduce varies the victims
-    from paraeval.reproduce import REPRODUCTION
+    from paraeval.study.reproduce import REPRODUCTION
 
     assert {part.seed_scope for part in REPRODUCTION} == {"pipeline"}
 
@@ -145,8 +145,8 @@ def test_a_bad_seed_scope_is_a_usage_error() -> None:
 
 
 def test_rows_name_their_victims_seed_and_the_summary_counts_the_victims(tmp_path) -> None:
-    from paraeval.results import summarise
-    from paraeval.store import Store
+    from paraeval.run.results import summarise
+    from paraeval.run.store import Store
 
     row = {"victim": "vm", "defense": "t1-vm-after-nobn-none", "attack": "fgsm", "mode": "transfer",
            "status": "ok", "paper_accuracy": 98.7, "paper_m_adv": 19.0, "robust_accuracy": None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from paraeval.interrupts import RESUME_LINE
+from paraeval.core.interrupts import RESUME_LINE
 
 from .conftest import MODEL_CACHE, SHARED_MNIST, run_cli
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from paraeval.runner import RunConfig, plan, validate
+from paraeval.run.runner import RunConfig, plan, validate
 
 PINNED = {
     ("vm", "none", "fgsm", 0): "4c69421eebad5d8f",
@@ -34,7 +34,7 @@ def _keys(reading: str) -> dict[tuple[str, str, str, int], str]:
                          ("t1-vm-after-nobn-small", "t3-row12", "dynamic-parasite"))])  # fmt: skip
     config = RunConfig(victims=["vm", "vm-batch"], defenses=defenses, attacks="fgsm,pgd,deepfool",
                        seeds=[0, 1, 2, 3, 4])  # fmt: skip
-    cells, _ = plan(config, *validate(config))
+    cells, _ = plan(config, validate(config))
     return {(c.victim, c.defense.name, c.attack.name, c.seed): c.key for c in cells}
 
 

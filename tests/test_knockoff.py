@@ -15,7 +15,7 @@ def _attack(spec: str):
 
 
 def test_the_thief_learns_more_with_more_queries(victims, tmp_path) -> None:
-    from paraeval.runner import RunConfig, run
+    from paraeval.run.runner import RunConfig, run
 
     spec = "knockoff:budgets=100+1000,epochs=5"
     config = RunConfig(victims=["vm"], defenses="none,class-labels", attacks=spec,
@@ -58,14 +58,14 @@ def test_options_set_the_oracle_and_reject_what_cannot_work() -> None:
 
 
 def test_the_thief_trains_where_the_victim_computes(victims, mnist, monkeypatch) -> None:
-    """On a GPU run the victim reaches the attack wrapped (paraeval.devices.OnDevice) and
+    """On a GPU run the victim reaches the attack wrapped (paraeval.core.devices.OnDevice) and
     the thief trains behind the same wrapper. Checked here on the CPU, where the wrapper is
     forced: the thief then trains through it (ART fitting a wrapped model, the optimizer over
     the wrapper's parameters) and must steal exactly what the unwrapped thief steals."""
     import paraeval.attacks.knockoff as knockoff
     from paraeval.api import Oracle
-    from paraeval.data import MNIST
-    from paraeval.devices import OnDevice, device_of
+    from paraeval.core.devices import OnDevice, device_of
+    from paraeval.datasets.idx import MNIST
 
     model = victims["vm"][0]
     images = MNIST.as_float(mnist.test_images)

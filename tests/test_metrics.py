@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from paraeval.metrics import t_interval, transfer_outcome, wilson_interval
+from paraeval.core.metrics import t_interval, transfer_outcome, wilson_interval
 
 
 def test_transfer_outcome_counts_only_victim_correct_and_adversarial_images() -> None:

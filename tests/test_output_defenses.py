@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from paraeval import registry
-from paraeval.checks import sanity_warnings
-from paraeval.data import MNIST
+from paraeval.datasets.idx import MNIST
+from paraeval.plugin.checks import sanity_warnings
 
 NAMES = ("reverse-sigmoid", "high-confidence", "rounded", "gaussian-noise", "class-labels")
 
@@ -70,7 +70,7 @@ def test_high_confidence_answers_zero_below_the_cutoff(victims, batch) -> None:
 
 
 def test_gaussian_noise_is_declared_random_and_seeded(victims, batch) -> None:
-    from paraeval.seeding import seeded
+    from paraeval.core.seeding import seeded
 
     images, labels = batch
     protected, defense = _protected("gaussian-noise", victims["vm"][0])
@@ -87,7 +87,7 @@ def test_gaussian_noise_is_declared_random_and_seeded(victims, batch) -> None:
 
 
 def test_the_grid_measures_them_and_says_the_gradients_are_masked(victims, tmp_path) -> None:
-    from paraeval.runner import RunConfig, run
+    from paraeval.run.runner import RunConfig, run
 
     config = RunConfig(victims=["vm"], defenses="rounded,class-labels", attacks="fgsm",
                        n_images=20, out=tmp_path)  # fmt: skip

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from paraeval.models.parasite import BIAS_BOUND, ParasiticCNN
-from paraeval.training import ParasiteConfig, load_or_train_parasite, parasite_fit, train_parasite
+from paraeval.training.parasite_cache import load_or_train_parasite
+from paraeval.training.parasites import ParasiteConfig, parasite_fit, train_parasite
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
@@ -93,9 +94,9 @@ def test_cache_round_trip_gives_the_same_parasite(tmp_path, monkeypatch) -> None
 
 def test_recalibrated_batch_norms_normalise_the_victims_activations(victims, mnist) -> None:
     """Sec. 6.1: the parasite's BNs 'normalize their input, ensuring a mean of 0 and std 1'."""
+    from paraeval.defenses.parasite_reading import ParasiteReading
     from paraeval.defenses.parasites import calibration_images, protect_with
-    from paraeval.defenses.reading import ParasiteReading
-    from paraeval.paper import ROWS_BY_NAME
+    from paraeval.study.paper import ROWS_BY_NAME
 
     victim = victims["vm-batch"][0]
     specs = ROWS_BY_NAME["t1-vmbatch-before-bn-small"].parasites
@@ -147,7 +148,7 @@ def test_defense_options_select_the_bn_statistics(victims, tmp_path) -> None:
 
 def test_parallel_pretraining_gives_the_inline_weights(tmp_path, monkeypatch) -> None:
     """Two worker processes train the same bits as inline training (one thread each)."""
-    from paraeval.training import is_cached, pretrain_parasites
+    from paraeval.training.parasite_cache import is_cached, pretrain_parasites
 
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
     configs = [ParasiteConfig(bn, "small", seed=7, **QUICK) for bn in (False, True)]  # type: ignore[arg-type]
@@ -161,7 +162,7 @@ def test_parallel_pretraining_gives_the_inline_weights(tmp_path, monkeypatch) ->
 
 
 def test_training_failure_names_each_way_a_parasite_fails_to_train() -> None:
-    from paraeval.training import training_failure
+    from paraeval.training.parasites import training_failure
 
     good = {"mse_to_target": 0.05, "initial_mse_to_target": 0.3, "zero_output_fraction": 0.0}
     assert training_failure(good) is None
@@ -177,7 +178,7 @@ def test_training_failure_names_each_way_a_parasite_fails_to_train() -> None:
 
 
 def test_a_dead_parasite_is_recorded_as_all_zero_output() -> None:
-    from paraeval.training import training_failure
+    from paraeval.training.parasites import training_failure
 
     model = ParasiticCNN(False, "none")
     with torch.no_grad():
@@ -198,7 +199,7 @@ def test_no_bn_parasite_fit_per_init(init: str) -> None:
     random starts end far from the identity (farther from x than N is): the readings study
     measures what that does to accuracy and M_adv.
     """
-    from paraeval.training import _parasite_data, training_failure
+    from paraeval.training.parasites import _parasite_data, training_failure
 
     config = ParasiteConfig(False, "none", seed=0, init=init, **QUICK)  # type: ignore[arg-type]
     trained = train_parasite(config)

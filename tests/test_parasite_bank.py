@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paraeval.parasite_bank import Bank, banks, train_bank
-from paraeval.training import ParasiteConfig, train_parasite
+from paraeval.training.bank import Bank, banks, train_bank
+from paraeval.training.parasites import ParasiteConfig, train_parasite
 
 
 def _configs(**recipe: object) -> list[ParasiteConfig]:

@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 
 from paraeval import load_protected, protect
-from paraeval.lookup import load_dataset
-from paraeval.metrics import accuracy
+from paraeval.core.metrics import accuracy
+from paraeval.run.lookup import load_dataset
 
 from .conftest import MODEL_CACHE, SHARED_MNIST, run_cli
 

@@ -11,12 +11,12 @@ import torch
 from paraeval import registry
 from paraeval.api import RunContext
 from paraeval.attacks.fgsm import MNIST_STD, FGSMSweep
-from paraeval.cells import cell_key
-from paraeval.defenses.reading import WHOLE_LAYER_OPTIONS, ParasiteReading, reading_options
+from paraeval.defenses.parasite_reading import WHOLE_LAYER_OPTIONS, ParasiteReading, reading_options
 from paraeval.errors import UserError
-from paraeval.lookup import dataset_named
-from paraeval.paper import ROWS_BY_NAME
-from paraeval.readings import Reading, combinations, one_factor_readings, parse_reading
+from paraeval.run.cells import cell_key
+from paraeval.run.lookup import dataset_named
+from paraeval.study.paper import ROWS_BY_NAME
+from paraeval.study.readings import Reading, combinations, one_factor_readings, parse_reading
 
 from .conftest import kill_after_first_cell, run_cli, stored_cells
 
@@ -86,7 +86,7 @@ def test_row12_is_in_the_key_of_row_12_only() -> None:
 
 
 def test_the_other_grouping_of_table3_lines_changes_rows_6_to_12_only() -> None:
-    from paraeval.paper import TABLE3, TABLE3_PREVIOUS_LINES
+    from paraeval.study.paper import TABLE3, TABLE3_PREVIOUS_LINES
 
     other = {row.name: _defense(f"{row.name}:table3_lines=previous").obj for row in TABLE3}
     changed = {
@@ -173,7 +173,7 @@ def test_a_normalized_step_is_the_bound_datasets_std() -> None:
 
 
 def test_reading_parser_and_combinations() -> None:
-    from paraeval.readings import absolute
+    from paraeval.study.readings import absolute
 
     reading = parse_reading("pool=after,eps_unit=normalized,init=dirac")
     assert reading.name == "init=dirac,pool=after,eps_unit=normalized"
@@ -193,7 +193,7 @@ def test_reading_parser_and_combinations() -> None:
 
 
 def _score(name: str, distance: float):
-    from paraeval.readings import Score
+    from paraeval.study.readings import Score
 
     rows = pd.DataFrame({"m_adv_mean": [distance], "paper_m_adv": [0.0],
                          "accuracy_mean": [99.0], "paper_accuracy": [99.0]})  # fmt: skip
@@ -222,7 +222,7 @@ def test_combinations_take_the_factors_that_moved_toward_the_paper() -> None:
 def test_a_measured_seed_noise_sets_what_matters() -> None:
     """With the seed-to-seed SD measured, distances are in SD units and a move must exceed
     the 95 % bound of a difference of two one-seed distances (1.96 * sqrt(2) per metric)."""
-    from paraeval.readings import SeedNoise
+    from paraeval.study.readings import SeedNoise
 
     noise = SeedNoise(accuracy=1.0, m_adv=2.0)
     scores = [_score("default", 20.0), _score("init=kaiming", 10.0), _score("pool=after", 15.0)]
@@ -237,7 +237,7 @@ def test_a_measured_seed_noise_sets_what_matters() -> None:
 
 def _with_epochs(name: str) -> str:
     """The absolute name of a reading over the tests' base (epochs=1)."""
-    from paraeval.readings import absolute
+    from paraeval.study.readings import absolute
 
     return absolute(parse_reading(name), {"epochs": "1"}).name
 
@@ -291,7 +291,7 @@ def _cell(seed: int, accuracy: float, m_adv: float, victim: float = 98.9, ratio:
 def test_m_adv_over_every_image_rescores_the_same_cells() -> None:
     """``m_adv_over=all`` counts the recovered examples over every image of the run (k/200),
     from the stored counts: the same cells, a lower M_adv, its own reading name."""
-    from paraeval.readings import score
+    from paraeval.study.readings import score
 
     cells = [{**_cell(s, 98.6, 50.0), "n_recovered": 90, "n_attacked": 196,
               "n_misclassified": 4} for s in range(2)]  # fmt: skip
@@ -307,7 +307,7 @@ def test_m_adv_over_every_image_rescores_the_same_cells() -> None:
 
 
 def test_attacking_the_first_training_images_is_a_run_option_with_its_own_keys() -> None:
-    from paraeval.readings import StudyConfig, run_config
+    from paraeval.study.readings import StudyConfig, run_config
 
     reading = parse_reading("attacked=train")
     assert reading.run == (("attacked", "train"),) and reading.attacked == "train"
@@ -320,8 +320,8 @@ def test_attacking_the_first_training_images_is_a_run_option_with_its_own_keys()
 
 
 def test_the_attacked_split_gives_the_first_images_of_that_split(mnist) -> None:
-    from paraeval.groups import attacked_images
-    from paraeval.lookup import load_dataset
+    from paraeval.run.groups import attacked_images
+    from paraeval.run.lookup import load_dataset
 
     data = load_dataset("mnist")
     images, labels = attacked_images(data, 5, "train")
@@ -337,7 +337,7 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
     written CSVs."""
     from scipy import stats
 
-    from paraeval.readings import score, write_csvs
+    from paraeval.study.readings import score, write_csvs
 
     values = [18.0, 19.5, 21.0]  # M_adv over 3 seeds; paper 19.0
     near = [_cell(s, 98.6 + 0.1 * s, v) for s, v in enumerate(values)]
@@ -368,7 +368,7 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
     assert lines["median_fit_ratio"].iloc[1] == pytest.approx(1.5)
     assert lines["share_better_than_identity"].iloc[0] == 1.0
     assert list(lines["seed_scope"].iloc[:2]) == ["pipeline", "pipeline"]
-    from paraeval.verdict import readings_sentences
+    from paraeval.study.verdict import readings_sentences
 
     text = " ".join(readings_sentences(lines, rows))
     assert "3 readings" in text
@@ -381,7 +381,7 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
 def test_prediction_interval_matches_scipy_and_is_wider_than_the_mean_interval() -> None:
     from scipy import stats
 
-    from paraeval.metrics import clipped, prediction_interval, seed_intervals, t_interval
+    from paraeval.core.metrics import clipped, prediction_interval, seed_intervals, t_interval
 
     values = [97.0, 98.5, 99.2, 98.8, 99.9]
     mean, sd, low, high = prediction_interval(values)
@@ -398,7 +398,7 @@ def test_prediction_interval_matches_scipy_and_is_wider_than_the_mean_interval()
 
 
 def test_summary_carries_the_prediction_interval_and_the_do_nothing_baseline() -> None:
-    from paraeval.results import do_nothing_inside, paper_inside, summarise
+    from paraeval.run.results import do_nothing_inside, paper_inside, summarise
 
     results = pd.DataFrame([
         {"victim": "vm", "defense": "t1-vm-after-nobn-none", "attack": "fgsm", "mode": "transfer",
@@ -419,7 +419,7 @@ def test_generated_verdict_follows_a_changed_number(tmp_path) -> None:
     """Perturb one value of a copy of the committed CSVs: the regenerated sentences differ."""
     import shutil
 
-    from paraeval.verdict import sentences
+    from paraeval.study.verdict import sentences
 
     from .conftest import ROOT
 
@@ -460,9 +460,9 @@ def test_reading_dataclass_round_trips_through_its_options() -> None:
 
 
 def test_readme_verdict_is_generated_from_the_committed_reports() -> None:
-    """The README's verdict block is exactly what paraeval.verdict writes from reports/*.csv:
+    """The README's verdict block is exactly what paraeval.study.verdict writes from reports/*.csv:
     a sentence the committed data contradicts fails this test."""
-    from paraeval.verdict import FRAMEWORK_FOLDER, readme_block, readme_block_of
+    from paraeval.study.verdict import FRAMEWORK_FOLDER, readme_block, readme_block_of
 
     from .conftest import ROOT
 
@@ -478,7 +478,7 @@ def test_readme_verdict_is_generated_from_the_committed_reports() -> None:
 def test_reading_names_are_absolute_and_studies_merge_their_lines(tmp_path) -> None:
     """A reading is named by what differs from the code's defaults whatever the study's base,
     so a second study's lines join the first's in one readings.csv (with merge)."""
-    from paraeval.readings import absolute, score, write_csvs
+    from paraeval.study.readings import absolute, score, write_csvs
 
     base = {"init": "kaiming"}
     assert absolute(Reading(), base).name == "init=kaiming"
@@ -500,7 +500,7 @@ def test_reading_names_are_absolute_and_studies_merge_their_lines(tmp_path) -> N
 def test_a_row_spelled_with_other_options_is_one_row() -> None:
     """The same reading's cells may come from runs that spelled its options differently
     (a stored seed from an earlier base): they are one row, their seeds pooled."""
-    from paraeval.readings import score
+    from paraeval.study.readings import score
 
     cells = [
         _cell(0, 98.0, 20.0),
@@ -513,8 +513,8 @@ def test_a_row_spelled_with_other_options_is_one_row() -> None:
 def test_the_study_measures_each_reading_over_its_base_once(tmp_path) -> None:
     """A reading that sets an option of the base back to the code's default is measured at the
     default: the grid the runner gets spells exactly the reading's options."""
-    from paraeval.readings import StudyConfig, study
-    from paraeval.runner import RunResult
+    from paraeval.run.runner import RunResult
+    from paraeval.study.readings import StudyConfig, study
 
     asked: list[str] = []
 
@@ -533,8 +533,8 @@ def test_the_study_measures_each_reading_over_its_base_once(tmp_path) -> None:
 
 def test_the_base_line_shares_the_studys_noise_units(tmp_path) -> None:
     """The base's combined distance is in the same units as every other line of its study."""
-    from paraeval.readings import StudyConfig, study
-    from paraeval.runner import RunResult
+    from paraeval.run.runner import RunResult
+    from paraeval.study.readings import StudyConfig, study
 
     def runner(config):
         cells = [{**_cell(s, 98.0 + s, 20.0 + 2 * s), "seed": s} for s in config.seeds]
@@ -550,7 +550,7 @@ def test_the_base_line_shares_the_studys_noise_units(tmp_path) -> None:
 
 
 def test_list_options_leaves_out_what_a_defense_refuses() -> None:
-    from paraeval.listing import option_rows
+    from paraeval.cli.listing import option_rows
 
     _columns, rows = option_rows(defenses=True)
     listed = {(applies.split(" and ")[0], option) for applies, option, *_ in rows}
@@ -568,7 +568,7 @@ def test_row12_under_the_other_grouping_is_refused_not_ignored() -> None:
 def test_the_largest_one_factor_move_is_judged_against_its_own_base() -> None:
     """A screen from another base (the framework default's readings name its options too) is
     not compared with the current default's screen line."""
-    from paraeval.verdict_readings import _noise_sentences
+    from paraeval.study.verdict_readings import _noise_sentences
 
     screen = pd.DataFrame([
         {"reading": "default", "mean_m_adv": 19.0, "mean_accuracy": 98.9},

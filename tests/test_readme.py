@@ -75,9 +75,9 @@ def test_every_readme_command_is_valid(args: list[str], victims, tmp_path) -> No
 
 def test_the_readme_plugin_example_runs(victims, tmp_path) -> None:
     """The 15-line plugin of the README, registered as a plugin, protects and is measured."""
-    from paraeval.outputs import write_outputs
-    from paraeval.plugins import load_plugins, pm
-    from paraeval.runner import RunConfig, run
+    from paraeval.plugin.manager import load_plugins, pm
+    from paraeval.report.outputs import write_outputs
+    from paraeval.run.runner import RunConfig, run
 
     (source,) = code_blocks("python")
     assert len(source.strip().splitlines()) <= 20
@@ -108,8 +108,8 @@ def test_the_typed_options_example_of_the_plugin_docs_works() -> None:
 
 
 def test_generated_docs_are_current() -> None:
-    from paraeval.notes import notes_page
-    from paraeval.results import outputs_page, registered_metric_docs
+    from paraeval.run.results_page import outputs_page, registered_metric_docs
+    from paraeval.study.notes import notes_page
 
     assert (ROOT / "docs" / "outputs.md").read_text() == outputs_page(registered_metric_docs())
     assert (ROOT / "docs" / "reproduction-notes.md").read_text() == notes_page()
@@ -131,7 +131,7 @@ def test_the_installed_venv_has_the_pip_the_readme_tells_users_to_run() -> None:
 
 
 def test_each_reading_option_is_noted_once() -> None:
-    from paraeval.notes import reading_notes
+    from paraeval.study.notes import reading_notes
 
     questions = [note.question for note in reading_notes()]
     assert len(questions) == len(set(questions))

@@ -9,7 +9,7 @@ from torch import nn
 
 from paraeval import hookimpl
 from paraeval.errors import SelectionError
-from paraeval.plugins import load_plugins, pm
+from paraeval.plugin.manager import load_plugins, pm
 from paraeval.registry import attacks, configured_attacks, defenses, split_selection
 
 from .conftest import run_cli
@@ -111,7 +111,7 @@ class ThrowawayPlugin:
 def test_a_registered_plugin_is_listed_and_runs(victims, tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from paraeval.cli import app
+    from paraeval.cli.main import app
 
     load_plugins()
     plugin = ThrowawayPlugin()

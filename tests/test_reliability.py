@@ -198,7 +198,7 @@ class _ZeroGradient(nn.Module):
 
 
 def test_sanity_warnings_flag_masked_gradients_and_undeclared_randomness(victims) -> None:
-    from paraeval.checks import sanity_warnings
+    from paraeval.plugin.checks import sanity_warnings
 
     model = victims["vm"][0]
     probe = torch.rand(8, 1, 28, 28)

@@ -15,7 +15,7 @@ from torch import nn
 
 from paraeval import hookimpl
 from paraeval.errors import UserError
-from paraeval.plugins import load_plugins, pm
+from paraeval.plugin.manager import load_plugins, pm
 
 from .conftest import ROOT, run_cli
 
@@ -96,7 +96,7 @@ class _EvilPlugin:
 def test_plugin_strings_are_escaped(victims, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from paraeval.cli import app
+    from paraeval.cli.main import app
 
     load_plugins()
     plugin = _EvilPlugin()
@@ -166,8 +166,9 @@ def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
 def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from paraeval import cli, reproduce
-    from paraeval.runner import RunConfig
+    from paraeval.cli import main as cli
+    from paraeval.run.runner import RunConfig
+    from paraeval.study import reproduce
 
     tiny = (
         RunConfig(victims=["vm"], defenses="none", attacks="fgsm", seeds=[0], n_images=10),
@@ -219,7 +220,7 @@ def test_the_committed_report_is_small_and_has_its_forest_plots() -> None:
 
 
 def test_a_verdict_without_paper_rows_says_how_to_measure_them() -> None:
-    from paraeval.verdict import summary_sentences
+    from paraeval.study.verdict import summary_sentences
 
     empty = pd.DataFrame(columns=["defense", "attack", "mode"])
     (sentence,) = summary_sentences(empty)
@@ -227,8 +228,8 @@ def test_a_verdict_without_paper_rows_says_how_to_measure_them() -> None:
 
 
 def test_the_verdict_says_whether_its_seeds_varied_the_victim() -> None:
-    from paraeval.results import summarise
-    from paraeval.verdict import summary_sentences
+    from paraeval.run.results import summarise
+    from paraeval.study.verdict import summary_sentences
 
     def summary(pipeline_seeds: bool) -> pd.DataFrame:
         return summarise(pd.DataFrame([
@@ -246,8 +247,9 @@ def test_the_verdict_says_whether_its_seeds_varied_the_victim() -> None:
 
 
 def test_a_run_in_progress_rewrites_its_csvs_and_report_every_few_minutes(small_run, tmp_path):
-    from paraeval.outputs import InterimOutputs
-    from paraeval.store import Store
+    from paraeval.report.outputs import write_interim
+    from paraeval.run.interim import InterimOutputs
+    from paraeval.run.store import Store
 
     copy_dir = tmp_path / "copy"
     shutil.copytree(small_run, copy_dir)
@@ -255,7 +257,7 @@ def test_a_run_in_progress_rewrites_its_csvs_and_report_every_few_minutes(small_
         (copy_dir / name).unlink()
     with Store(copy_dir) as store:
         keys = store.run_cells(store.runs()[-1]["id"])
-    interim = InterimOutputs(copy_dir, keys, every=3600)
+    interim = InterimOutputs(copy_dir, keys, write_interim, every=3600)
     interim.cell_stored()  # the first stored cell writes at once
     assert (copy_dir / "results.csv").exists() and (copy_dir / "report.html").exists()
     (copy_dir / "results.csv").unlink()

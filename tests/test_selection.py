@@ -10,11 +10,11 @@ from torch import nn
 
 from paraeval import registry
 from paraeval.api import RunContext
-from paraeval.cells import cell_key
 from paraeval.defenses import parasites
-from paraeval.defenses.reading import ParasiteReading
+from paraeval.defenses.parasite_reading import ParasiteReading
 from paraeval.models.insertion import Placement
-from paraeval.training import ParasiteConfig, TrainedParasite
+from paraeval.run.cells import cell_key
+from paraeval.training.parasites import ParasiteConfig, TrainedParasite
 
 
 class _Scripted:
@@ -120,8 +120,8 @@ def test_selection_in_a_real_row_records_and_keeps_the_best_candidate(victims, m
     """Three one-epoch candidates on a Table 1 row of vm: the kept parasite is the one whose
     insertion scores best on the training set's validation split, and the protected model is
     built from it."""
-    from paraeval.data import MNIST
-    from paraeval.metrics import accuracy
+    from paraeval.core.metrics import accuracy
+    from paraeval.datasets.idx import MNIST
 
     model = victims["vm"][0]
     context = RunContext(MNIST.as_float(mnist.train_images), train_labels=mnist.train_labels)
@@ -158,7 +158,7 @@ def test_budget_sets_the_steps_at_other_sides() -> None:
 
 
 def test_plateau_stops_and_keeps_the_best_epoch() -> None:
-    from paraeval.training import train_parasite
+    from paraeval.training.parasites import train_parasite
 
     config = ParasiteConfig(False, "none", n_train=500, n_heldout=200, epochs=2, batch_size=50,
                             until="plateau", lr=1e-2)  # fmt: skip
@@ -170,7 +170,7 @@ def test_plateau_stops_and_keeps_the_best_epoch() -> None:
 
 
 def test_sgd_and_constant_schedule_train_other_parasites() -> None:
-    from paraeval.training import train_parasite
+    from paraeval.training.parasites import train_parasite
 
     base = ParasiteConfig(False, "none", n_train=300, n_heldout=100, epochs=1, batch_size=50)
     fits = [train_parasite(dataclasses.replace(base, **o)).fit["mse_to_target"]
@@ -183,9 +183,9 @@ def test_a_table2_bn_row_keeps_its_victims_accuracy_under_the_default(victims, m
     """The paper's method costs "a slight drop" (Sec. 4): under the default reading (its
     recipe and selection) the Table 2 BN row that broke its victim under the framework
     default keeps the protected accuracy within the breaks-victim bound of the victim's."""
-    from paraeval.data import MNIST
-    from paraeval.metrics import accuracy
-    from paraeval.paper import BREAKS_VICTIM_PP
+    from paraeval.core.metrics import accuracy
+    from paraeval.datasets.idx import MNIST
+    from paraeval.study.paper import BREAKS_VICTIM_PP
 
     model = victims["vm-batch"][0]
     context = RunContext(MNIST.as_float(mnist.train_images), train_labels=mnist.train_labels)

@@ -1,5 +1,5 @@
 """Two runs on one cache never train the same parasite or victim twice: the second waits
-for the first's file (paraeval.cache.entry_lock), and trains the entry itself only when the
+for the first's file (paraeval.core.cache.entry_lock), and trains the entry itself only when the
 first run ended without writing it (killed)."""
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from paraeval import training, victim_training
-from paraeval.cache import entry_lock, load_weights
-from paraeval.training import (
-    ParasiteConfig,
-    VictimConfig,
-    load_or_train_victim,
+from paraeval.core.cache import entry_lock, load_weights
+from paraeval.run.lookup import victim_config
+from paraeval.training import parasite_cache as training
+from paraeval.training import victims as victim_training
+from paraeval.training.parasite_cache import (
     parasite_path,
     pretrain_parasites,
     save_parasite,
     train_banks,
-    victim_path,
 )
+from paraeval.training.parasites import ParasiteConfig
+from paraeval.training.victims import load_or_train_victim, victim_path
 
 from .conftest import MODEL_CACHE
 
@@ -96,7 +96,7 @@ def test_a_run_waits_for_the_victim_another_run_trains(
     tmp_path, monkeypatch, mnist, victims
 ) -> None:
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
-    config = VictimConfig("vm")
+    config = victim_config("vm")
     trained_here = []
     monkeypatch.setattr(victim_training, "train_victim", lambda *args: trained_here.append(args))
     path = victim_path(config)
@@ -123,8 +123,8 @@ def test_a_run_names_the_other_runs_computing_beside_it(tmp_path, monkeypatch, v
 
     from rich.console import Console
 
-    from paraeval.runner import RunConfig, run
-    from paraeval.running import FOLDER, live_runs
+    from paraeval.core.other_runs import FOLDER, live_runs
+    from paraeval.run.runner import RunConfig, run
 
     cache = tmp_path / "cache"  # this test's own: no real run of this user is in it
     shutil.copytree(MODEL_CACHE / "victims", cache / "victims")

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from paraeval.store import DB_NAME, DamagedStore, Store
-from paraeval.store_recovery import recover_store
+from paraeval.run.store import DB_NAME, DamagedStore, Store
+from paraeval.run.store_recovery import recover_store
 
 from .conftest import run_cli
 
@@ -75,7 +75,7 @@ def test_a_sound_store_recovers_whole(tmp_path) -> None:
 
 
 def test_an_unchanged_store_is_checked_once_and_a_changed_one_again(tmp_path, monkeypatch):
-    import paraeval.store as store_module
+    import paraeval.run.store as store_module
 
     _filled(tmp_path)
     statements: list[str] = []

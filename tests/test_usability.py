@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from paraeval import hookimpl
-from paraeval.output import plain
+from paraeval.core.console import plain
 
 from .conftest import run_cli
 
@@ -51,7 +51,7 @@ def test_help_and_version_do_not_import_torch(args: list[str]) -> None:
     probe = (
         "import sys\n"
         f"sys.argv = ['paraeval', *{args!r}]\n"
-        "from paraeval.cli import main\n"
+        "from paraeval.cli.main import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
     )
@@ -74,9 +74,9 @@ class Tracker:
 
 def test_a_run_is_machine_readable_and_tells_its_plugins(victims, tmp_path) -> None:
     from paraeval import load_results
-    from paraeval.outputs import write_outputs
-    from paraeval.plugins import load_plugins, pm
-    from paraeval.runner import RunConfig, run
+    from paraeval.plugin.manager import load_plugins, pm
+    from paraeval.report.outputs import write_outputs
+    from paraeval.run.runner import RunConfig, run
 
     load_plugins()
     tracker = Tracker()
@@ -112,7 +112,7 @@ def test_long_phases_print_progress_lines_into_a_log(monkeypatch) -> None:
 
     from rich.console import Console
 
-    from paraeval import output
+    from paraeval.core import console as output
 
     log = io.StringIO()
     console = Console(file=log, force_terminal=False)
@@ -133,7 +133,7 @@ def test_claims_keep_two_runs_from_computing_one_cell(tmp_path) -> None:
     import socket
     import time
 
-    from paraeval.store import Store
+    from paraeval.run.store import Store
 
     with Store(tmp_path) as store:
         assert store.claim(["a", "b"], "run-1") == ["a", "b"]
@@ -161,12 +161,12 @@ def test_a_run_skips_the_cells_another_run_is_computing(victims, tmp_path) -> No
     import socket
     import time
 
-    from paraeval.runner import RunConfig, plan, run, validate
-    from paraeval.store import Store
+    from paraeval.run.runner import RunConfig, plan, run, validate
+    from paraeval.run.store import Store
 
     config = RunConfig(victims=["vm"], defenses="none", attacks="fgsm,pgd:steps=2",
                        n_images=10, out=tmp_path)  # fmt: skip
-    cells, _ = plan(config, *validate(config))
+    cells, _ = plan(config, validate(config))
     with Store(tmp_path) as store:
         store.connection.execute(
             "INSERT INTO claims VALUES (?, 'other-run', ?, ?, ?)",
@@ -197,14 +197,15 @@ def test_quiet_hides_notes_and_log_keeps_everything(tmp_path) -> None:
 
 
 def test_the_run_record_names_the_processor() -> None:
-    from paraeval.provenance import cpu_model, versions
+    from paraeval.run.provenance import cpu_model, versions
 
     assert cpu_model() in versions()["device"] and cpu_model() not in ("", "?")
 
 
 def test_one_pretraining_pool_serves_every_victim(victims, tmp_path, monkeypatch) -> None:
     """every parasite of the grid is trained in one pool, not one per victim."""
-    from paraeval import dispatch, runner, training
+    from paraeval.run import dispatch, runner
+    from paraeval.training import parasite_cache as training
 
     calls: list[list[object]] = []
 
@@ -229,7 +230,7 @@ def test_verbose_lists_every_skipped_pair() -> None:
 
 
 def test_a_failed_cell_can_be_claimed_again_for_a_retry(tmp_path) -> None:
-    from paraeval.store import Store
+    from paraeval.run.store import Store
 
     with Store(tmp_path) as store:
         run_id = store.start_run("test", {}, {}, [])
@@ -248,7 +249,7 @@ def test_a_run_with_nothing_to_do_exits_2_and_says_why(tmp_path) -> None:
 def test_store_prune_keeps_what_the_recent_runs_asked_for(tmp_path) -> None:
     """Cells no run from --since-run on lists go (with their per-image rows), and so do the
     earlier run records no kept cell was stored by; the rest is untouched."""
-    from paraeval.store import Store
+    from paraeval.run.store import Store
 
     def row(victim: str) -> dict:
         return {"victim": victim, "defense": "none", "attack": "fgsm", "seed": 0, "status": "ok"}
@@ -274,7 +275,7 @@ def test_store_prune_keeps_what_the_recent_runs_asked_for(tmp_path) -> None:
 
 
 def test_store_command_lists_runs_and_prunes(tmp_path) -> None:
-    from paraeval.store import Store
+    from paraeval.run.store import Store
 
     with Store(tmp_path) as store:
         kept = store.start_run("paraeval run --out x", {}, {}, ["a"])
@@ -309,8 +310,8 @@ def test_a_dataset_flag_that_cannot_apply_is_exit_2_even_in_a_dry_run(tmp_path, 
 
 
 def test_more_images_than_the_test_split_holds_is_a_note_with_the_real_count() -> None:
-    from paraeval.lookup import load_dataset
-    from paraeval.runner import image_count_notes
+    from paraeval.run.lookup import load_dataset
+    from paraeval.run.runner import image_count_notes
 
     digits = load_dataset("digits")
     (note,) = image_count_notes(1000, {"digits": digits})
@@ -324,7 +325,7 @@ def test_the_bar_and_the_log_give_the_same_eta_from_the_rate_since_the_start() -
     log line's, not an estimate from the last seconds."""
     from types import SimpleNamespace
 
-    from paraeval import output
+    from paraeval.core import console as output
 
     column = output._rate_eta_column()
     task = SimpleNamespace(elapsed=600.0, completed=10, total=115)

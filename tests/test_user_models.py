@@ -15,7 +15,7 @@ from torch import nn
 
 from paraeval import registry
 from paraeval.errors import UserError
-from paraeval.lookup import load_dataset
+from paraeval.run.lookup import load_dataset
 
 from .conftest import ROOT, run_cli
 
@@ -120,7 +120,7 @@ def test_a_normalized_fgsm_step_on_digits_is_in_digits_units(user_model, tmp_pat
     """The run binds the attack to its dataset: eps_unit=normalized steps by the digits'
     training pixels' std (they declare none), not MNIST's 0.3081."""
     from paraeval import evaluate
-    from paraeval.store import Store
+    from paraeval.run.store import Store
 
     _source, _weights, model = user_model
     result = evaluate(model, dataset="digits", attacks="fgsm:eps_unit=normalized",
@@ -140,10 +140,10 @@ def test_a_remote_worker_gets_the_model_file_and_computes_the_same_cell(
 ) -> None:
     """A Dask worker on another machine has neither net.py nor its weights: the run ships
     them with each task; the worker imports the copy and computes what this process does."""
-    from paraeval import groups, lookup
-    from paraeval.dispatch import Dispatch
-    from paraeval.executors import RunExecutor, parse_executor
-    from paraeval.runner import RunConfig, _load_data, _setup, add_model_victim, plan, validate
+    from paraeval.run import groups
+    from paraeval.run.dispatch import Dispatch
+    from paraeval.run.executors import RunExecutor, parse_executor
+    from paraeval.run.runner import RunConfig, _load_data, _setup, plan, validate
 
     source, weights, model = user_model
     folder = tmp_path / "user"
@@ -153,12 +153,12 @@ def test_a_remote_worker_gets_the_model_file_and_computes_the_same_cell(
     config = RunConfig(model=f"{folder / source.name}:Net", weights=folder / weights.name,
                        dataset="digits", attacks="fgsm", n_images=20, out=tmp_path / "run",
                        victims=[])  # fmt: skip
-    add_model_victim(config)
-    defenses, attacks = validate(config)
-    cells, _ = plan(config, defenses, attacks)
+    resolved = validate(config)
+    cells, _ = plan(config, resolved)
     executor = RunExecutor(parse_executor("dask"), shares_cache=False)
-    setup = _setup(config, _load_data(config), executor)
-    worker = groups.Worker(setup, defenses=defenses, attacks=attacks)
+    setup = _setup(config, _load_data(config, resolved), executor, resolved)
+    worker = groups.Worker(setup, defenses=resolved.defenses, attacks=resolved.attacks,
+                           victims=resolved.victims)  # fmt: skip
     remote = Dispatch(setup, executor, {"Net": model}, worker)
     (task,) = remote.tasks({("Net", "none", 0): cells}, _NoClaims(), "me")
     shipped = {Path(path).name for path, _ in task.artifacts if path.startswith("models/")}
@@ -167,8 +167,7 @@ def test_a_remote_worker_gets_the_model_file_and_computes_the_same_cell(
 
     folder.rename(tmp_path / "elsewhere")  # the worker's machine has no such folder
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path / "worker-cache"))
-    monkeypatch.setattr(groups, "_worker", None)
-    monkeypatch.setattr(lookup, "_RUN_VICTIMS", {})
+    monkeypatch.setattr(groups, "_worker", None)  # a fresh process: it resolves the model file
     (outcome,) = groups.run_task(task)
     assert outcome[0] == expected[0] and outcome[1]["status"] == "ok", outcome[1].get("error")
     assert {k: v for k, v in outcome[1].items() if k != "seconds"} == {
@@ -295,9 +294,9 @@ def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_p
     each equals the victim this process trains for the same config."""
     from safetensors.torch import load_file
 
-    from paraeval.lookup import victim_named
-    from paraeval.training import VictimConfig, train_victim, victim_path
-    from paraeval.victims import Recipe
+    from paraeval.models.victim_base import Recipe
+    from paraeval.run.lookup import victim_config
+    from paraeval.training.victims import train_victim, victim_path
 
     source = tmp_path / "net.py"
     source.write_text(NET)
@@ -307,7 +306,7 @@ def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_p
                    "--out", str(tmp_path / "out"),
                    env={"PARAEVAL_CACHE_DIR": str(cache)})  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    config = VictimConfig.of(victim_named("mlp"))
+    config = victim_config("mlp")
     # every epoch of both workers reached the run's bar (the model file's recipe is scaled)
     epochs = config.epochs + Recipe(scale_to_dataset=True).scaled(1_297).epochs
     assert f"training victims (2, epochs): {epochs}/{epochs}" in done.stderr
@@ -319,32 +318,31 @@ def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_p
 
 
 def test_only_missing_cpu_victims_with_a_recipe_train_in_workers(tmp_path, monkeypatch) -> None:
-    from paraeval import lookup
-    from paraeval.dispatch import _trains_in_a_worker, pretrain_victims
-    from paraeval.groups import WorkerSetup
-    from paraeval.lookup import victim_named
-    from paraeval.training import VictimConfig, victim_path
-    from paraeval.victims import ModuleVictim
+    from paraeval.models.victim_base import ModuleVictim
+    from paraeval.run.dispatch import _trains_in_a_worker, pretrain_victims
+    from paraeval.run.groups import WorkerSetup
+    from paraeval.run.lookup import victim_config
+    from paraeval.training.victims import victim_path
 
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
     cpu = WorkerSetup("none", "fgsm", 1, 0, None, False)
     gpu = WorkerSetup("none", "fgsm", 1, 0, None, False, device="cuda")
-    given = ModuleVictim(nn.Linear(64, 10), "digits", name="given")
-    monkeypatch.setitem(lookup._RUN_VICTIMS, "given", given)  # this test's only
-    assert _trains_in_a_worker(cpu, "mlp") and not _trains_in_a_worker(gpu, "mlp")
-    assert not _trains_in_a_worker(cpu, "given")  # a module object: no recipe
-    assert pretrain_victims(cpu, ["mlp", "given"]) == 0  # one missing victim: no pool
-    path = victim_path(VictimConfig.of(victim_named("mlp")))
+    mlp = victim_config("mlp")
+    given = victim_config("given", own=[ModuleVictim(nn.Linear(64, 10), "digits", name="given")])
+    assert _trains_in_a_worker(cpu, mlp) and not _trains_in_a_worker(gpu, mlp)
+    assert not _trains_in_a_worker(cpu, given)  # a module object: no recipe
+    assert pretrain_victims(cpu, [mlp, given]) == 0  # one missing victim: no pool
+    path = victim_path(mlp)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"")
-    assert not _trains_in_a_worker(cpu, "mlp")  # cached: loaded where needed
+    assert not _trains_in_a_worker(cpu, mlp)  # cached: loaded where needed
 
 
 def test_an_untrained_module_is_flagged_near_chance_not_silently_ok(tmp_path) -> None:
     """evaluate() of a module nobody trained: its cells are stored, each with a warning that
     the victim is near chance; a trained one carries none."""
     from paraeval import evaluate
-    from paraeval.cells import weak_victim_warning
+    from paraeval.run.cells import weak_victim_warning
 
     namespace: dict = {}
     exec(compile(NET, "net.py", "exec"), namespace)
@@ -361,7 +359,7 @@ def test_a_model_trained_here_on_a_small_set_gets_as_many_steps_as_on_mnist() ->
     """6 epochs on 1,297 digits are 66 optimiser steps, too few to train a classifier; a model
     file trained here gets MNIST's 6 x 469 steps (DigitsCNN: 96.2 %); the paper's victims and a
     model trained on MNIST keep their recipe and keys."""
-    from paraeval.victims import MNIST_TRAIN_IMAGES, Recipe
+    from paraeval.models.victim_base import MNIST_TRAIN_IMAGES, Recipe
 
     scaled = Recipe(scale_to_dataset=True).scaled(1_297)
     assert scaled.epochs * -(-1_297 // 128) >= 6 * -(-MNIST_TRAIN_IMAGES // 128)

@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 import torch
 
-from paraeval.training import VictimConfig, load_or_train_victim, train_victim
+from paraeval.run.lookup import victim_config
+from paraeval.training.victims import load_or_train_victim, train_victim
 
 THRESHOLDS = {"vm": 98.6, "vm-batch": 98.9}
 
@@ -22,7 +23,7 @@ def test_default_victims_reach_the_required_accuracy(victims, name: str) -> None
 
 @pytest.mark.slow
 def test_second_load_comes_from_the_cache(victims, mnist) -> None:
-    model, info = load_or_train_victim(VictimConfig("vm-batch"), mnist)
+    model, info = load_or_train_victim(victim_config("vm-batch"), mnist)
     assert info == victims["vm-batch"][1]
     cached = victims["vm-batch"][0].state_dict()
     assert all(torch.equal(v, cached[k]) for k, v in model.state_dict().items())
@@ -35,7 +36,7 @@ def test_victim_weights_do_not_depend_on_the_thread_count(mnist, name: str) -> N
     subset = dataclasses.replace(
         mnist, train_images=mnist.train_images[:5120], train_labels=mnist.train_labels[:5120]
     )
-    config = VictimConfig(name, epochs=1)
+    config = dataclasses.replace(victim_config(name), epochs=1)
     previous = torch.get_num_threads()
     weights = []
     try:

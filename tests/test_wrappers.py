@@ -9,14 +9,14 @@ from torch import nn
 
 from paraeval import registry
 from paraeval.api import RunContext
+from paraeval.defenses.parasite_reading import ParasiteReading
 from paraeval.defenses.parasites import candidate_configs, neuron_range, read_spec
-from paraeval.defenses.reading import ParasiteReading
 from paraeval.models.insertion import Placement, apply_to_neurons, insert_parasites
 from paraeval.models.lenet import LeNet
 from paraeval.models.parasite import ParasiticCNN
 from paraeval.models.wrappers import PerChannel, Rescaled
-from paraeval.paper import ROWS_BY_NAME
-from paraeval.training import ParasiteConfig
+from paraeval.study.paper import ROWS_BY_NAME
+from paraeval.training.parasites import ParasiteConfig
 
 TABLE2_ROW = ROWS_BY_NAME["t2-bn-small-sigma0.2"]
 

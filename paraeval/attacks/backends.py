@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..api import AdversarialBatch
-from ..errors import UserError
+from paraeval.api import AdversarialBatch
+from paraeval.errors import UserError
 
 #: craft(eps, images, labels) -> adversarial images, for the images given only.
 Craft = Callable[[float, torch.Tensor, torch.Tensor], torch.Tensor]

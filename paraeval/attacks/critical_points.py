@@ -5,7 +5,7 @@ attacks such as (Carlini et al., 2020)"): does a parasite hide the victim's firs
 hyperplanes from the first step of a cryptanalytic extraction?
 
 The attacker queries the protected model as a float64 black box f(x) = <r, logits(x)>
-(`paraeval.extraction.oracle` over the run's `paraeval.api.Oracle`), searches lines for
+(`paraeval.extraction.scalar_oracle` over the run's `paraeval.api.Oracle`), searches lines for
 critical points by bisection with the two-line / second-difference test, and recovers the
 hyperplane normal at the first few of them by finite differences
 (`paraeval.extraction.search`). Two kinds of lines, each with the same query budget:
@@ -38,19 +38,19 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..api import ExtractionAttackBase, ExtractionResult, Oracle
-from ..extraction.oracle import ScalarOracle
-from ..extraction.search import CriticalPoint, LineSearch, normal_at, search_line
-from ..extraction.truth import (
+from paraeval.api import ExtractionAttackBase, ExtractionResult, Oracle
+from paraeval.core.seeding import derive_seed
+from paraeval.extraction.scalar_oracle import ScalarOracle
+from paraeval.extraction.search import CriticalPoint, LineSearch, normal_at, search_line
+from paraeval.extraction.truth import (
     COSINE_THRESHOLD,
     KINK_SOURCES,
     MATCH_TOLERANCE,
     FirstLayer,
     kink_source,
 )
-from ..hookspecs import hookimpl
-from ..options import Options, option
-from ..seeding import derive_seed
+from paraeval.hookspecs import hookimpl
+from paraeval.options import Options, option
 
 LINE_KINDS = ("carlini", "in-domain")
 

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..api import AdversarialBatch
-from ..hookspecs import hookimpl
-from ..options import option
-from .backends import art_classifier, minimal_perturbation, torchattacks_module
-from .options import BackendAttack, BackendOptions, count_option
+from paraeval.api import AdversarialBatch
+from paraeval.attacks.backends import art_classifier, minimal_perturbation, torchattacks_module
+from paraeval.attacks.options import BackendAttack, BackendOptions, count_option
+from paraeval.hookspecs import hookimpl
+from paraeval.options import option
 
 #: craft(images, labels) -> the attack's examples (no ε: DeepFool finds its own).
 Walk = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -37,12 +37,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import ExtractionAttackBase, ExtractionResult, Oracle
-from ..extraction.two_layer import extract_two_layer
-from ..hookspecs import hookimpl
-from ..metrics import predict
-from ..options import Options, option
-from ..seeding import derive_seed
+from paraeval.api import ExtractionAttackBase, ExtractionResult, Oracle
+from paraeval.core.metrics import predict
+from paraeval.core.seeding import derive_seed
+from paraeval.extraction.two_layer import extract_two_layer
+from paraeval.hookspecs import hookimpl
+from paraeval.options import Options, option
 
 #: Test images the attacker uses for ART's last-layer fit.
 LAST_LAYER_SAMPLE = 1_000

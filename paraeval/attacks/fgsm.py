@@ -33,15 +33,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..hookspecs import hookimpl
-from ..options import option
-from .backends import (
-    Craft,
-    art_classifiers,
-    epsilon_grid,
-    torchattacks_module,
-)
-from .options import SweepAttack, SweepOptions
+from paraeval.attacks.backends import Craft, art_classifiers, epsilon_grid, torchattacks_module
+from paraeval.attacks.options import SweepAttack, SweepOptions
+from paraeval.hookspecs import hookimpl
+from paraeval.options import option
 
 #: The standard deviation of MNIST's training pixels, the usual input normalisation.
 MNIST_STD = 0.3081

@@ -31,14 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import ExtractionAttackBase, ExtractionResult, Oracle, float64_copy
-from ..devices import device_of, on_device
-from ..errors import UserError
-from ..hookspecs import hookimpl
-from ..metrics import predict
-from ..models.victims import VICTIM_ARCHITECTURES
-from ..options import Options, at_least, option
-from ..seeding import derive_seed, seeded, single_threaded
+from paraeval.api import ExtractionAttackBase, ExtractionResult, Oracle, float64_copy
+from paraeval.core.devices import device_of, on_device
+from paraeval.core.metrics import predict
+from paraeval.core.seeding import derive_seed, seeded, single_threaded
+from paraeval.errors import UserError
+from paraeval.hookspecs import hookimpl
+from paraeval.models.victims import VICTIM_ARCHITECTURES
+from paraeval.options import Options, at_least, option
 
 #: The test images scoring the thief; the rest form the in-distribution pool.
 SCORING = 5_000
@@ -175,7 +175,7 @@ class Knockoff(ExtractionAttackBase):
         The thief trains on `device` behind the CPU-in, CPU-out wrapper (ART sees a CPU
         model): on a GPU run the thief of every Knockoff cell would otherwise train on one CPU
         thread (the stored CPU cells took ~40 s each on 2 cores; `paraeval reproduce` has 28).
-        A GPU run's cells are keyed apart from the CPU's (paraeval.devices), so CPU results
+        A GPU run's cells are keyed apart from the CPU's (paraeval.core.devices), so CPU results
         are unchanged."""
         from art.attacks.extraction import KnockoffNets
         from art.estimators.classification import BlackBoxClassifier, PyTorchClassifier
@@ -193,7 +193,8 @@ class Knockoff(ExtractionAttackBase):
         black_box = BlackBoxClassifier(answer, input_shape=(1, 28, 28), nb_classes=10,
                                        clip_values=(0.0, 1.0))  # fmt: skip
         # One thread: the thief's weights then depend on the seed and the budget only, not on
-        # the core count (as for the victims, paraeval.training), so every defense's thief
+        # the core count (as for the victims,
+        # paraeval.training.victims), so every defense's thief
         # sees the same queries and starts, trains and ends the same way given the same answers.
         with seeded(derive_seed("knockoff-thief", seed, budget)), single_threaded():
             thief = on_device(VICTIM_ARCHITECTURES[self.options.thief](), device)

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..api import AdversarialBatch, AttackBase
-from ..options import Options, option
-from .backends import epsilon_grid, minimal_epsilon_sweep
+from paraeval.api import AdversarialBatch, AttackBase
+from paraeval.attacks.backends import epsilon_grid, minimal_epsilon_sweep
+from paraeval.options import Options, option
 
 BACKENDS = ("art", "torchattacks")
 
@@ -78,6 +78,9 @@ class SweepAttack(BackendAttack):
     def epsilons(self) -> list[float]:
         """eps_step, 2 eps_step, ... up to max_eps (pixel scale)."""
         return epsilon_grid(self.options.eps_step, self.options.max_eps)
+
+    def largest_epsilon(self) -> float:
+        return self.options.max_eps
 
     def generate(
         self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, seed: int

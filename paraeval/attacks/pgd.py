@@ -23,16 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import AttackBase
-from ..hookspecs import hookimpl
-from ..options import option, parse_bool
-from .backends import (
-    Craft,
-    art_classifiers,
-    torchattacks_module,
-)
-from .fgsm import FGSMSweep
-from .options import SweepAttack, SweepOptions, count_option
+from paraeval.api import AttackBase
+from paraeval.attacks.backends import Craft, art_classifiers, torchattacks_module
+from paraeval.attacks.fgsm import FGSMSweep
+from paraeval.attacks.options import SweepAttack, SweepOptions, count_option
+from paraeval.hookspecs import hookimpl
+from paraeval.options import option, parse_bool
 
 
 @dataclass(frozen=True)

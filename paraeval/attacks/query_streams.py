@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import ExtractionAttackBase, ExtractionResult, Oracle
-from ..hookspecs import hookimpl
-from ..options import Options, at_least
-from ..oracle import sample_streams
-from ..seeding import derive_seed
-from .knockoff import SCORING, attacker_pool
+from paraeval.api import ExtractionAttackBase, ExtractionResult, Oracle
+from paraeval.attacks.knockoff import SCORING, attacker_pool
+from paraeval.core.seeding import derive_seed
+from paraeval.extraction.oracle import sample_streams
+from paraeval.hookspecs import hookimpl
+from paraeval.options import Options, at_least
 
 #: The attackers, against the benign streams.
 KINDS = ("digits", "noise", "evader")

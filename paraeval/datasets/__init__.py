@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import DataError
-from ..plugin import Plugin, shape_text
+from paraeval.errors import DataError
+from paraeval.plugin.base import Plugin, shape_text
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The built-in datasets, registered through the same hook as a third-party plugin's.
 
-* ``mnist``: the paper's (Sec. 6.1), from the IDX files of :mod:`paraeval.data`.
+* ``mnist``: the paper's (Sec. 6.1), from the IDX files of :mod:`paraeval.datasets.idx`.
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, values 0-16 scaled
   to [0, 1]); offline, so the tests run a second dataset without downloading anything. Split by
   position: the first 1,297 images train, the last 500 test (the images are stored roughly by
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import MNIST, load_mnist, parse_idx
-from ..errors import DataError
-from ..hookspecs import hookimpl
-from . import DatasetBase, Splits
-from .files import locate
+from paraeval.datasets import DatasetBase, Splits
+from paraeval.datasets.files import locate
+from paraeval.datasets.idx import MNIST, load_mnist, parse_idx
+from paraeval.errors import DataError
+from paraeval.hookspecs import hookimpl
 
 #: The IDX file stems, in the order train images, train labels, test images, test labels.
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -43,7 +43,7 @@ class Mnist(DatasetBase):
 
 
 def mnist_splits(mnist: MNIST) -> Splits:
-    """MNIST's raw arrays (:mod:`paraeval.data`) as a dataset's splits."""
+    """MNIST's raw arrays (:mod:`paraeval.datasets.idx`) as a dataset's splits."""
     train, test = MNIST.as_float(mnist.train_images), MNIST.as_float(mnist.test_images)
     return Splits(train, mnist.train_labels, test, mnist.test_labels, str(mnist.source))
 

@@ -5,7 +5,7 @@ The checksums are the ones the publishers print beside their downloads (MD5 of e
 compressed file for Fashion-MNIST, KMNIST and CIFAR-10), so a file is verified as it was
 distributed; a folder of decompressed files cannot be checked against them and is not
 accepted (MNIST, whose own reader predates this module, checks its decompressed bytes:
-:mod:`paraeval.data`).
+:mod:`paraeval.datasets.idx`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cache import cache_dir
-from ..errors import DataError
+from paraeval.core.cache import cache_dir
+from paraeval.errors import DataError
 
 
 def md5_of(path: Path) -> str:

@@ -38,14 +38,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import DefenseBase, Protected, StreamDetector, float64_copy
-from ..devices import on_device
-from ..errors import UserError
-from ..hookspecs import hookimpl
-from ..metrics import predict
-from ..options import Options, at_least, option
-from ..oracle import sample_streams
-from ..seeding import derive_seed
+from paraeval.api import DefenseBase, Protected, StreamDetector, float64_copy
+from paraeval.core.devices import on_device
+from paraeval.core.metrics import predict
+from paraeval.core.seeding import derive_seed
+from paraeval.errors import UserError
+from paraeval.extraction.oracle import sample_streams
+from paraeval.hookspecs import hookimpl
+from paraeval.options import Options, at_least, option
 
 #: Training images the OOD classifier may fit on; calibration streams come from the rest.
 FIT_IMAGES = 50_000

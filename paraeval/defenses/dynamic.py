@@ -17,15 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..api import DefenseBase, Protected
-from ..errors import UserError
-from ..hookspecs import hookimpl
-from ..models.insertion import Placement
-from ..models.parasite import BiasMode
-from ..paper import ParasiteSpec
-from ..training import ParasiteConfig
-from .parasites import parasite_configs, protect_with
-from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
+from paraeval.api import DefenseBase, Protected
+from paraeval.defenses.parasite_reading import WHOLE_LAYER_OPTIONS, ParasiteReading
+from paraeval.defenses.parasite_spec import ParasiteSpec
+from paraeval.defenses.parasites import parasite_configs, protect_with
+from paraeval.errors import UserError
+from paraeval.hookspecs import hookimpl
+from paraeval.models.insertion import Placement
+from paraeval.models.parasite import BiasMode
+from paraeval.training.parasites import ParasiteConfig
 
 #: Reading options of paper rows that no variant has (row 12's layout, whole layers).
 ROW_ONLY = ("row12", "table3_lines", *WHOLE_LAYER_OPTIONS)

@@ -26,19 +26,18 @@ from typing import Any, Self
 
 from torch import nn
 
-from ..api import DefenseBase, Protected
-from ..errors import UserError
-from ..hookspecs import hookimpl
-from ..lookup import dataset_named, victims
-from ..models.insertion import Placement
-from ..models.layers import layers
-from ..models.parasite import BiasMode
-from ..options import at_least, option
-from ..paper import ParasiteSpec
-from ..training import ParasiteConfig
-from ..victims import architecture
-from .parasites import input_shape, parasite_configs, protect_with
-from .reading import ParasiteReading
+from paraeval.api import DatasetBase, DefenseBase, Protected, VictimBase
+from paraeval.defenses.parasite_reading import ParasiteReading
+from paraeval.defenses.parasite_spec import ParasiteSpec
+from paraeval.defenses.parasites import input_shape, parasite_configs, protect_with
+from paraeval.errors import UserError
+from paraeval.hookspecs import hookimpl
+from paraeval.models.insertion import Placement
+from paraeval.models.layers import layers
+from paraeval.models.parasite import BiasMode
+from paraeval.models.victim_base import architecture
+from paraeval.options import at_least, option
+from paraeval.training.parasites import ParasiteConfig
 
 #: Reading options that only the paper rows' fixed placements use.
 PAPER_ONLY = ("pool", "row12", "table3_lines", "whole_site")
@@ -141,14 +140,10 @@ class GenericParasite(DefenseBase):
         placement = dataclasses.replace(spec.placement, module=self.site(model))
         return (dataclasses.replace(spec, placement=placement),)
 
-    def applies_to(self, victim: str) -> bool:
+    def applies_to(self, victim: VictimBase, dataset: DatasetBase) -> bool:
         """Only to victims that have the named layer."""
-        found = victims().get(victim)
-        if found is None:
-            return True  # the run reports the unknown victim
-        shape = dataset_named(found.dataset).input_shape
-        model = architecture(found)
-        return any(layer.name == self.options.layer for layer in layers(model, shape))
+        model = architecture(victim)
+        return any(layer.name == self.options.layer for layer in layers(model, dataset.input_shape))
 
     def skip_reason(self, victim: str) -> str:
         return f"{victim} has no layer {self.options.layer!r} (paraeval inspect {victim})"

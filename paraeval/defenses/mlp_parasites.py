@@ -16,15 +16,15 @@ from typing import Any
 
 from torch import nn
 
-from ..api import DefenseBase, Protected
-from ..errors import UserError
-from ..hookspecs import hookimpl
-from ..models.insertion import Placement
-from ..models.parasite import BiasMode
-from ..paper import ParasiteSpec
-from ..training import ParasiteConfig
-from .parasites import parasite_configs, protect_with
-from .reading import WHOLE_LAYER_OPTIONS, ParasiteReading
+from paraeval.api import DefenseBase, Protected
+from paraeval.defenses.parasite_reading import WHOLE_LAYER_OPTIONS, ParasiteReading
+from paraeval.defenses.parasite_spec import ParasiteSpec
+from paraeval.defenses.parasites import parasite_configs, protect_with
+from paraeval.errors import UserError
+from paraeval.hookspecs import hookimpl
+from paraeval.models.insertion import Placement
+from paraeval.models.parasite import BiasMode
+from paraeval.training.parasites import ParasiteConfig
 
 #: Reading options that place a parasite in a LeNet: meaningless on the MLP's hidden layer.
 PLACEMENT_ONLY = ("pool", "order", "row12", "table3_lines", *WHOLE_LAYER_OPTIONS)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..api import DefenseBase
-from ..hookspecs import hookimpl
+from paraeval.api import DefenseBase
+from paraeval.hookspecs import hookimpl
 
 
 class NoDefense(DefenseBase):

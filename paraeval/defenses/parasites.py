@@ -10,17 +10,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..api import Protected, RunContext
-from ..data import MNIST, load_mnist
-from ..metrics import accuracy
-from ..models.insertion import Placement, insert_parasites, submodule
-from ..models.layers import layers
-from ..models.parasite import BIAS_BOUND, ParasiticCNN
-from ..models.wrappers import PerChannel, RangeRecorder, Rescaled
-from ..paper import ParasiteSpec
-from ..seeding import derive_seed
-from ..training import ParasiteConfig, TrainedParasite, load_or_train_parasite
-from .reading import ParasiteReading
+from paraeval.api import Protected, RunContext
+from paraeval.core.metrics import accuracy
+from paraeval.core.seeding import derive_seed
+from paraeval.datasets.idx import MNIST, load_mnist
+from paraeval.defenses.parasite_reading import ParasiteReading
+from paraeval.defenses.parasite_spec import ParasiteSpec
+from paraeval.models.insertion import Placement, insert_parasites, submodule
+from paraeval.models.layers import layers
+from paraeval.models.parasite import BIAS_BOUND, ParasiticCNN
+from paraeval.models.wrappers import PerChannel, RangeRecorder, Rescaled
+from paraeval.training.parasite_cache import load_or_train_parasite
+from paraeval.training.parasites import ParasiteConfig, TrainedParasite
 
 DEFAULT_READING = ParasiteReading()
 #: The paper's inputs: one grey 28x28 MNIST image.

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..api import DefenseBase
-from ..hookspecs import hookimpl
-from ..options import NoOptions, Options, at_least, option
+from paraeval.api import DefenseBase
+from paraeval.hookspecs import hookimpl
+from paraeval.options import NoOptions, Options, at_least, option
 
 #: Smallest probability kept before the log (finite logits).
 FLOOR = 1e-12

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..api import float64_copy
-from ..devices import OnDevice, on_cpu
-from ..models.parasite import ParasiticCNN
+from paraeval.api import float64_copy
+from paraeval.core.devices import OnDevice, on_cpu
+from paraeval.models.parasite import ParasiticCNN
 
 #: A critical point lies on a first-layer hyperplane when some unit's crossing along the line
 #: is within this fraction of the line's length of it. The search locates kinks to ~1e-12 of
@@ -42,7 +42,7 @@ def first_layer_of(victim: nn.Module) -> nn.Module:
     """The affine map in front of the victim's first ReLU (see the module docstring): the
     victim's own ``first_layer()`` when it has one, else everything its forward pass runs
     before its first ``nn.ReLU`` module (:class:`BeforeFirstReLU`, checked to be affine).
-    A GPU run's victim (:class:`~paraeval.devices.OnDevice`): its inner model's, on the CPU."""
+    A GPU run's victim (:class:`~paraeval.core.devices.OnDevice`): its inner model's, on the CPU."""
     if isinstance(victim, OnDevice):  # a copy: the inner model stays where it computes
         return first_layer_of(on_cpu(victim))
     first_layer = getattr(victim, "first_layer", None)

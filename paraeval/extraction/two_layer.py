@@ -27,7 +27,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .search import CriticalPoint, forward_difference_jacobian, jacobians_beside, search_line
+from paraeval.extraction.search import (
+    CriticalPoint,
+    forward_difference_jacobian,
+    jacobians_beside,
+    search_line,
+)
 
 LogitOracle = Callable[[torch.Tensor], torch.Tensor]
 #: Forward-difference step of the Jacobian taken at the line's offset.

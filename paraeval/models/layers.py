@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..plugin import shape_text
+from paraeval.plugin.base import shape_text
 
 
 @dataclass(frozen=True)

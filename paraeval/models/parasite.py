@@ -13,7 +13,8 @@ the bias (beta = 0)"):
 * ``small`` - ||beta||_2 < 0.05, enforced by projecting beta onto the ball of radius
   ``0.999 * 0.05`` after every optimiser step (and at init), so the inequality is strict.
 
-Which parameters form beta is a reading (``bias_scope``, paraeval.defenses.reading): ``conv``
+Which parameters form beta is a reading (``bias_scope``,
+paraeval.defenses.parasite_reading): ``conv``
 (the default) - the convolutions' biases, the bias Sec. 5.3 speaks of ("increasing the bias
 in the convolutional layers"); BN shifts then train freely. ``all`` - the convolution biases
 and, with BN, the BN shifts too (the paper writes the BN shift with the same symbol beta in
@@ -38,7 +39,7 @@ from torch import nn
 
 BiasMode = Literal["none", "small"]
 BiasScope = Literal["all", "conv"]
-#: How a parasite's convolutions start (a reading: paraeval.defenses.reading).
+#: How a parasite's convolutions start (a reading: paraeval.defenses.parasite_reading).
 ParasiteInit = Literal["torch", "dirac", "kaiming", "glorot"]
 
 CHANNELS = (2, 2, 2, 1)
@@ -124,7 +125,7 @@ class ParasiticCNN(nn.Module):
 
 def beta(layers: nn.Module, bias_scope: BiasScope) -> list[torch.Tensor]:
     """beta among `layers`' modules: the convolution biases, and the BN shifts when
-    ``bias_scope == "all"`` (a parasite's, or a bank of them: paraeval.parasite_bank)."""
+    ``bias_scope == "all"`` (a parasite's, or a bank of them: paraeval.training.bank)."""
     params = [m.bias for m in layers.modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
     if bias_scope == "all":
         params += [m.bias for m in layers.modules()

@@ -1,6 +1,7 @@
 """The built-in victims, registered through the same hook as a third-party plugin's: the
 paper's LeNets (Sec. 6.1) and the MLP used for functionally-equivalent extraction. Their names
-are the CLI's ``--victims`` values; their recipe is :class:`paraeval.victims.Recipe`'s default."""
+are the CLI's ``--victims`` values; their recipe is
+:class:`paraeval.models.victim_base.Recipe`'s default."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..hookspecs import hookimpl
-from ..victims import VictimBase
-from .lenet import LeNet
-from .mlp import MLP
+from paraeval.hookspecs import hookimpl
+from paraeval.models.lenet import LeNet
+from paraeval.models.mlp import MLP
+from paraeval.models.victim_base import VictimBase
 
 #: Test accuracy (%) the paper reports for each victim (Sec. 6.1); the MLP is not the paper's.
 PAPER_VICTIM_ACCURACY = {"vm": 98.78, "vm-batch": 99.11}

@@ -1,5 +1,6 @@
 """How trained parasites are arranged around the neurons they read, under two readings of the
-paper (paraeval.defenses.reading): one independent parasite per channel map of a whole-layer
+paper (paraeval.defenses.parasite_reading): one independent parasite per channel map of a
+whole-layer
 placement (``whole_parasites=per-channel``), and the neurons mapped into the [0, 1] range the
 parasite was trained on and back (``rescale=unit``). Both wrap parasites that are trained as
 usual; what a wrapper receives and returns is what a bare parasite would."""

@@ -1,1 +1,2 @@
-"""Outputs derived from the results: CSV tables (and, later, the HTML report)."""
+"""The report: report.html rendered from a results store, its figures and sections, and
+everything a finished run writes (:mod:`paraeval.report.outputs`)."""

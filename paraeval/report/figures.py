@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
 
-from ..models.victims import PAPER_VICTIM_ACCURACY
-from ..paper import PAPER_ATTACK, ROWS, PaperRow
-from ..results import summary_bounds
-from ..store import Store
-from . import plots
+from paraeval.models.victims import PAPER_VICTIM_ACCURACY
+from paraeval.report import plots
+from paraeval.run.results import summary_bounds
+from paraeval.run.store import Store
+from paraeval.study.paper import PAPER_ATTACK, ROWS, PaperRow
 
 Matrices = dict[tuple[str, str, str], np.ndarray]
 

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from ..errors import UserError
-from ..notes import reproduction_notes
-from ..paper import ROWS
-from ..parasite_training import constant_ratio, fit_ratio
-from ..results import (
+from paraeval.errors import UserError
+from paraeval.report.companions_section import companion_section
+from paraeval.report.figures import figures, pairs, paper_record
+from paraeval.report.readings_section import readings_frames, readings_section
+from paraeval.run.results import (
     change_matrix,
     do_nothing_inside,
     paper_inside,
@@ -31,11 +31,11 @@ from ..results import (
     summary_interval,
     write_tables,
 )
-from ..store import DB_NAME, Store
-from ..verdict import readings_sentences, summary_sentences
-from .companions import companion_section
-from .figures import figures, pairs, paper_record
-from .readings import readings_frames, readings_section
+from paraeval.run.store import DB_NAME, Store
+from paraeval.study.notes import reproduction_notes
+from paraeval.study.paper import ROWS
+from paraeval.study.verdict import readings_sentences, summary_sentences
+from paraeval.training.parasites import constant_ratio, fit_ratio
 
 FIT_KEYS = ("mse_to_target", "mse_to_identity", "identity_mse", "bias_norm")
 CLOSE_PP = 1.0
@@ -105,7 +105,7 @@ def victim_accuracies(results: pd.DataFrame) -> list[dict[str, Any]]:
     """Per victim of the run: its measured test accuracy (the range over the victims the cells
     used) beside the accuracy its plugin says was published (the paper's 98.78 % and 99.11 %
     for VM and VM batch, Sec. 6.1), or none."""
-    from ..lookup import victims
+    from paraeval.run.lookup import victims
 
     known = victims()
     lines = []
@@ -124,7 +124,7 @@ def victim_accuracies(results: pd.DataFrame) -> list[dict[str, Any]]:
 def _verdict_sentences(
     summary: pd.DataFrame, readings: tuple[pd.DataFrame, pd.DataFrame] | None
 ) -> list[str]:
-    """The generated verdict (paraeval.verdict): the same sentences as the README's block."""
+    """The generated verdict (paraeval.study.verdict): the same sentences as the README's block."""
     found = summary_sentences(summary) if not summary.empty else []
     return found + (readings_sentences(*readings) if readings else [])
 

@@ -1,0 +1,1 @@
+"""The command line: every `paraeval` command, what it prints, its shared option types."""

@@ -1,0 +1,1 @@
+"""Victims and parasites, trained deterministically once and cached as safetensors."""
