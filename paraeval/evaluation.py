@@ -37,9 +37,15 @@ def evaluate(
     (``n_images``, ``retry_failed``, ...)."""
     check_victim_model(model, dataset_named(dataset), "evaluate")
     victim = ModuleVictim(model, dataset, name)
-    config = RunConfig(victims=[victim.name], defenses=defenses, attacks=attacks,
-                       seeds=list(seeds), out=Path(out), own_victims=(victim,),
-                       **options)  # fmt: skip
+    config = RunConfig(
+        victims=[victim.name],
+        defenses=defenses,
+        attacks=attacks,
+        seeds=list(seeds),
+        out=Path(out),
+        own_victims=(victim,),
+        **options,
+    )
     result = run(config)
     if write:
         from paraeval.report.outputs import write_outputs

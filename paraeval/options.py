@@ -56,8 +56,9 @@ def option(default: Any, help: str, **spec: Any) -> Any:
 
 def at_least(default: Any, help: str, minimum: float, parse: Any = int) -> Any:
     """An integer (or, with ``parse=float``, a number) option with a lower bound."""
-    return option(default, help, parse=parse, check=lambda v: v >= minimum,
-                  requirement=f">= {minimum}")  # fmt: skip
+    return option(
+        default, help, parse=parse, check=lambda v: v >= minimum, requirement=f">= {minimum}"
+    )
 
 
 def parse_bool(text: str) -> bool:

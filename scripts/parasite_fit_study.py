@@ -63,21 +63,30 @@ def measure(job: tuple[str, bool, str, int, int]) -> dict[str, Any]:
     started = time.perf_counter()
     fit = train_parasite(config).fit
     return {
-        "recipe": recipe, "batch_norm": bn, "bias": bias, "side": side, "seed": seed,
-        **{k: round(fit[k], 6) for k in ("mse_to_target", "identity_mse", "constant_mse",
-                                         "mse_to_identity")},
-        "fit_ratio": round(fit_ratio(fit), 4), "constant_ratio": round(constant_ratio(fit), 4),
+        "recipe": recipe,
+        "batch_norm": bn,
+        "bias": bias,
+        "side": side,
+        "seed": seed,
+        **{
+            k: round(fit[k], 6)
+            for k in ("mse_to_target", "identity_mse", "constant_mse", "mse_to_identity")
+        },
+        "fit_ratio": round(fit_ratio(fit), 4),
+        "constant_ratio": round(constant_ratio(fit), 4),
         "epochs_trained": int(fit.get("epochs_trained", config.epoch_count)),
         "seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
+    }
 
 
 def done(out: Path) -> set[tuple[str, str, str, str, str]]:
     if not out.exists():
         return set()
     with out.open() as handle:
-        return {(r["recipe"], r["batch_norm"], r["bias"], r["side"], r["seed"])
-                for r in csv.DictReader(handle)}  # fmt: skip
+        return {
+            (r["recipe"], r["batch_norm"], r["bias"], r["side"], r["seed"])
+            for r in csv.DictReader(handle)
+        }
 
 
 def main() -> None:
@@ -90,9 +99,12 @@ def main() -> None:
     finished = done(args.out)
     jobs = [
         (recipe, bn, bias, side, seed)
-        for recipe in args.recipes for seed in args.seeds for side in SIDES for bn, bias in KINDS
+        for recipe in args.recipes
+        for seed in args.seeds
+        for side in SIDES
+        for bn, bias in KINDS
         if (recipe, str(bn), bias, str(side), str(seed)) not in finished
-    ]  # fmt: skip
+    ]
     new_file = not args.out.exists()
     with args.out.open("a", newline="") as handle, ProcessPoolExecutor(args.workers) as pool:
         writer = csv.DictWriter(handle, COLUMNS)

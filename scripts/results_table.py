@@ -39,8 +39,13 @@ def main(paths: list[str]) -> None:
         paper_m = "" if pd.isna(first["paper_m_adv"]) else f"{first['paper_m_adv']:.1f}"
         accs = [cell(r, "accuracy") if r is not None else "" for r in rows]
         m_advs = [cell(r, "m_adv") if r is not None else "" for r in rows]
-        print(f"| {defense} | {victim} | {paper_acc} | " + " | ".join(accs)
-              + f" | {paper_m} | " + " | ".join(m_advs) + " |")  # fmt: skip
+        print(
+            f"| {defense} | {victim} | {paper_acc} | "
+            + " | ".join(accs)
+            + f" | {paper_m} | "
+            + " | ".join(m_advs)
+            + " |"
+        )
     for index, frame in enumerate(frames, start=1):
         paper = frame[frame["paper_accuracy"].notna()]
         counts = []

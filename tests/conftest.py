@@ -90,12 +90,17 @@ def stored_cells(directory: Path) -> int:
 
 def kill_after_first_cell(args: list[str], directory: Path) -> int:
     """Start `python -m paraeval ARGS`, SIGKILL it once DIRECTORY holds a cell; the count."""
-    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
-           "PARAEVAL_CACHE_DIR": str(MODEL_CACHE)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
+        "PARAEVAL_CACHE_DIR": str(MODEL_CACHE),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "paraeval", *args],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     while stored_cells(directory) < 1 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

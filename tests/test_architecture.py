@@ -185,8 +185,12 @@ def test_the_engine_imports_no_study_and_no_renderer() -> None:
         if part(module) in ENGINE
         for target in targets
     }
-    assert {part(target) for target in reached} <= set(ENGINE) | {"version", "errors", "options",
-                                                                   "hookspecs"}  # fmt: skip
+    assert {part(target) for target in reached} <= set(ENGINE) | {
+        "version",
+        "errors",
+        "options",
+        "hookspecs",
+    }
 
 
 def test_the_package_root_holds_few_modules() -> None:
@@ -211,10 +215,13 @@ def test_the_core_reads_plugins_through_the_contract() -> None:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if (
-                isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in ("getattr", "hasattr") and len(node.args) >= 2
-                and isinstance(node.args[1], ast.Constant) and node.args[1].value in PLUGIN_MEMBERS
-            ):  # fmt: skip
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in PLUGIN_MEMBERS
+            ):
                 probes.append(f"{name}:{node.lineno}")
         assert "paraeval_info" not in path.read_text(), name
     assert probes == []

@@ -94,8 +94,19 @@ def test_transfer_and_adaptive_modes_are_never_mixed(victims, tmp_path) -> None:
 
     out = tmp_path / "run"
     attacks = "fgsm,fgsm:mode=adaptive,deepfool"
-    result = run_cli("run", "--victims", "vm", "--defenses", "none", "--n-images", "20",
-                     "--attacks", attacks, "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--defenses",
+        "none",
+        "--n-images",
+        "20",
+        "--attacks",
+        attacks,
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     rows = pd.read_csv(out / "results.csv")
     transfer = rows[rows["mode"] == "transfer"]
@@ -125,8 +136,19 @@ def test_an_iterative_attack_weaker_than_fgsm_is_flagged(victims, tmp_path) -> N
     out = tmp_path / "run"
     weak = "pgd:steps=1,step_factor=0.1,max_eps=0.3"  # one tiny step per eps: weaker than FGSM
     attacks = f"{weak},pgd:max_eps=0.3,steps=10"
-    result = run_cli("run", "--victims", "vm", "--defenses", "none", "--n-images", "20",
-                     "--attacks", attacks, "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--defenses",
+        "none",
+        "--n-images",
+        "20",
+        "--attacks",
+        attacks,
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     rows = pd.read_csv(out / "results.csv")
     assert list(rows["attack"]) == [weak, "pgd:max_eps=0.3,steps=10"]  # configs kept apart

@@ -24,8 +24,9 @@ def test_truncated_victim_and_parasite_are_retrained(mnist, tmp_path, monkeypatc
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
     config = victim_config("mlp")
     first, _ = load_or_train_victim(config, mnist)  # trains once into the empty cache
-    parasite = ParasiteConfig(batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50,
-                              epochs=1)  # fmt: skip
+    parasite = ParasiteConfig(
+        batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50, epochs=1
+    )
     trained = load_or_train_parasite(parasite)
     (victim_file,) = (tmp_path / "victims").glob("*.safetensors")
     (parasite_file,) = (tmp_path / "parasites").glob("*.safetensors")
@@ -83,13 +84,15 @@ def _flip_tensor_bytes(path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_bit_flipped_victim_and_parasite_are_retrained_not_used(mnist, tmp_path, monkeypatch,
-                                                               capfd) -> None:  # fmt: skip
+def test_bit_flipped_victim_and_parasite_are_retrained_not_used(
+    mnist, tmp_path, monkeypatch, capfd
+) -> None:
     monkeypatch.setenv("PARAEVAL_CACHE_DIR", str(tmp_path))
     config = victim_config("mlp")
     first, _ = load_or_train_victim(config, mnist)
-    parasite = ParasiteConfig(batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50,
-                              epochs=1)  # fmt: skip
+    parasite = ParasiteConfig(
+        batch_norm=False, bias="small", side=8, n_train=200, n_heldout=50, epochs=1
+    )
     trained = load_or_train_parasite(parasite)
     (victim_file,) = (tmp_path / "victims").glob("*.safetensors")
     (parasite_file,) = (tmp_path / "parasites").glob("*.safetensors")
@@ -106,8 +109,9 @@ def test_bit_flipped_victim_and_parasite_are_retrained_not_used(mnist, tmp_path,
     assert warned.count("DigestMismatch") == 2 and "retraining" in warned
     for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # the retrained victim, not the flipped weights
-    for a, b in zip(trained.model.state_dict().values(), retrained.model.state_dict().values(),
-                    strict=True):  # fmt: skip
+    for a, b in zip(
+        trained.model.state_dict().values(), retrained.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b)
 
 
@@ -144,8 +148,18 @@ def test_a_victim_below_its_recorded_accuracy_is_flagged_in_its_cells(
     tensors[first] += 0.2 * torch.randn(tensors[first].shape, generator=generator)
     meta.pop(DIGEST_KEY)
     save_file(tensors, victim_file, metadata=meta)
-    done = run_cli("run", "--victims", "mlp", "--attacks", "fgsm", "--n-images", "5", "--out",
-                   str(tmp_path / "out"), env={"PARAEVAL_CACHE_DIR": str(tmp_path)})  # fmt: skip
+    done = run_cli(
+        "run",
+        "--victims",
+        "mlp",
+        "--attacks",
+        "fgsm",
+        "--n-images",
+        "5",
+        "--out",
+        str(tmp_path / "out"),
+        env={"PARAEVAL_CACHE_DIR": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     row = pd.read_csv(tmp_path / "out" / "results.csv").iloc[0]
     warnings = str(row["warnings"])

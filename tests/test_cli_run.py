@@ -14,8 +14,21 @@ REQUIRED = ["victim", "dataset", "defense", "attack", "seed", "victim_seed", "st
 
 def test_none_fgsm_end_to_end(victims, tmp_path) -> None:
     out = tmp_path / "run"
-    result = run_cli("run", "--victims", "vm,vm-batch", "--defenses", "none", "--attacks", "fgsm",
-                     "--seeds", "1", "--n-images", "30", "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm,vm-batch",
+        "--defenses",
+        "none",
+        "--attacks",
+        "fgsm",
+        "--seeds",
+        "1",
+        "--n-images",
+        "30",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     results = pd.read_csv(out / "results.csv")
     assert list(results.columns[: len(REQUIRED)]) == REQUIRED
@@ -26,8 +39,15 @@ def test_none_fgsm_end_to_end(victims, tmp_path) -> None:
     assert results["paper_accuracy"].isna().all()
     assert (results["n_attacked"] + results["n_misclassified"] == 30).all()
     changes = pd.read_csv(out / "prediction_change.csv")
-    assert list(changes.columns) == ["victim", "defense", "attack", "seed", "original_pred",
-                                     "protected_pred", "count"]  # fmt: skip
+    assert list(changes.columns) == [
+        "victim",
+        "defense",
+        "attack",
+        "seed",
+        "original_pred",
+        "protected_pred",
+        "count",
+    ]
     per_victim = changes.groupby("victim")["count"].sum()
     assert per_victim.to_dict() == dict(
         zip(results["victim"], results["n_adversarial"], strict=True)
@@ -39,8 +59,9 @@ def test_none_fgsm_end_to_end(victims, tmp_path) -> None:
 def test_parasite_row_end_to_end_with_paper_values_and_skip_note(victims, mnist, tmp_path) -> None:
     out = tmp_path / "run"
     defenses = "t1-vm-after-bn-small,t2-bn-none-sigma0.1"
-    result = run_cli("run", "--victims", "vm", "--defenses", defenses,
-                     "--n-images", "30", "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run", "--victims", "vm", "--defenses", defenses, "--n-images", "30", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     assert "skipped t2-bn-none-sigma0.1 on vm" in result.stderr
     results = pd.read_csv(out / "results.csv")
@@ -80,8 +101,19 @@ def test_small_reproduction_of_the_three_tables(victims, tmp_path) -> None:
     parasites trained for one epoch (each placement still selects among its candidates)."""
     out = tmp_path / "run"
     defenses = "table1:epochs=1,table2:epochs=1,table3:epochs=1"
-    result = run_cli("run", "--victims", "vm,vm-batch", "--defenses", defenses,
-                     "--n-images", "40", "--seeds", "1", "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm,vm-batch",
+        "--defenses",
+        defenses,
+        "--n-images",
+        "40",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 36 and (results["status"] == "ok").all()
@@ -110,8 +142,20 @@ def test_data_dir_option_reaches_the_batchnorm_calibration(victims, tmp_path) ->
     from .conftest import SHARED_MNIST
 
     out = tmp_path / "run"
-    result = run_cli("run", "--victims", "vm", "--defenses", "t1-vm-after-bn-small",
-                     "--data-dir", str(SHARED_MNIST), "--no-download", "--n-images", "10",
-                     "--out", str(out), env={"PARAEVAL_DATA_DIR": ""})  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--defenses",
+        "t1-vm-after-bn-small",
+        "--data-dir",
+        str(SHARED_MNIST),
+        "--no-download",
+        "--n-images",
+        "10",
+        "--out",
+        str(out),
+        env={"PARAEVAL_DATA_DIR": ""},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (pd.read_csv(out / "results.csv")["status"] == "ok").all()

@@ -71,8 +71,11 @@ class LabelCounter(ExtractionAttackBase):
 
     def extract(self, victim, oracle, images, *, seed):
         answers = oracle(images[:7])
-        metrics = {"answers_seen": len(answers), "one_label_each": int(answers.ndim == 1),
-                   "queries_counted": oracle.queries}  # fmt: skip
+        metrics = {
+            "answers_seen": len(answers),
+            "one_label_each": int(answers.ndim == 1),
+            "queries_counted": oracle.queries,
+        }
         return ExtractionResult(metrics, [{"labels": answers.tolist()}])
 
 
@@ -125,8 +128,13 @@ def test_protected_stateful_reset_oracle_and_any_metrics(victims, tmp_path, cont
     from paraeval.report.outputs import write_outputs
     from paraeval.run.runner import RunConfig, run
 
-    config = RunConfig(victims=["vm"], defenses="test-stateful,test-plain", out=tmp_path,
-                       attacks="fgsm,test-label-counter", n_images=20)  # fmt: skip
+    config = RunConfig(
+        victims=["vm"],
+        defenses="test-stateful,test-plain",
+        out=tmp_path,
+        attacks="fgsm,test-label-counter",
+        n_images=20,
+    )
     result = run(config)
     write_outputs(tmp_path, result.keys)
     assert result.failed == 0
@@ -157,8 +165,9 @@ def test_an_undeclared_metric_fails_its_cell_instead_of_adding_a_column(
 ) -> None:
     from paraeval.run.runner import RunConfig, run
 
-    config = RunConfig(victims=["vm"], defenses="test-plain", attacks="test-misspelled",
-                       out=tmp_path, n_images=20)  # fmt: skip
+    config = RunConfig(
+        victims=["vm"], defenses="test-plain", attacks="test-misspelled", out=tmp_path, n_images=20
+    )
     (row,) = run(config).rows
     assert row["status"] == "failed" and "answers_sen" not in row
     assert "does not declare in metric_docs: answers_sen" in row["error"]

@@ -53,8 +53,12 @@ def _md5(path: Path) -> str:
 @pytest.fixture
 def idx_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     rng = np.random.default_rng(0)
-    arrays = [rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 10, 6),
-              rng.integers(0, 256, (4, 28, 28)), rng.integers(0, 10, 4)]  # fmt: skip
+    arrays = [
+        rng.integers(0, 256, (6, 28, 28)),
+        rng.integers(0, 10, 6),
+        rng.integers(0, 256, (4, 28, 28)),
+        rng.integers(0, 10, 4),
+    ]
     md5 = {}
     for stem, array in zip(IDX_STEMS, arrays, strict=True):
         path = tmp_path / f"{stem}.gz"

@@ -70,8 +70,16 @@ def test_a_detector_defense_answers_like_the_victim_and_its_accuracy_pass_is_not
     defense = _defense(f"{name}:{QUICK}", mnist)
     model = victims["vm"][0]
     images = MNIST.as_float(mnist.test_images)
-    ctx = VictimContext("vm", model, 99.0, images, mnist.test_labels, images[:8],
-                        mnist.test_labels[:8], predict(model, images[:8]))  # fmt: skip
+    ctx = VictimContext(
+        "vm",
+        model,
+        99.0,
+        images,
+        mnist.test_labels,
+        images[:8],
+        mnist.test_labels[:8],
+        predict(model, images[:8]),
+    )
     protection = protect(ctx, defense, seed=0)
     (detector,) = protection.monitors
     assert isinstance(detector, StreamDetector) and detector.threshold is not None
@@ -128,9 +136,12 @@ def test_the_report_and_the_verdict_show_the_companion_cells(victims, tmp_path) 
     from paraeval.study.verdict import sentences
 
     config = RunConfig(
-        victims=["vm"], defenses=f"none,atli-ood:{QUICK}", n_images=20, out=tmp_path,
+        victims=["vm"],
+        defenses=f"none,atli-ood:{QUICK}",
+        n_images=20,
+        out=tmp_path,
         attacks="knockoff:budgets=100+300,epochs=1,pool=digits,query-streams:streams=10,stream=60",
-    )  # fmt: skip
+    )
     result = run(config)
     assert result.failed == 0, [r.get("error") for r in result.rows]
     html = rerender(tmp_path).read_text()

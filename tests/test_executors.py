@@ -93,12 +93,18 @@ def test_killing_the_dask_driver_loses_nothing_and_duplicates_nothing(
 ) -> None:
     pytest.importorskip("dask.distributed")
     args = ["run", *GRID, "--out", str(tmp_path), "--executor", "dask:2"]
-    env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
-           "PARAEVAL_CACHE_DIR": str(MODEL_CACHE)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PARAEVAL_DATA_DIR": str(SHARED_MNIST),
+        "PARAEVAL_CACHE_DIR": str(MODEL_CACHE),
+    }
     driver = subprocess.Popen(
-        [sys.executable, "-m", "paraeval", *args], env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "paraeval", *args],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 600
         while stored_cells(tmp_path) < 1 and driver.poll() is None:
@@ -136,8 +142,13 @@ def test_a_worker_without_our_cache_gets_the_files_and_trains_nothing(
     from paraeval.training import parasite_cache as training
     from paraeval.training import victims as victim_training
 
-    config = RunConfig(victims=["vm"], defenses="t1-vm-after-nobn-small", n_images=20,
-                       attacks="fgsm", out=tmp_path / "run")  # fmt: skip
+    config = RunConfig(
+        victims=["vm"],
+        defenses="t1-vm-after-nobn-small",
+        n_images=20,
+        attacks="fgsm",
+        out=tmp_path / "run",
+    )
     resolved = validate(config)
     defenses, attacks = resolved.defenses, resolved.attacks
     cells, _ = plan(config, resolved)
@@ -235,9 +246,13 @@ def test_results_do_not_depend_on_the_thread_count(victims, tmp_path) -> None:
     from paraeval.run.runner import RunConfig, run
     from paraeval.run.store import Store
 
-    grid = {"victims": ["vm", "mlp"], "defenses": "none,t1-vm-after-nobn-small,mlp-nobn-small-s0.1",
-            "attacks": "deepfool:steps=10,critical-points:budget=500,normals=1,fee",
-            "n_images": 20, "seeds": [0]}  # fmt: skip
+    grid = {
+        "victims": ["vm", "mlp"],
+        "defenses": "none,t1-vm-after-nobn-small,mlp-nobn-small-s0.1",
+        "attacks": "deepfool:steps=10,critical-points:budget=500,normals=1,fee",
+        "n_images": 20,
+        "seeds": [0],
+    }
     threads, outcomes = torch.get_num_threads(), []
     try:
         for count in (1, 2):

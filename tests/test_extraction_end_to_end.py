@@ -23,17 +23,20 @@ def test_critical_points_recover_first_layer_normals_of_the_unprotected_vm(victi
     vm = victims["vm"][0]
     images = MNIST.as_float(mnist.test_images[:500])
     oracle, truth = ScalarOracle(Oracle(vm), seed=0), FirstLayer.of(vm)
-    offset, direction, low, high = draw_line("in-domain", torch.Generator().manual_seed(0),
-                                             images, 1e3)  # fmt: skip
+    offset, direction, low, high = draw_line(
+        "in-domain", torch.Generator().manual_seed(0), images, 1e3
+    )
     search = search_line(oracle, offset, direction, low, high, budget=100_000)
     crossings = truth.crossings(offset, direction)
     on_first_layer = [
-        p for p in search.points
+        p
+        for p in search.points
         if float((crossings - p.t).abs().min()) <= MATCH_TOLERANCE * (high - low)
-    ]  # fmt: skip
+    ]
     assert len(on_first_layer) >= 10
-    cosines = [truth.best_cosine(normal_at(oracle, offset, direction, p))
-               for p in on_first_layer[:10]]  # fmt: skip
+    cosines = [
+        truth.best_cosine(normal_at(oracle, offset, direction, p)) for p in on_first_layer[:10]
+    ]
     assert sum(c > 0.99 for c in cosines) > len(cosines) / 2
     # the attack's own scoring on the same victim: LeNet has max-pool and deeper kinks too
     (row,) = (
@@ -47,9 +50,19 @@ def test_critical_points_recover_first_layer_normals_of_the_unprotected_vm(victi
 
 def test_critical_points_through_the_cli(victims, tmp_path) -> None:
     out = tmp_path / "run"
-    result = run_cli("run", "--victims", "vm", "--defenses", "none,t1-vm-after-nobn-none",
-                     "--attacks", "critical-points:budget=600,normals=1", "--n-images", "20",
-                     "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--defenses",
+        "none,t1-vm-after-nobn-none",
+        "--attacks",
+        "critical-points:budget=600,normals=1",
+        "--n-images",
+        "20",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = pd.read_csv(out / "results.csv")
     assert list(results["mode"]) == ["extraction", "extraction"]
@@ -75,15 +88,31 @@ def test_list_attacks_shows_every_attack() -> None:
 
 
 def test_extraction_attacks_take_no_mode(tmp_path) -> None:
-    result = run_cli("run", "--victims", "vm", "--attacks", "critical-points:mode=adaptive",
-                     "--out", str(tmp_path))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--attacks",
+        "critical-points:mode=adaptive",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 2
     assert "extraction attack" in result.stderr
 
 
 def test_fee_is_skipped_with_a_note_on_lenet(victims, tmp_path) -> None:
-    result = run_cli("run", "--victims", "vm", "--attacks", "fgsm,fee", "--n-images", "10",
-                     "--out", str(tmp_path))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--attacks",
+        "fgsm,fee",
+        "--n-images",
+        "10",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "skipped fee on vm" in result.stderr
     assert list(pd.read_csv(tmp_path / "results.csv")["attack"]) == ["fgsm"]
@@ -96,11 +125,24 @@ def test_fee_extracts_the_unprotected_mlp(tmp_path) -> None:
     # ART's search on a protected mlp can take many minutes (it depends on the parasite's kinks),
     # so ART runs on the plain mlp only, as in `paraeval reproduce`.
     frames = []
-    for name, defenses, attacks in (("ours", "none,mlp-nobn-none-s0.2", "fee"),
-                                    ("art", "none", "fee:backend=art")):  # fmt: skip
+    for name, defenses, attacks in (
+        ("ours", "none,mlp-nobn-none-s0.2", "fee"),
+        ("art", "none", "fee:backend=art"),
+    ):
         out = tmp_path / name
-        result = run_cli("run", "--victims", "mlp", "--defenses", defenses, "--attacks", attacks,
-                         "--n-images", "20", "--out", str(out))  # fmt: skip
+        result = run_cli(
+            "run",
+            "--victims",
+            "mlp",
+            "--defenses",
+            defenses,
+            "--attacks",
+            attacks,
+            "--n-images",
+            "20",
+            "--out",
+            str(out),
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         frames.append(pd.read_csv(out / "results.csv"))
     results = pd.concat(frames).set_index(["defense", "attack"])

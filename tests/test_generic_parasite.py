@@ -78,8 +78,9 @@ def test_cli_inspect_and_a_bad_layer_exit_codes(tmp_path) -> None:
     listed = run_cli("inspect", "vm", "--format", "csv")
     assert listed.returncode == 0
     assert 'conv2,Conv2d,16x10x10,1600,"whole (16 maps of 10x10)' in listed.stdout
-    bad = run_cli("run", "--victims", "vm", "--defenses", "parasite:layer=conv9",
-                  "--out", str(tmp_path))  # fmt: skip
+    bad = run_cli(
+        "run", "--victims", "vm", "--defenses", "parasite:layer=conv9", "--out", str(tmp_path)
+    )
     assert bad.returncode == 2 and "vm has no layer 'conv9' (paraeval inspect vm)" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert run_cli("inspect", "nope").returncode == 2
@@ -88,8 +89,13 @@ def test_cli_inspect_and_a_bad_layer_exit_codes(tmp_path) -> None:
 def test_a_parasite_run_end_to_end(victims, tmp_path) -> None:
     from paraeval.run.runner import RunConfig, run
 
-    config = RunConfig(victims=["vm"], defenses=f"parasite:layer=act2,{QUICK}", attacks="fgsm",
-                       n_images=20, out=tmp_path)  # fmt: skip
+    config = RunConfig(
+        victims=["vm"],
+        defenses=f"parasite:layer=act2,{QUICK}",
+        attacks="fgsm",
+        n_images=20,
+        out=tmp_path,
+    )
     (row,) = run(config).rows
     assert row["status"] == "ok" and row["m_adv"] is not None and row["accuracy"] > 90
 

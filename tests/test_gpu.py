@@ -29,8 +29,12 @@ def test_a_bank_trains_on_the_gpu_as_on_the_cpu() -> None:
     from paraeval.training.parasites import ParasiteConfig
 
     def configs(device: str) -> list[ParasiteConfig]:
-        return [ParasiteConfig(False, "small", sigma=0.2, side=16, seed=seed, n_train=2000,
-                               epochs=2, device=device) for seed in range(8)]  # fmt: skip
+        return [
+            ParasiteConfig(
+                False, "small", sigma=0.2, side=16, seed=seed, n_train=2000, epochs=2, device=device
+            )
+            for seed in range(8)
+        ]
 
     probe = torch.rand(32, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     for cpu, gpu in zip(train_bank(configs("cpu")), train_bank(configs("cuda")), strict=True):
@@ -83,8 +87,9 @@ def test_knockoffs_thief_trains_on_the_gpu(victims, mnist) -> None:
         for device in ("cpu", "cuda"):
             victim = model if device == "cpu" else OnDevice(model, device)
             oracle = Oracle(model, granularity="probabilities")
-            results[device] = entry.obj.extract(victim, oracle, images, seed=0,
-                                                labels=mnist.test_labels)  # fmt: skip
+            results[device] = entry.obj.extract(
+                victim, oracle, images, seed=0, labels=mnist.test_labels
+            )
     assert next(thieves[-1].parameters()).device.type == "cuda"
     cpu, gpu = (results[d].metrics["fidelity_victim"] for d in ("cpu", "cuda"))
     assert abs(cpu - gpu) < 5.0, (cpu, gpu)  # percentage points: other arithmetic, same thief
@@ -126,9 +131,24 @@ def test_table1_on_the_gpu_agrees_with_the_cpu(victims, tmp_path) -> None:
     for device in ("cpu", "cuda"):
         out = tmp_path / device
         env = {"PARAEVAL_CACHE_DIR": str(gpu_cache)} if device == "cuda" else None
-        done = run_cli("run", "--victims", "vm,vm-batch", "--defenses", "table1", "--attacks",
-                       "fgsm", "--seeds", "5", "--device", device, "--executor", "local",
-                       "--out", str(out), env=env)  # fmt: skip
+        done = run_cli(
+            "run",
+            "--victims",
+            "vm,vm-batch",
+            "--defenses",
+            "table1",
+            "--attacks",
+            "fgsm",
+            "--seeds",
+            "5",
+            "--device",
+            device,
+            "--executor",
+            "local",
+            "--out",
+            str(out),
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "training victim" not in done.stderr  # the copied victims, not new ones
         summaries[device] = pd.read_csv(out / "summary.csv").set_index(["victim", "defense"])
@@ -137,5 +157,6 @@ def test_table1_on_the_gpu_agrees_with_the_cpu(victims, tmp_path) -> None:
     assert (cpu["victim_accuracy"] == gpu["victim_accuracy"]).all()
     for metric in ("accuracy", "m_adv"):
         overlap = (gpu[f"{metric}_ci_low"] <= cpu[f"{metric}_ci_high"]) & (
-            cpu[f"{metric}_ci_low"] <= gpu[f"{metric}_ci_high"])  # fmt: skip
+            cpu[f"{metric}_ci_low"] <= gpu[f"{metric}_ci_high"]
+        )
         assert overlap.all(), pd.concat([cpu[f"{metric}_mean"], gpu[f"{metric}_mean"]], axis=1)

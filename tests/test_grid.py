@@ -63,8 +63,19 @@ def test_a_two_part_grid_equals_the_same_command_line(victims, tmp_path) -> None
     grid = tmp_path / "grid.toml"
     grid.write_text(TWO_PARTS)
     from_file = run_cli("run", "--config", str(grid), "--out", str(tmp_path / "file"))
-    by_hand = run_cli("run", "--victims", "vm", "--defenses", "none", "--n-images", "12",
-                      "--attacks", "fgsm,pgd:steps=2", "--out", str(tmp_path / "hand"))  # fmt: skip
+    by_hand = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--defenses",
+        "none",
+        "--n-images",
+        "12",
+        "--attacks",
+        "fgsm,pgd:steps=2",
+        "--out",
+        str(tmp_path / "hand"),
+    )
     assert from_file.returncode == 0 and by_hand.returncode == 0, from_file.stderr
     # the summary printed into a pipe keeps every name whole
     assert "pgd:steps=2" in from_file.stdout and "…" not in from_file.stdout
@@ -78,8 +89,9 @@ def test_a_two_part_grid_equals_the_same_command_line(victims, tmp_path) -> None
     assert re.search(r"time: victims \d+ s, 0 parasites \d+ s, cells \d+ s\n", by_hand.stderr)
     again = run_cli("run", "--config", str(grid), "--out", str(tmp_path / "file"))
     assert re.search(r"part 2 of 2 done in \d+ s: 1 cell\(s\), 1 stored before", again.stderr)
-    overridden = run_cli("run", "--config", str(grid), "--n-images", "5", "--out",
-                         str(tmp_path / "override"))  # fmt: skip
+    overridden = run_cli(
+        "run", "--config", str(grid), "--n-images", "5", "--out", str(tmp_path / "override")
+    )
     assert overridden.returncode == 0, overridden.stderr
     rows = pd.read_csv(tmp_path / "override" / "results.csv")
     assert list(rows["attack"]) == ["fgsm", "pgd:steps=2"]  # the parts stay
@@ -114,8 +126,7 @@ def test_pipeline_seeds_are_one_run_per_seed_each_on_its_own_victim() -> None:
     parasite = RunConfig(victims=["vm"], seeds=[0, 1, 2])
     assert seed_runs(parasite) == [parasite]
     pipeline = dataclasses.replace(parasite, seed_scope="pipeline")
-    assert [(r.seeds, r.victim_seed) for r in seed_runs(pipeline)] == [
-        ([0], 0), ([1], 1), ([2], 2)]  # fmt: skip
+    assert [(r.seeds, r.victim_seed) for r in seed_runs(pipeline)] == [([0], 0), ([1], 1), ([2], 2)]
     seen: list[tuple[list[int], int, list[str]]] = []
 
     def runner(config: RunConfig) -> RunResult:
@@ -138,8 +149,9 @@ def test_pipeline_seeds_are_one_run_per_seed_each_on_its_own_victim() -> None:
 def test_a_bad_seed_scope_is_a_usage_error() -> None:
     done = run_cli("run", "--victims", "vm", "--seed-scope", "victims", "--dry-run")
     assert done.returncode == 2 and "valid: parasite, pipeline" in done.stderr
-    planned = run_cli("run", "--victims", "vm", "--seeds", "3", "--seed-scope", "pipeline",
-                      "--dry-run")  # fmt: skip
+    planned = run_cli(
+        "run", "--victims", "vm", "--seeds", "3", "--seed-scope", "pipeline", "--dry-run"
+    )
     assert planned.returncode == 0, planned.stderr
     assert "3 cell(s) planned" in planned.stdout + planned.stderr
 
@@ -148,17 +160,37 @@ def test_rows_name_their_victims_seed_and_the_summary_counts_the_victims(tmp_pat
     from paraeval.run.results import summarise
     from paraeval.run.store import Store
 
-    row = {"victim": "vm", "defense": "t1-vm-after-nobn-none", "attack": "fgsm", "mode": "transfer",
-           "status": "ok", "paper_accuracy": 98.7, "paper_m_adv": 19.0, "robust_accuracy": None,
-           "dataset": "mnist"}  # fmt: skip
+    row = {
+        "victim": "vm",
+        "defense": "t1-vm-after-nobn-none",
+        "attack": "fgsm",
+        "mode": "transfer",
+        "status": "ok",
+        "paper_accuracy": 98.7,
+        "paper_m_adv": 19.0,
+        "robust_accuracy": None,
+        "dataset": "mnist",
+    }
     with Store(tmp_path) as store:
         for seed, victim_accuracy in ((0, 99.0), (1, 98.6)):
             run_id = store.start_run("paraeval run", {}, {"victim_seed": seed}, [])
-            store.put_cell(f"cell{seed}", run_id, {**row, "seed": seed, "accuracy": 98.0 + seed,
-                           "m_adv": 10.0, "victim_accuracy": victim_accuracy})  # fmt: skip
+            store.put_cell(
+                f"cell{seed}",
+                run_id,
+                {
+                    **row,
+                    "seed": seed,
+                    "accuracy": 98.0 + seed,
+                    "m_adv": 10.0,
+                    "victim_accuracy": victim_accuracy,
+                },
+            )
         old_run = store.start_run("paraeval run", {}, {}, [])  # a record from before the option
-        store.put_cell("cell2", old_run, {**row, "seed": 2, "accuracy": 98.5, "m_adv": 12.0,
-                                          "victim_accuracy": 99.0})  # fmt: skip
+        store.put_cell(
+            "cell2",
+            old_run,
+            {**row, "seed": 2, "accuracy": 98.5, "m_adv": 12.0, "victim_accuracy": 99.0},
+        )
         rows = [store.cell(f"cell{seed}").row for seed in range(3)]
     assert [r["victim_seed"] for r in rows] == [0, 1, 0]
     record = summarise(pd.DataFrame(rows[:2])).to_dict("records")[0]

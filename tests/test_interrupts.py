@@ -42,9 +42,14 @@ def _interrupted(
     env = {**os.environ, "PARAEVAL_DATA_DIR": str(SHARED_MNIST), "PARAEVAL_CACHE_DIR": str(cache)}
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "paraeval", *args, "--out",
-                                    str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=stderr, text=True, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "paraeval", *args, "--out", str(tmp_path / "out")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 300
         while marker not in log.read_text() and time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()[-2000:]
@@ -59,8 +64,9 @@ def _interrupted(
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_while_parasites_train_stops_within_seconds(victims, tmp_path, signum, status):
     cache = _cache_with_victims(tmp_path)
-    returncode, took, text = _interrupted(ARGS, cache, tmp_path, "training parasites",
-                                          lambda process: process.send_signal(signum))  # fmt: skip
+    returncode, took, text = _interrupted(
+        ARGS, cache, tmp_path, "training parasites", lambda process: process.send_signal(signum)
+    )
     assert returncode == status, text[-2000:]
     assert took < 10, f"took {took:.1f} s to stop"
     assert RESUME_LINE in text and "Traceback" not in text
@@ -92,8 +98,19 @@ def test_ctrl_c_to_a_dask_run_stops_it_without_worker_tracebacks(victims, tmp_pa
     """A terminal's Ctrl-C reaches every process of the run's group, the Dask workers too:
     they leave it to the run, which closes its cluster (no worker dies printing a traceback)."""
     cache = _cache_with_victims(tmp_path)
-    args = ["run", "--victims", "vm", "--defenses", "none", "--attacks", "fgsm,pgd", "--seeds",
-            "3", "--executor", "dask:2"]  # fmt: skip
+    args = [
+        "run",
+        "--victims",
+        "vm",
+        "--defenses",
+        "none",
+        "--attacks",
+        "fgsm,pgd",
+        "--seeds",
+        "3",
+        "--executor",
+        "dask:2",
+    ]
     returncode, took, text = _interrupted(  # as a terminal does: the whole group
         args, cache, tmp_path, "cells: 0/", lambda process: os.killpg(process.pid, signal.SIGINT)
     )

@@ -30,10 +30,18 @@ PINNED_DEFAULT = {
 
 def _keys(reading: str) -> dict[tuple[str, str, str, int], str]:
     suffix = f":{reading}" if reading else ""
-    defenses = ",".join(["none", *(f"{d}{suffix}" for d in
-                         ("t1-vm-after-nobn-small", "t3-row12", "dynamic-parasite"))])  # fmt: skip
-    config = RunConfig(victims=["vm", "vm-batch"], defenses=defenses, attacks="fgsm,pgd,deepfool",
-                       seeds=[0, 1, 2, 3, 4])  # fmt: skip
+    defenses = ",".join(
+        [
+            "none",
+            *(f"{d}{suffix}" for d in ("t1-vm-after-nobn-small", "t3-row12", "dynamic-parasite")),
+        ]
+    )
+    config = RunConfig(
+        victims=["vm", "vm-batch"],
+        defenses=defenses,
+        attacks="fgsm,pgd,deepfool",
+        seeds=[0, 1, 2, 3, 4],
+    )
     cells, _ = plan(config, validate(config))
     return {(c.victim, c.defense.name, c.attack.name, c.seed): c.key for c in cells}
 

@@ -18,8 +18,9 @@ def test_the_thief_learns_more_with_more_queries(victims, tmp_path) -> None:
     from paraeval.run.runner import RunConfig, run
 
     spec = "knockoff:budgets=100+1000,epochs=5"
-    config = RunConfig(victims=["vm"], defenses="none,class-labels", attacks=spec,
-                       n_images=20, out=tmp_path)  # fmt: skip
+    config = RunConfig(
+        victims=["vm"], defenses="none,class-labels", attacks=spec, n_images=20, out=tmp_path
+    )
     result = run(config)
     assert result.failed == 0, [r.get("error") for r in result.rows]
     none, labels = result.rows

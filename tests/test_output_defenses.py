@@ -89,8 +89,9 @@ def test_gaussian_noise_is_declared_random_and_seeded(victims, batch) -> None:
 def test_the_grid_measures_them_and_says_the_gradients_are_masked(victims, tmp_path) -> None:
     from paraeval.run.runner import RunConfig, run
 
-    config = RunConfig(victims=["vm"], defenses="rounded,class-labels", attacks="fgsm",
-                       n_images=20, out=tmp_path)  # fmt: skip
+    config = RunConfig(
+        victims=["vm"], defenses="rounded,class-labels", attacks="fgsm", n_images=20, out=tmp_path
+    )
     result = run(config)
     assert result.failed == 0 and len(result.rows) == 2
     for row in result.rows:

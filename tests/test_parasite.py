@@ -105,9 +105,12 @@ def test_recalibrated_batch_norms_normalise_the_victims_activations(victims, mni
         victim, specs, seed=0, stream="table1", reading=ParasiteReading(select=1)
     ).model
     training = protect_with(
-        victim, specs, seed=0, stream="table1",
+        victim,
+        specs,
+        seed=0,
+        stream="table1",
         reading=ParasiteReading(bn_stats="training", select=1),
-    ).model  # fmt: skip
+    ).model
     parasite = next(m for m in recalibrated.modules() if isinstance(m, ParasiticCNN))
     original = next(m for m in training.modules() if isinstance(m, ParasiticCNN))
     first_bn, original_bn = parasite.batch_norms()[0], original.batch_norms()[0]
@@ -132,8 +135,9 @@ def test_defense_options_select_the_bn_statistics(victims, tmp_path) -> None:
 
     out = tmp_path / "run"
     defenses = "t1-vm-after-bn-small,t1-vm-after-bn-small:bn_stats=training"
-    result = run_cli("run", "--victims", "vm", "--defenses", defenses, "--n-images", "10",
-                     "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run", "--victims", "vm", "--defenses", defenses, "--n-images", "10", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     rows = pd.read_csv(out / "results.csv")
     assert list(rows["defense"]) == [

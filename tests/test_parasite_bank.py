@@ -12,8 +12,10 @@ from paraeval.training.parasites import ParasiteConfig, train_parasite
 
 def _configs(**recipe: object) -> list[ParasiteConfig]:
     small = {"side": 8, "n_train": 400, "n_heldout": 100, "epochs": 2, **recipe}
-    return [ParasiteConfig(seed=seed, sigma=sigma, **small)  # type: ignore[arg-type]
-            for seed, sigma in ((0, 0.2), (1, 0.1), (7, 0.3))]  # fmt: skip
+    return [
+        ParasiteConfig(seed=seed, sigma=sigma, **small)  # type: ignore[arg-type]
+        for seed, sigma in ((0, 0.2), (1, 0.1), (7, 0.3))
+    ]
 
 
 def test_a_bank_trains_each_parasite_as_it_would_train_alone() -> None:

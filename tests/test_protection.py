@@ -21,8 +21,22 @@ def test_protect_gives_the_model_a_run_attacks_and_it_saves_and_reloads(
     env = {"PARAEVAL_CACHE_DIR": str(MODEL_CACHE), "PARAEVAL_DATA_DIR": str(SHARED_MNIST)}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    run = run_cli("run", "--victims", "vm", "--defenses", DEFENSE, "--attacks", "fgsm", "--seed",
-                  "1", "--n-images", "10", "--out", str(tmp_path / "run"), env=env)  # fmt: skip
+    run = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--defenses",
+        DEFENSE,
+        "--attacks",
+        "fgsm",
+        "--seed",
+        "1",
+        "--n-images",
+        "10",
+        "--out",
+        str(tmp_path / "run"),
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     measured = float(pd.read_csv(tmp_path / "run" / "results.csv")["accuracy"].iloc[0])
     mnist = load_dataset("mnist")
@@ -30,8 +44,9 @@ def test_protect_gives_the_model_a_run_attacks_and_it_saves_and_reloads(
     assert round(accuracy(protected.model, mnist.test_images, mnist.test_labels), 4) == measured
     assert protected.info["parasite_fit"][0]["parasite"].startswith("conv2 after BN+act")
 
-    saved = run_cli("protect", "vm", DEFENSE, "--seed", "1", "--out", str(tmp_path / "p.st"),
-                    env=env)  # fmt: skip
+    saved = run_cli(
+        "protect", "vm", DEFENSE, "--seed", "1", "--out", str(tmp_path / "p.st"), env=env
+    )
     assert saved.returncode == 0, saved.stderr[-2000:]
     assert "weights_sha256" in saved.stdout and "parasite_fit" in saved.stdout
     reloaded = load_protected(tmp_path / "p.st")

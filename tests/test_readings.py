@@ -104,8 +104,11 @@ def test_the_other_grouping_of_table3_lines_changes_rows_6_to_12_only() -> None:
 def test_options_that_cannot_change_a_row_stay_out_of_its_key() -> None:
     """Whole-layer options change Table 2 keys only; ``bn_scale_shift`` only rows with a BN
     parasite; defenses without such placements refuse them rather than ignore them."""
-    for name, value in (("whole_site", "after-bn"), ("whole_parasites", "per-channel"),
-                        ("whole_side", "16")):  # fmt: skip
+    for name, value in (
+        ("whole_site", "after-bn"),
+        ("whole_parasites", "per-channel"),
+        ("whole_side", "16"),
+    ):
         assert name in _defense(f"{WHOLE_ROW}:{name}={value}").obj.key_options()
         assert name not in _defense(f"{ROW}:{name}={value}").obj.key_options()
         with pytest.raises(UserError, match="whole-layer"):
@@ -113,8 +116,10 @@ def test_options_that_cannot_change_a_row_stay_out_of_its_key() -> None:
         with pytest.raises(UserError, match="LeNet"):
             registry.configured_defenses(f"mlp-bn-none-s0.2:{name}={value}")
     assert "bn_scale_shift" in _defense(f"{ROW}:bn_scale_shift=none").obj.key_options()
-    assert "bn_scale_shift" not in _defense(
-        "t1-vm-after-nobn-none:bn_scale_shift=none").obj.key_options()  # fmt: skip
+    assert (
+        "bn_scale_shift"
+        not in _defense("t1-vm-after-nobn-none:bn_scale_shift=none").obj.key_options()
+    )
     with pytest.raises(UserError, match="fixed placements"):
         registry.configured_defenses("parasite:pool=after")
 
@@ -195,8 +200,14 @@ def test_reading_parser_and_combinations() -> None:
 def _score(name: str, distance: float):
     from paraeval.study.readings import Score
 
-    rows = pd.DataFrame({"m_adv_mean": [distance], "paper_m_adv": [0.0],
-                         "accuracy_mean": [99.0], "paper_accuracy": [99.0]})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "m_adv_mean": [distance],
+            "paper_m_adv": [0.0],
+            "accuracy_mean": [99.0],
+            "paper_accuracy": [99.0],
+        }
+    )
     return Score(parse_reading(name), "screen", [0], rows, pd.DataFrame())
 
 
@@ -275,17 +286,27 @@ def test_readings_study_end_to_end_and_resume_after_sigkill(victims, tmp_path) -
     torch_init = results[results["defense"].str.contains("init=torch")]
     assert len(torch_init) == 2
     for _, measured in torch_init.iterrows():
-        row = rows[(rows["reading"] == _with_epochs("init=torch"))
-                   & (rows["row"] == measured["defense"].split(":")[0])]  # fmt: skip
+        row = rows[
+            (rows["reading"] == _with_epochs("init=torch"))
+            & (rows["row"] == measured["defense"].split(":")[0])
+        ]
         assert float(row["m_adv_mean"].iloc[0]) == pytest.approx(measured["m_adv"])
         assert pd.isna(row["m_adv_in_pi"].iloc[0])
 
 
 def _cell(seed: int, accuracy: float, m_adv: float, victim: float = 98.9, ratio: float = 0.8):
     fit = {"mse_to_target": ratio * 0.04, "identity_mse": 0.04, "constant_mse": 0.083}
-    return {"status": "ok", "defense": "t1-vm-after-nobn-none", "seed": seed,
-            "accuracy": accuracy, "m_adv": m_adv, "victim_accuracy": victim,
-            "paper_accuracy": 98.7, "paper_m_adv": 19.0, "parasite_fit": [fit]}  # fmt: skip
+    return {
+        "status": "ok",
+        "defense": "t1-vm-after-nobn-none",
+        "seed": seed,
+        "accuracy": accuracy,
+        "m_adv": m_adv,
+        "victim_accuracy": victim,
+        "paper_accuracy": 98.7,
+        "paper_m_adv": 19.0,
+        "parasite_fit": [fit],
+    }
 
 
 def test_m_adv_over_every_image_rescores_the_same_cells() -> None:
@@ -293,8 +314,10 @@ def test_m_adv_over_every_image_rescores_the_same_cells() -> None:
     from the stored counts: the same cells, a lower M_adv, its own reading name."""
     from paraeval.study.readings import score
 
-    cells = [{**_cell(s, 98.6, 50.0), "n_recovered": 90, "n_attacked": 196,
-              "n_misclassified": 4} for s in range(2)]  # fmt: skip
+    cells = [
+        {**_cell(s, 98.6, 50.0), "n_recovered": 90, "n_attacked": 196, "n_misclassified": 4}
+        for s in range(2)
+    ]
     reading = parse_reading("m_adv_over=all")
     assert reading.scoring == (("m_adv_over", "all"),) and reading.defense == ()
     assert reading.name == "m_adv_over=all" and reading.selections("table1") == ("table1", "fgsm")
@@ -342,9 +365,11 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
     values = [18.0, 19.5, 21.0]  # M_adv over 3 seeds; paper 19.0
     near = [_cell(s, 98.6 + 0.1 * s, v) for s, v in enumerate(values)]
     broken = [_cell(s, 80.0 + s, 2.0 + s, ratio=1.5) for s in range(3)]
-    scores = [score(Reading(), "confirm", [0, 1, 2], near, "pipeline"),
-              score(parse_reading("init=torch"), "confirm", [0, 1, 2], broken, "pipeline"),
-              score(parse_reading("lr=1e-2"), "screen", [0], near[:1])]  # fmt: skip
+    scores = [
+        score(Reading(), "confirm", [0, 1, 2], near, "pipeline"),
+        score(parse_reading("init=torch"), "confirm", [0, 1, 2], broken, "pipeline"),
+        score(parse_reading("lr=1e-2"), "screen", [0], near[:1]),
+    ]
     write_csvs(scores, tmp_path)
     lines = pd.read_csv(tmp_path / "readings.csv")
     rows = pd.read_csv(tmp_path / "readings_rows.csv")
@@ -353,8 +378,10 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
     first = rows.iloc[0]
     assert first["m_adv_pi_low"] == pytest.approx(max(mean - half, 0.0), abs=1e-4)
     assert first["m_adv_pi_high"] == pytest.approx(mean + half, abs=1e-4)
-    assert first["m_adv_ci_high"] - first["m_adv_ci_low"] < first["m_adv_pi_high"] - first[
-        "m_adv_pi_low"]  # fmt: skip
+    assert (
+        first["m_adv_ci_high"] - first["m_adv_ci_low"]
+        < first["m_adv_pi_high"] - first["m_adv_pi_low"]
+    )
     assert rows.iloc[1]["accuracy_pi_low"] >= 0 and rows.iloc[1]["m_adv_pi_low"] == 0.0  # clipped
     assert list(lines["rows_both_in_pi"].iloc[:2]) == [1, 0]
     # do nothing: the victim's 98.9 % is within the accuracy half-width of 98.7; M_adv 0 is not
@@ -362,7 +389,8 @@ def test_readings_csvs_and_verdict_from_scored_cells(tmp_path) -> None:
     assert lines["baseline_rows_accuracy_in_pi"].iloc[0] == 1
     assert lines["baseline_rows_m_adv_in_pi"].iloc[0] == 0
     assert pd.isna(lines["rows_both_in_pi"].iloc[2]) and lines["interval"].iloc[2] == (
-        "none (one seed)")  # fmt: skip
+        "none (one seed)"
+    )
     assert list(lines["breaks_victim"]) == [False, True, False]
     assert list(lines["approximates_identity"]) == [True, False, True]
     assert lines["median_fit_ratio"].iloc[1] == pytest.approx(1.5)
@@ -400,16 +428,33 @@ def test_prediction_interval_matches_scipy_and_is_wider_than_the_mean_interval()
 def test_summary_carries_the_prediction_interval_and_the_do_nothing_baseline() -> None:
     from paraeval.run.results import do_nothing_inside, paper_inside, summarise
 
-    results = pd.DataFrame([
-        {"victim": "vm", "defense": "t1-vm-after-nobn-none", "attack": "fgsm", "mode": "transfer",
-         "status": "ok", "seed": s, "accuracy": 98.0 + 0.2 * s, "m_adv": 10.0 + 4 * s,
-         "paper_accuracy": 98.7, "paper_m_adv": 19.0, "victim_accuracy": 99.0,
-         "robust_accuracy": None, "dataset": "mnist"}
-        for s in range(4)
-    ])  # fmt: skip
+    results = pd.DataFrame(
+        [
+            {
+                "victim": "vm",
+                "defense": "t1-vm-after-nobn-none",
+                "attack": "fgsm",
+                "mode": "transfer",
+                "status": "ok",
+                "seed": s,
+                "accuracy": 98.0 + 0.2 * s,
+                "m_adv": 10.0 + 4 * s,
+                "paper_accuracy": 98.7,
+                "paper_m_adv": 19.0,
+                "victim_accuracy": 99.0,
+                "robust_accuracy": None,
+                "dataset": "mnist",
+            }
+            for s in range(4)
+        ]
+    )
     record = summarise(results).to_dict("records")[0]
-    assert record["m_adv_pi_low"] < record["m_adv_ci_low"] <= record["m_adv_ci_high"] < record[
-        "m_adv_pi_high"]  # fmt: skip
+    assert (
+        record["m_adv_pi_low"]
+        < record["m_adv_ci_low"]
+        <= record["m_adv_ci_high"]
+        < record["m_adv_pi_high"]
+    )
     assert paper_inside(record, "m_adv") is True and paper_inside(record, "accuracy") is True
     assert do_nothing_inside(record, "accuracy") is True  # 99.0 vs 98.7, half-width > 0.3
     assert do_nothing_inside(record, "m_adv") is False
@@ -453,8 +498,9 @@ def test_list_options_shows_every_reading_with_its_values() -> None:
 
 
 def test_reading_dataclass_round_trips_through_its_options() -> None:
-    reading = ParasiteReading(init="glorot", epochs=3, lr=0.01, pool="after", select=3,
-                              max_drop=0.5, schedule="constant")  # fmt: skip
+    reading = ParasiteReading(
+        init="glorot", epochs=3, lr=0.01, pool="after", select=3, max_drop=0.5, schedule="constant"
+    )
     assert ParasiteReading.parse("x", {k: str(v) for k, v in reading.changed().items()}) == reading
     assert dataclasses.asdict(reading) == reading.as_options()
 
@@ -491,7 +537,9 @@ def test_reading_names_are_absolute_and_studies_merge_their_lines(tmp_path) -> N
     write_csvs([score(Reading(), "confirm", [1, 2], cells)], tmp_path, merge=True)
     lines = pd.read_csv(tmp_path / "readings.csv")
     assert list(zip(lines["reading"], lines["stage"], strict=True)) == [
-        ("init=kaiming", "screen"), ("default", "confirm")]  # fmt: skip
+        ("init=kaiming", "screen"),
+        ("default", "confirm"),
+    ]
     assert len(pd.read_csv(tmp_path / "readings_rows.csv")) == 2
     write_csvs([score(Reading(), "confirm", [1, 2], cells)], tmp_path, merge=True)
     assert len(pd.read_csv(tmp_path / "readings.csv")) == 2  # replaced, not duplicated
@@ -525,8 +573,13 @@ def test_the_study_measures_each_reading_over_its_base_once(tmp_path) -> None:
 
     default = ParasiteReading()
     base = {"init": "kaiming"}
-    config = StudyConfig(work=tmp_path, rows="t1-vm-after-nobn-none", base=base, confirm_seeds=[],
-                         readings=[Reading(), parse_reading(f"init={default.init}")])  # fmt: skip
+    config = StudyConfig(
+        work=tmp_path,
+        rows="t1-vm-after-nobn-none",
+        base=base,
+        confirm_seeds=[],
+        readings=[Reading(), parse_reading(f"init={default.init}")],
+    )
     study(config, runner)
     assert asked == ["t1-vm-after-nobn-none:init=kaiming", "t1-vm-after-nobn-none"]
 
@@ -540,9 +593,15 @@ def test_the_base_line_shares_the_studys_noise_units(tmp_path) -> None:
         cells = [{**_cell(s, 98.0 + s, 20.0 + 2 * s), "seed": s} for s in config.seeds]
         return RunResult(rows=cells)
 
-    config = StudyConfig(work=tmp_path, rows="t1-vm-after-nobn-none", readings=[],
-                         screen_seeds=[], confirm_seeds=[1, 2, 3], seed_scope="parasite",
-                         confirm=[parse_reading("select=1")])  # fmt: skip
+    config = StudyConfig(
+        work=tmp_path,
+        rows="t1-vm-after-nobn-none",
+        readings=[],
+        screen_seeds=[],
+        confirm_seeds=[1, 2, 3],
+        seed_scope="parasite",
+        confirm=[parse_reading("select=1")],
+    )
     scores = study(config, runner)
     assert {s.noise for s in scores} == {scores[0].noise} and scores[0].noise.m_adv
     lines = pd.read_csv(tmp_path / "readings.csv")
@@ -570,11 +629,16 @@ def test_the_largest_one_factor_move_is_judged_against_its_own_base() -> None:
     not compared with the current default's screen line."""
     from paraeval.study.verdict_readings import _noise_sentences
 
-    screen = pd.DataFrame([
-        {"reading": "default", "mean_m_adv": 19.0, "mean_accuracy": 98.9},
-        {"reading": "whole_side=16", "mean_m_adv": 21.0, "mean_accuracy": 98.9},
-        {"reading": "init=torch,lr=0.001,select=1,eps_unit=normalized", "mean_m_adv": 50.6,
-         "mean_accuracy": 91.5},
-    ]).assign(seeds=1)  # fmt: skip
+    screen = pd.DataFrame(
+        [
+            {"reading": "default", "mean_m_adv": 19.0, "mean_accuracy": 98.9},
+            {"reading": "whole_side=16", "mean_m_adv": 21.0, "mean_accuracy": 98.9},
+            {
+                "reading": "init=torch,lr=0.001,select=1,eps_unit=normalized",
+                "mean_m_adv": 50.6,
+                "mean_accuracy": 91.5,
+            },
+        ]
+    ).assign(seeds=1)
     (sentence,) = _noise_sentences(pd.DataFrame({"reading": []}), screen)
     assert "most is whole_side=16: 19.0 % (default) -> 21.0 %" in sentence

@@ -86,8 +86,9 @@ def test_the_readme_plugin_example_runs(victims, tmp_path) -> None:
     load_plugins()
     pm.register(module, name="readme_plugin")
     try:
-        result = run(RunConfig(victims=["vm"], defenses="none,logit-noise", n_images=20,
-                               out=tmp_path))  # fmt: skip
+        result = run(
+            RunConfig(victims=["vm"], defenses="none,logit-noise", n_images=20, out=tmp_path)
+        )
         write_outputs(tmp_path, result.keys)
     finally:
         pm.unregister(module)
@@ -124,8 +125,12 @@ def test_the_installed_venv_has_the_pip_the_readme_tells_users_to_run() -> None:
     venv = Path(os.environ.get("PARAEVAL_VENV", ROOT / ".venv"))
     if not (venv / "bin" / "python").exists():
         pytest.skip(f"no venv made by scripts/install.sh at {venv}")
-    found = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--version"],
-                           capture_output=True, text=True, check=False)  # fmt: skip
+    found = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert found.returncode == 0, found.stderr
     assert "--seed" in (ROOT / "scripts" / "install.sh").read_text()
 

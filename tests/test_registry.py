@@ -26,8 +26,13 @@ def test_all_selects_every_defense() -> None:
     # the generic parasite
     assert len(selected) == 1 + 12 * 3 + 1 + 12 + 5 + 2 + 1
     assert len(names("mlp")) == 12
-    assert set(names("art")) == {"reverse-sigmoid", "high-confidence", "rounded",
-                                 "gaussian-noise", "class-labels"}  # fmt: skip
+    assert set(names("art")) == {
+        "reverse-sigmoid",
+        "high-confidence",
+        "rounded",
+        "gaussian-noise",
+        "class-labels",
+    }
     assert set(names("detector")) == {"prada", "atli-ood"}
 
 
@@ -40,9 +45,11 @@ def test_tags_select_the_tables() -> None:
 
 def test_glob_and_exact_names() -> None:
     assert names("t1-vm-*") == [
-        "t1-vm-after-nobn-small", "t1-vm-after-nobn-none",
-        "t1-vm-after-bn-small", "t1-vm-after-bn-none",
-    ]  # fmt: skip
+        "t1-vm-after-nobn-small",
+        "t1-vm-after-nobn-none",
+        "t1-vm-after-bn-small",
+        "t1-vm-after-bn-none",
+    ]
     assert names("none,none") == ["none"]
 
 
@@ -122,8 +129,20 @@ def test_a_registered_plugin_is_listed_and_runs(victims, tmp_path) -> None:
         assert listed.exit_code == 0 and "test-negated-logits" in listed.output
         assert "(registered in code)" in listed.output
         out = tmp_path / "run"
-        ran = runner.invoke(app, ["run", "--victims", "vm", "--defenses", "testing",
-                                  "--n-images", "20", "--out", str(out)])  # fmt: skip
+        ran = runner.invoke(
+            app,
+            [
+                "run",
+                "--victims",
+                "vm",
+                "--defenses",
+                "testing",
+                "--n-images",
+                "20",
+                "--out",
+                str(out),
+            ],
+        )
         assert ran.exit_code == 0, ran.output
         import pandas as pd
 
@@ -160,8 +179,9 @@ def test_duplicate_names_name_both_plugins() -> None:
 
 def test_an_option_value_may_contain_a_colon() -> None:
     assert split_selection("parasite:layer=conv2,neurons=first:256,none") == [
-        ("parasite", {"layer": "conv2", "neurons": "first:256"}), ("none", {})
-    ]  # fmt: skip
+        ("parasite", {"layer": "conv2", "neurons": "first:256"}),
+        ("none", {}),
+    ]
 
 
 def test_no_tag_shadows_a_name() -> None:

@@ -26,9 +26,19 @@ CSVS = ("results.csv", "summary.csv", "prediction_change.csv")
 @pytest.fixture(scope="module")
 def small_run(victims, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "run"
-    result = run_cli("run", "--victims", "vm,vm-batch", "--seeds", "2", "--n-images", "30",
-                     "--defenses", "none,t1-vm-after-bn-small,t2-bn-small-sigma0.2",
-                     "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm,vm-batch",
+        "--seeds",
+        "2",
+        "--n-images",
+        "30",
+        "--defenses",
+        "none,t1-vm-after-bn-small,t2-bn-small-sigma0.2",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     return out
 
@@ -103,8 +113,20 @@ def test_plugin_strings_are_escaped(victims, tmp_path: Path) -> None:
     pm.register(plugin, name="evil")
     try:
         out = tmp_path / "run"
-        result = CliRunner().invoke(app, ["run", "--victims", "vm", "--defenses", "<script>*",
-                                          "--n-images", "10", "--out", str(out)])  # fmt: skip
+        result = CliRunner().invoke(
+            app,
+            [
+                "run",
+                "--victims",
+                "vm",
+                "--defenses",
+                "<script>*",
+                "--n-images",
+                "10",
+                "--out",
+                str(out),
+            ],
+        )
         assert result.exit_code == 0, result.output
     finally:
         pm.unregister(plugin)
@@ -133,8 +155,11 @@ def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     dom = subprocess.run(
         [browser, *FLAGS, *profile, "--enable-logging=stderr", "--v=0", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "Table 1" in dom.stdout and "Table 3" in dom.stdout
     assert len(re.findall(r"<svg", dom.stdout)) >= 3
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
@@ -144,8 +169,10 @@ def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
     screenshot.unlink(missing_ok=True)
     subprocess.run(
         [browser, *FLAGS, *profile, f"--screenshot={screenshot}", "--window-size=1280,2400", url],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
     forest = tmp_path / "forest.html"
     html = (small_run / "report.html").read_text()
@@ -153,9 +180,18 @@ def test_report_in_headless_chromium(small_run: Path, tmp_path: Path) -> None:
     forest.write_text(f"<html><body>{html[start : html.index('</figure>', start)]}</body></html>")
     plot = ARTIFACTS / "forest.png"
     subprocess.run(
-        [browser, *FLAGS, *profile, f"--screenshot={plot}", "--window-size=900,500",
-         forest.as_uri()], capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            browser,
+            *FLAGS,
+            *profile,
+            f"--screenshot={plot}",
+            "--window-size=900,500",
+            forest.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     from PIL import Image
 
     colours = Image.open(plot).convert("RGB").getcolors(maxcolors=1 << 16) or []
@@ -172,9 +208,14 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
 
     tiny = (
         RunConfig(victims=["vm"], defenses="none", attacks="fgsm", seeds=[0], n_images=10),
-        RunConfig(victims=["vm"], defenses="none", attacks="critical-points:budget=300,normals=0",
-                  seeds=[0], n_images=10),
-    )  # fmt: skip
+        RunConfig(
+            victims=["vm"],
+            defenses="none",
+            attacks="critical-points:budget=300,normals=0",
+            seeds=[0],
+            n_images=10,
+        ),
+    )
     monkeypatch.setattr(reproduce, "REPRODUCTION", tiny)
     reports = tmp_path / "reports"
     result = CliRunner().invoke(
@@ -182,9 +223,13 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in reports.iterdir()) == [
-        "README.md", "extraction.csv", "prediction_change.csv", "report.html", "results.csv",
+        "README.md",
+        "extraction.csv",
+        "prediction_change.csv",
+        "report.html",
+        "results.csv",
         "summary.csv",
-    ]  # fmt: skip
+    ]
     readme = (reports / "README.md").read_text()
     assert "paraeval reproduce" in readme and "torch 2.13.0" in readme
     assert "2. victims vm; defenses `none`; attacks `critical-points" in readme
@@ -197,9 +242,9 @@ def test_reproduce_copies_the_report_and_describes_the_run(victims, tmp_path, mo
 
     only = tmp_path / "only-part-2"
     result = CliRunner().invoke(
-        cli.app, ["reproduce", "--work", str(tmp_path / "work"), "--reports", str(only),
-                  "--parts", "2"],
-    )  # fmt: skip
+        cli.app,
+        ["reproduce", "--work", str(tmp_path / "work"), "--reports", str(only), "--parts", "2"],
+    )
     assert result.exit_code == 0, result.output
     assert list(pd.read_csv(only / "results.csv")["attack"]) == [
         "critical-points:budget=300,normals=0"
@@ -232,14 +277,29 @@ def test_the_verdict_says_whether_its_seeds_varied_the_victim() -> None:
     from paraeval.study.verdict import summary_sentences
 
     def summary(pipeline_seeds: bool) -> pd.DataFrame:
-        return summarise(pd.DataFrame([
-            {"victim": "vm", "defense": "t1-vm-after-nobn-none", "attack": "fgsm",
-             "mode": "transfer", "status": "ok", "seed": s, "victim_seed": s * pipeline_seeds,
-             "accuracy": 98.0 + 0.2 * s, "m_adv": 10.0 + 4 * s, "paper_accuracy": 98.7,
-             "paper_m_adv": 19.0, "victim_accuracy": 99.0, "robust_accuracy": None,
-             "dataset": "mnist"}
-            for s in range(3)
-        ]))  # fmt: skip
+        return summarise(
+            pd.DataFrame(
+                [
+                    {
+                        "victim": "vm",
+                        "defense": "t1-vm-after-nobn-none",
+                        "attack": "fgsm",
+                        "mode": "transfer",
+                        "status": "ok",
+                        "seed": s,
+                        "victim_seed": s * pipeline_seeds,
+                        "accuracy": 98.0 + 0.2 * s,
+                        "m_adv": 10.0 + 4 * s,
+                        "paper_accuracy": 98.7,
+                        "paper_m_adv": 19.0,
+                        "victim_accuracy": 99.0,
+                        "robust_accuracy": None,
+                        "dataset": "mnist",
+                    }
+                    for s in range(3)
+                ]
+            )
+        )
 
     parasite, pipeline = summary(False), summary(True)
     assert summary_sentences(parasite)[0].startswith("Default reading, 3 seeds on one victim")
@@ -273,10 +333,17 @@ def test_the_fit_table_counts_seeds_not_cells() -> None:
     from paraeval.report.html import _fits
 
     def cell(seed: int, attack: str, mse: float) -> SimpleNamespace:
-        fit = {"parasite": "p", "mse_to_target": mse, "mse_to_identity": 0.1,
-               "identity_mse": 0.04, "bias_norm": 0.0, "constant_mse": 0.08}  # fmt: skip
-        return SimpleNamespace(row={"defense": "d", "seed": seed, "attack": attack,
-                                    "parasite_fit": [fit]})  # fmt: skip
+        fit = {
+            "parasite": "p",
+            "mse_to_target": mse,
+            "mse_to_identity": 0.1,
+            "identity_mse": 0.04,
+            "bias_norm": 0.0,
+            "constant_mse": 0.08,
+        }
+        return SimpleNamespace(
+            row={"defense": "d", "seed": seed, "attack": attack, "parasite_fit": [fit]}
+        )
 
     cells = [cell(s, a, 0.01 * (s + 1)) for s in (0, 1) for a in ("fgsm", "pgd", "deepfool")]
     (row,) = _fits(cells)

@@ -41,8 +41,13 @@ def _select(monkeypatch, accuracies: list[float], max_drop: float | None = None)
     scripted = _Scripted(accuracies)
     monkeypatch.setattr(parasites, "load_or_train_parasite", scripted.train)
     monkeypatch.setattr(parasites, "accuracy", scripted.accuracy)
-    monkeypatch.setattr(parasites, "insert_parasites", lambda victim, entries: nn.Sequential(
-        victim, *[parasite for _placement, parasite in entries]))  # fmt: skip
+    monkeypatch.setattr(
+        parasites,
+        "insert_parasites",
+        lambda victim, entries: nn.Sequential(
+            victim, *[parasite for _placement, parasite in entries]
+        ),
+    )
     configs = [[ParasiteConfig(False, "none", seed=i)] for i in range(len(accuracies))]
     context = RunContext(torch.zeros(10, 1, 28, 28), train_labels=torch.zeros(10).long())
     reading = ParasiteReading(select=len(accuracies), max_drop=max_drop, bn_stats="training")
@@ -69,19 +74,31 @@ def test_a_reference_measured_once_is_not_measured_again(monkeypatch) -> None:
     scripted = _Scripted([97.0, 98.0], reference=99.0)
     victim_scored: list[int] = []
     monkeypatch.setattr(parasites, "load_or_train_parasite", scripted.train)
-    monkeypatch.setattr(parasites, "accuracy", lambda model, *data: (
-        victim_scored.append(1) if isinstance(model, nn.Identity) else None
-    ) or scripted.accuracy(model, *data))  # fmt: skip
-    monkeypatch.setattr(parasites, "insert_parasites", lambda victim, entries: nn.Sequential(
-        victim, *[parasite for _placement, parasite in entries]))  # fmt: skip
+    monkeypatch.setattr(
+        parasites,
+        "accuracy",
+        lambda model, *data: (
+            (victim_scored.append(1) if isinstance(model, nn.Identity) else None)
+            or scripted.accuracy(model, *data)
+        ),
+    )
+    monkeypatch.setattr(
+        parasites,
+        "insert_parasites",
+        lambda victim, entries: nn.Sequential(
+            victim, *[parasite for _placement, parasite in entries]
+        ),
+    )
     configs = [[ParasiteConfig(False, "none", seed=i)] for i in range(2)]
     context = RunContext(torch.zeros(10, 1, 28, 28), train_labels=torch.zeros(10).long())
     reading = ParasiteReading(select=2, bn_stats="training")
     select = parasites.select_candidate
-    _kept, first = select(nn.Identity(), [], Placement(2, "after", "first"), configs, reading,
-                          context)  # fmt: skip
-    _kept, second = select(nn.Identity(), [], Placement(2, "after", "first"), configs, reading,
-                           context, None, 98.5)  # fmt: skip
+    _kept, first = select(
+        nn.Identity(), [], Placement(2, "after", "first"), configs, reading, context
+    )
+    _kept, second = select(
+        nn.Identity(), [], Placement(2, "after", "first"), configs, reading, context, None, 98.5
+    )
     assert victim_scored == [1]  # measured by the first selection only
     assert first["victim_validation_accuracy"] == 99.0
     assert second["victim_validation_accuracy"] == 98.5 and second["kept_drop_pp"] == 0.5
@@ -160,8 +177,9 @@ def test_budget_sets_the_steps_at_other_sides() -> None:
 def test_plateau_stops_and_keeps_the_best_epoch() -> None:
     from paraeval.training.parasites import train_parasite
 
-    config = ParasiteConfig(False, "none", n_train=500, n_heldout=200, epochs=2, batch_size=50,
-                            until="plateau", lr=1e-2)  # fmt: skip
+    config = ParasiteConfig(
+        False, "none", n_train=500, n_heldout=200, epochs=2, batch_size=50, until="plateau", lr=1e-2
+    )
     fit = train_parasite(config).fit
     assert 1 <= fit["best_epoch"] <= fit["epochs_trained"] <= config.max_epochs
     assert fit["epochs_trained"] == config.max_epochs or (
@@ -173,8 +191,10 @@ def test_sgd_and_constant_schedule_train_other_parasites() -> None:
     from paraeval.training.parasites import train_parasite
 
     base = ParasiteConfig(False, "none", n_train=300, n_heldout=100, epochs=1, batch_size=50)
-    fits = [train_parasite(dataclasses.replace(base, **o)).fit["mse_to_target"]
-            for o in ({}, {"optimizer": "sgd"}, {"schedule": "constant"})]  # fmt: skip
+    fits = [
+        train_parasite(dataclasses.replace(base, **o)).fit["mse_to_target"]
+        for o in ({}, {"optimizer": "sgd"}, {"schedule": "constant"})
+    ]
     assert len(set(fits)) == 3
 
 

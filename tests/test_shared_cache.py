@@ -143,8 +143,10 @@ def test_a_run_names_the_other_runs_computing_beside_it(tmp_path, monkeypatch, v
         assert 999999999 in live_runs()
         other.release()
         printed = StringIO()
-        run(RunConfig(victims=["vm"], attacks="fgsm", n_images=6, out=tmp_path / "b"),
-            Console(file=printed, width=400))  # fmt: skip
+        run(
+            RunConfig(victims=["vm"], attacks="fgsm", n_images=6, out=tmp_path / "b"),
+            Console(file=printed, width=400),
+        )
         assert "other paraeval run" not in printed.getvalue() and "time:" in printed.getvalue()
         assert not (cache / FOLDER / "999999999.lock").exists()
     finally:

@@ -19,8 +19,15 @@ def _filled(directory) -> None:
     with Store(directory) as store:
         run = store.start_run("paraeval run", {}, {}, [])
         for index in range(CELLS):
-            row = {"victim": "vm", "defense": f"d{index}", "attack": "fgsm", "seed": 0,
-                   "status": "ok", "accuracy": 99.0, "padding": "x" * 400}  # fmt: skip
+            row = {
+                "victim": "vm",
+                "defense": f"d{index}",
+                "attack": "fgsm",
+                "seed": 0,
+                "status": "ok",
+                "accuracy": 99.0,
+                "padding": "x" * 400,
+            }
             samples = [(i, 1, 1, 2, 1, 0.1, 1, 1) for i in range(20)]
             store.put_cell(f"key{index:04d}", run, row, samples)
         store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

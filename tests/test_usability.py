@@ -82,8 +82,14 @@ def test_a_run_is_machine_readable_and_tells_its_plugins(victims, tmp_path) -> N
     tracker = Tracker()
     pm.register(tracker, name="tracker")
     try:
-        config = RunConfig(victims=["vm"], defenses="none", attacks="fgsm,pgd:steps=2",
-                           n_images=12, out=tmp_path, command="paraeval run (test)")  # fmt: skip
+        config = RunConfig(
+            victims=["vm"],
+            defenses="none",
+            attacks="fgsm,pgd:steps=2",
+            n_images=12,
+            out=tmp_path,
+            command="paraeval run (test)",
+        )
         result = run(config)
         write_outputs(tmp_path, result.keys)
     finally:
@@ -139,8 +145,11 @@ def test_claims_keep_two_runs_from_computing_one_cell(tmp_path) -> None:
         assert store.claim(["a", "b"], "run-1") == ["a", "b"]
         assert store.claim(["a", "b", "c"], "run-2") == ["c"]  # run-1 is alive (this process)
         run_id = store.start_run("test", {}, {}, [])
-        store.put_cell("a", run_id, {"victim": "vm", "defense": "none", "attack": "fgsm", "seed": 0,
-                                "status": "ok"})  # fmt: skip
+        store.put_cell(
+            "a",
+            run_id,
+            {"victim": "vm", "defense": "none", "attack": "fgsm", "seed": 0, "status": "ok"},
+        )
         store.release("run-1")
         assert store.claim(["a", "b"], "run-2") == ["b"]  # a is stored, b was released
         dead = 2**22 + 4321  # beyond the default pid_max: no such process
@@ -164,8 +173,9 @@ def test_a_run_skips_the_cells_another_run_is_computing(victims, tmp_path) -> No
     from paraeval.run.runner import RunConfig, plan, run, validate
     from paraeval.run.store import Store
 
-    config = RunConfig(victims=["vm"], defenses="none", attacks="fgsm,pgd:steps=2",
-                       n_images=10, out=tmp_path)  # fmt: skip
+    config = RunConfig(
+        victims=["vm"], defenses="none", attacks="fgsm,pgd:steps=2", n_images=10, out=tmp_path
+    )
     cells, _ = plan(config, validate(config))
     with Store(tmp_path) as store:
         store.connection.execute(
@@ -214,8 +224,12 @@ def test_one_pretraining_pool_serves_every_victim(victims, tmp_path, monkeypatch
         return training.pretrain_parasites(calls[-1], workers, pool)
 
     monkeypatch.setattr(dispatch, "pretrain_parasites", recording)
-    config = runner.RunConfig(victims=["vm", "vm-batch"], n_images=10, out=tmp_path,
-                              defenses="t1-vm-after-nobn-small,t2-nobn-small-sigma0.1")  # fmt: skip
+    config = runner.RunConfig(
+        victims=["vm", "vm-batch"],
+        n_images=10,
+        out=tmp_path,
+        defenses="t1-vm-after-nobn-small,t2-nobn-small-sigma0.1",
+    )
     result = runner.run(config)
     assert result.failed == 0 and len(result.rows) == 2
     assert len(calls) == 1 and {c.side for c in calls[0]} == {16, 28}  # both victims' parasites
@@ -266,8 +280,9 @@ def test_store_prune_keeps_what_the_recent_runs_asked_for(tmp_path) -> None:
         assert store.prune(again, dry_run=True) == (2, 1) and store.count_cells() == 4
         assert store.prune(again) == (2, 1)
         assert sorted(k for (k,) in store.connection.execute("SELECT key FROM cells")) == [
-            "new", "shared",
-        ]  # fmt: skip
+            "new",
+            "shared",
+        ]
         assert [run["command"] for run in store.runs()] == ["first", "rerun"]  # first stored one
         assert store.samples("shared") and not store.samples("old")
         counted = store.connection.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
@@ -279,8 +294,11 @@ def test_store_command_lists_runs_and_prunes(tmp_path) -> None:
 
     with Store(tmp_path) as store:
         kept = store.start_run("paraeval run --out x", {}, {}, ["a"])
-        store.put_cell("a", kept, {"victim": "vm", "defense": "none", "attack": "fgsm",
-                                   "seed": 0, "status": "ok"})  # fmt: skip
+        store.put_cell(
+            "a",
+            kept,
+            {"victim": "vm", "defense": "none", "attack": "fgsm", "seed": 0, "status": "ok"},
+        )
     listed = run_cli("store", "runs", str(tmp_path), "--format", "csv")
     assert listed.returncode == 0, listed.stderr
     assert pd.read_csv(io.StringIO(listed.stdout)).iloc[0]["cells stored"] == 1
@@ -297,15 +315,41 @@ def test_store_command_lists_runs_and_prunes(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("dataset", "expected"),
-    [("cifar10", "--dataset cifar10 does not apply to vm (it classifies mnist)"),
-     ("nosuchset", "unknown dataset 'nosuchset'")],
-)  # fmt: skip
+    [
+        ("cifar10", "--dataset cifar10 does not apply to vm (it classifies mnist)"),
+        ("nosuchset", "unknown dataset 'nosuchset'"),
+    ],
+)
 def test_a_dataset_flag_that_cannot_apply_is_exit_2_even_in_a_dry_run(tmp_path, dataset, expected):
-    result = run_cli("run", "--victims", "vm", "--dataset", dataset, "--defenses", "none",
-                     "--attacks", "fgsm", "--out", str(tmp_path), "--dry-run")  # fmt: skip
+    result = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--dataset",
+        dataset,
+        "--defenses",
+        "none",
+        "--attacks",
+        "fgsm",
+        "--out",
+        str(tmp_path),
+        "--dry-run",
+    )
     assert result.returncode == 2 and expected in result.stderr, result.stderr
-    same = run_cli("run", "--victims", "vm", "--dataset", "mnist", "--defenses", "none",
-                   "--attacks", "fgsm", "--out", str(tmp_path), "--dry-run")  # fmt: skip
+    same = run_cli(
+        "run",
+        "--victims",
+        "vm",
+        "--dataset",
+        "mnist",
+        "--defenses",
+        "none",
+        "--attacks",
+        "fgsm",
+        "--out",
+        str(tmp_path),
+        "--dry-run",
+    )
     assert same.returncode == 0, same.stderr  # the victim's own dataset: it does what it says
 
 

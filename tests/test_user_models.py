@@ -75,10 +75,23 @@ def user_model(tmp_path_factory) -> tuple[Path, Path, nn.Module]:
 def test_a_model_file_with_weights_is_protected_by_layer_name_and_attacked(user_model, tmp_path):
     source, weights, model = user_model
     out = tmp_path / "run"
-    result = run_cli("run", "--model", f"{source}:Net", "--weights", str(weights), "--dataset",
-                     "digits", "--defenses", "none,parasite:layer=conv2,neurons=first:256",
-                     "--attacks", "fgsm,critical-points", "--n-images", "100",
-                     "--out", str(out))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--model",
+        f"{source}:Net",
+        "--weights",
+        str(weights),
+        "--dataset",
+        "digits",
+        "--defenses",
+        "none,parasite:layer=conv2,neurons=first:256",
+        "--attacks",
+        "fgsm,critical-points",
+        "--n-images",
+        "100",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 4 and (results["status"] == "ok").all(), results["error"].tolist()
@@ -108,8 +121,15 @@ def test_the_python_api_takes_a_module_object(user_model, tmp_path) -> None:
     from paraeval import evaluate
 
     _source, _weights, model = user_model
-    result = evaluate(model, dataset="digits", defenses="none,parasite:layer=act1,neurons=whole",
-                      attacks="fgsm", out=tmp_path / "api", n_images=50, name="mine")  # fmt: skip
+    result = evaluate(
+        model,
+        dataset="digits",
+        defenses="none,parasite:layer=act1,neurons=whole",
+        attacks="fgsm",
+        out=tmp_path / "api",
+        n_images=50,
+        name="mine",
+    )
     frame = pd.read_csv(tmp_path / "api" / "results.csv")
     assert result.ok == 2 and set(frame["victim"]) == {"mine"}
     assert set(frame["dataset"]) == {"digits"}
@@ -123,8 +143,14 @@ def test_a_normalized_fgsm_step_on_digits_is_in_digits_units(user_model, tmp_pat
     from paraeval.run.store import Store
 
     _source, _weights, model = user_model
-    result = evaluate(model, dataset="digits", attacks="fgsm:eps_unit=normalized",
-                      out=tmp_path, n_images=50, write=False)  # fmt: skip
+    result = evaluate(
+        model,
+        dataset="digits",
+        attacks="fgsm:eps_unit=normalized",
+        out=tmp_path,
+        n_images=50,
+        write=False,
+    )
     assert result.ok == 1
     unit = 0.05 * float(load_dataset("digits").train_images.double().std())
     assert abs(unit - 0.05 * 0.3081) > 0.002  # the test tells the two apart
@@ -150,15 +176,22 @@ def test_a_remote_worker_gets_the_model_file_and_computes_the_same_cell(
     folder.mkdir()
     for path in (source, weights):
         (folder / path.name).write_bytes(path.read_bytes())
-    config = RunConfig(model=f"{folder / source.name}:Net", weights=folder / weights.name,
-                       dataset="digits", attacks="fgsm", n_images=20, out=tmp_path / "run",
-                       victims=[])  # fmt: skip
+    config = RunConfig(
+        model=f"{folder / source.name}:Net",
+        weights=folder / weights.name,
+        dataset="digits",
+        attacks="fgsm",
+        n_images=20,
+        out=tmp_path / "run",
+        victims=[],
+    )
     resolved = validate(config)
     cells, _ = plan(config, resolved)
     executor = RunExecutor(parse_executor("dask"), shares_cache=False)
     setup = _setup(config, _load_data(config, resolved), executor, resolved)
-    worker = groups.Worker(setup, defenses=resolved.defenses, attacks=resolved.attacks,
-                           victims=resolved.victims)  # fmt: skip
+    worker = groups.Worker(
+        setup, defenses=resolved.defenses, attacks=resolved.attacks, victims=resolved.victims
+    )
     remote = Dispatch(setup, executor, {"Net": model}, worker)
     (task,) = remote.tasks({("Net", "none", 0): cells}, _NoClaims(), "me")
     shipped = {Path(path).name for path, _ in task.artifacts if path.startswith("models/")}
@@ -183,9 +216,20 @@ class _NoClaims:
 
 def test_unsupported_plugins_are_skipped_with_one_note(user_model, tmp_path) -> None:
     source, weights, _model = user_model
-    result = run_cli("run", "--model", f"{source}:Net", "--weights", str(weights), "--dataset",
-                     "digits", "--defenses", "none,prada,atli-ood", "--attacks",
-                     "fgsm,knockoff,query-streams", "--dry-run")  # fmt: skip
+    result = run_cli(
+        "run",
+        "--model",
+        f"{source}:Net",
+        "--weights",
+        str(weights),
+        "--dataset",
+        "digits",
+        "--defenses",
+        "none,prada,atli-ood",
+        "--attacks",
+        "fgsm,knockoff,query-streams",
+        "--dry-run",
+    )
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if "need 1x28x28 inputs" in line]
     assert len(notes) == 1, result.stderr
@@ -228,9 +272,23 @@ def test_each_user_mistake_is_one_line_and_exit_code_2(what, message, user_model
         defense = "parasite:layer=head.1,neurons=first:16"
     elif what == "dataset":
         dataset = "mnist"
-    result = run_cli("run", "--model", model, "--weights", str(weights), "--dataset", dataset,
-                     "--defenses", defense, "--attacks", "fgsm", "--n-images", "10",
-                     "--out", str(tmp_path / "out"))  # fmt: skip
+    result = run_cli(
+        "run",
+        "--model",
+        model,
+        "--weights",
+        str(weights),
+        "--dataset",
+        dataset,
+        "--defenses",
+        defense,
+        "--attacks",
+        "fgsm",
+        "--n-images",
+        "10",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and message in errors[0], result.stderr
@@ -301,10 +359,26 @@ def test_missing_victims_train_side_by_side_and_equal_those_trained_inline(tmp_p
     source = tmp_path / "net.py"
     source.write_text(NET)
     cache = tmp_path / "cache"
-    done = run_cli("run", "--victims", "mlp", "--model", f"{source}:Net", "--dataset", "digits",
-                   "--defenses", "none", "--attacks", "fgsm", "--seeds", "1", "--n-images", "20",
-                   "--out", str(tmp_path / "out"),
-                   env={"PARAEVAL_CACHE_DIR": str(cache)})  # fmt: skip
+    done = run_cli(
+        "run",
+        "--victims",
+        "mlp",
+        "--model",
+        f"{source}:Net",
+        "--dataset",
+        "digits",
+        "--defenses",
+        "none",
+        "--attacks",
+        "fgsm",
+        "--seeds",
+        "1",
+        "--n-images",
+        "20",
+        "--out",
+        str(tmp_path / "out"),
+        env={"PARAEVAL_CACHE_DIR": str(cache)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     config = victim_config("mlp")
     # every epoch of both workers reached the run's bar (the model file's recipe is scaled)
@@ -342,7 +416,7 @@ def test_an_untrained_module_is_flagged_near_chance_not_silently_ok(tmp_path) ->
     """evaluate() of a module nobody trained: its cells are stored, each with a warning that
     the victim is near chance; a trained one carries none."""
     from paraeval import evaluate
-    from paraeval.run.cells import weak_victim_warning
+    from paraeval.plugin.checks import weak_victim_warning
 
     namespace: dict = {}
     exec(compile(NET, "net.py", "exec"), namespace)
@@ -372,8 +446,21 @@ def test_the_readme_example_model_trained_here_is_not_a_weak_victim(tmp_path) ->
     default recipe scaled to the 1,297 training digits) classifies the 500 test digits at least
     as well as 95 % (a 1-nearest-neighbour classifier on the pixels reaches 96 %)."""
     source = ROOT / "plugins" / "paraeval-digits-cnn" / "paraeval_digits_cnn" / "__init__.py"
-    done = run_cli("run", "--model", f"{source}:DigitsCNN", "--dataset", "digits", "--defenses",
-                   "none", "--attacks", "fgsm", "--n-images", "10", "--out", str(tmp_path),
-                   env={"PARAEVAL_CACHE_DIR": str(tmp_path / "cache")})  # fmt: skip
+    done = run_cli(
+        "run",
+        "--model",
+        f"{source}:DigitsCNN",
+        "--dataset",
+        "digits",
+        "--defenses",
+        "none",
+        "--attacks",
+        "fgsm",
+        "--n-images",
+        "10",
+        "--out",
+        str(tmp_path),
+        env={"PARAEVAL_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert pd.read_csv(tmp_path / "results.csv")["victim_accuracy"].iloc[0] >= 95.0

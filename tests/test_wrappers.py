@@ -72,8 +72,9 @@ def test_neuron_range_is_the_range_of_what_the_parasite_reads() -> None:
         acts = victim.act1(victim.bn1(victim.conv1(images)))
     assert low == pytest.approx(float(acts.min())) and high == pytest.approx(float(acts.max()))
     after_bn = read_spec(TABLE2_ROW.parasites[0], ParasiteReading(whole_site="after-bn"))
-    low_bn, _ = neuron_range(victim, [], after_bn.placement,
-                             ParasiteReading(rescale="unit"), context)  # fmt: skip
+    low_bn, _ = neuron_range(
+        victim, [], after_bn.placement, ParasiteReading(rescale="unit"), context
+    )
     assert low_bn < 0 == low  # before the ReLU the BN output goes negative
 
 

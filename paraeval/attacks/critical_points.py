@@ -85,8 +85,10 @@ class LineKindTally:
             "points_per_line": ratio(self.points, self.lines),
             "precision": ratio(self.sources["first-layer"], self.points),
             "recall": ratio(self.crossings_found, self.crossings),
-            **{f"{s.replace('-', '_')}_fraction": ratio(n, self.points)
-               for s, n in self.sources.items()},
+            **{
+                f"{s.replace('-', '_')}_fraction": ratio(n, self.points)
+                for s, n in self.sources.items()
+            },
             "n_crossings": self.crossings,
             "n_normals": self.normals,
             "normals_cos99": ratio(self.normals_cos99, self.normals),
@@ -95,7 +97,7 @@ class LineKindTally:
                 self.first_layer_normals_cos99, self.first_layer_normals
             ),
             "queries": self.queries,
-        }  # fmt: skip
+        }
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
@@ -116,7 +118,7 @@ def summarise(tallies: list[LineKindTally]) -> dict[str, float | int | str | Non
             "first_layer_normals",
             "first_layer_normals_cos99",
         ):
-            setattr(total, name, getattr(total, name) + getattr(tally, name))  # fmt: skip
+            setattr(total, name, getattr(total, name) + getattr(tally, name))
         for source, count in tally.sources.items():
             total.sources[source] += count
     row = total.row()
@@ -218,8 +220,9 @@ class CriticalPointAttack(ExtractionAttackBase):
             search = search_line(oracle, offset, direction, low, high, budget - oracle.queries)
             tally.lines += 1
             tally.complete_lines += search.complete
-            for point, source in self._score_line(tally, truth, oracle, offset, direction,
-                                                  low, high, search):  # fmt: skip
+            for point, source in self._score_line(
+                tally, truth, oracle, offset, direction, low, high, search
+            ):
                 found.append((offset, direction, point, source))
             if not search.complete:
                 break
@@ -263,9 +266,11 @@ class CriticalPointAttack(ExtractionAttackBase):
             else:
                 step = point.probe_step
                 source = kink_source(
-                    oracle.scoring_model, offset + (point.t - step) * direction,
-                    offset + (point.t + step) * direction, truth.image_shape,
-                )  # fmt: skip
+                    oracle.scoring_model,
+                    offset + (point.t - step) * direction,
+                    offset + (point.t + step) * direction,
+                    truth.image_shape,
+                )
             tally.sources[source] += 1
             scored.append((point, source))
         return scored

@@ -56,10 +56,13 @@ class DeepFoolAttack(BackendAttack):
 
         def walk(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = DeepFool(
-                art_classifier(model, images), max_iter=self.options.steps,
-                epsilon=self.options.overshoot, nb_grads=10, batch_size=len(images),
+                art_classifier(model, images),
+                max_iter=self.options.steps,
+                epsilon=self.options.overshoot,
+                nb_grads=10,
+                batch_size=len(images),
                 verbose=False,
-            )  # fmt: skip
+            )
             return torch.from_numpy(attack.generate(x=images.numpy()))
 
         return walk

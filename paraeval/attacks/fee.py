@@ -101,8 +101,12 @@ class FunctionallyEquivalentExtraction(ExtractionAttackBase):
         flat = images.reshape(len(images), -1).to(torch.float64)
         extract = self._art if self.options.backend == "art" else self._paraeval
         stolen, details = extract(oracle, flat, hidden, seed)
-        details = {"backend": self.options.backend, "extracted": int(stolen is not None),
-                   "queries": oracle.queries, **details}  # fmt: skip
+        details = {
+            "backend": self.options.backend,
+            "extracted": int(stolen is not None),
+            "queries": oracle.queries,
+            **details,
+        }
         if stolen is not None:
             details["fidelity_to_victim"] = _agreement(stolen, predict(victim, images))
             answered = predict(oracle.scoring_model, images.double())

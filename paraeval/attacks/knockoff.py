@@ -142,8 +142,7 @@ class Knockoff(ExtractionAttackBase):
                 detail["queries_to_alarm"] = alarm
                 detail["fidelity_at_alarm"] = detail["fidelity_victim"]
                 if alarm is not None and alarm < counted.queries:
-                    caught, _ = self._steal(oracle.fork(), pool, pool_labels, alarm, seed,
-                                            device)  # fmt: skip
+                    caught, _ = self._steal(oracle.fork(), pool, pool_labels, alarm, seed, device)
                     at_alarm = _argmax(caught, scoring)
                     detail["fidelity_at_alarm"] = _percent(at_alarm == victim_pred)
             details.append(detail)
@@ -190,8 +189,9 @@ class Knockoff(ExtractionAttackBase):
                 out = nn.functional.one_hot(out, 10).double()
             return out.numpy()
 
-        black_box = BlackBoxClassifier(answer, input_shape=(1, 28, 28), nb_classes=10,
-                                       clip_values=(0.0, 1.0))  # fmt: skip
+        black_box = BlackBoxClassifier(
+            answer, input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0)
+        )
         # One thread: the thief's weights then depend on the seed and the budget only, not on
         # the core count (as for the victims,
         # paraeval.training.victims), so every defense's thief
@@ -199,15 +199,23 @@ class Knockoff(ExtractionAttackBase):
         with seeded(derive_seed("knockoff-thief", seed, budget)), single_threaded():
             thief = on_device(VICTIM_ARCHITECTURES[self.options.thief](), device)
             estimator = PyTorchClassifier(
-                thief, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10,
-                optimizer=torch.optim.Adam(thief.parameters(), lr=1e-3), clip_values=(0.0, 1.0),
+                thief,
+                loss=nn.CrossEntropyLoss(),
+                input_shape=(1, 28, 28),
+                nb_classes=10,
+                optimizer=torch.optim.Adam(thief.parameters(), lr=1e-3),
+                clip_values=(0.0, 1.0),
                 device_type="cpu",
-            )  # fmt: skip
+            )
             attack = KnockoffNets(
-                black_box, batch_size_fit=64, batch_size_query=256, nb_epochs=self.options.epochs,
-                nb_stolen=min(budget, len(pool)), sampling_strategy=self.options.strategy,
+                black_box,
+                batch_size_fit=64,
+                batch_size_query=256,
+                nb_epochs=self.options.epochs,
+                nb_stolen=min(budget, len(pool)),
+                sampling_strategy=self.options.strategy,
                 use_probability=self.options.granularity == "probabilities",
-            )  # fmt: skip
+            )
             y = None
             if self.options.strategy == "adaptive" and pool_labels is not None:
                 y = nn.functional.one_hot(pool_labels, 10).numpy()

@@ -32,8 +32,9 @@ def fraction_option(default: float, help: str) -> Any:
 
 
 def count_option(default: int, help: str) -> Any:
-    return option(default, help, parse=int, check=lambda v: 1 <= v <= 1000,
-                  requirement="in [1, 1000]")  # fmt: skip
+    return option(
+        default, help, parse=int, check=lambda v: 1 <= v <= 1000, requirement="in [1, 1000]"
+    )
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,15 @@ class PGDSweep(SweepAttack):
 
         def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = ProjectedGradientDescent(
-                classifier(images), norm=np.inf, eps=eps, eps_step=self._step(eps),
-                max_iter=options.steps, num_random_init=int(options.random_init),
-                batch_size=len(images), verbose=False,
-            )  # fmt: skip
+                classifier(images),
+                norm=np.inf,
+                eps=eps,
+                eps_step=self._step(eps),
+                max_iter=options.steps,
+                num_random_init=int(options.random_init),
+                batch_size=len(images),
+                verbose=False,
+            )
             return torch.from_numpy(attack.generate(x=images.numpy(), y=labels.numpy()))
 
         return craft
@@ -81,9 +86,12 @@ class PGDSweep(SweepAttack):
 
         def craft(eps: float, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             attack = torchattacks.PGD(
-                model, eps=eps, alpha=self._step(eps), steps=options.steps,
+                model,
+                eps=eps,
+                alpha=self._step(eps),
+                steps=options.steps,
                 random_start=options.random_init,
-            )  # fmt: skip
+            )
             return attack(images, labels).detach().cpu()
 
         return craft

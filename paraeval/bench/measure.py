@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +43,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from paraeval.bench.timing import Row, paired
 from paraeval.datasets.idx import MNIST, load_mnist
 from paraeval.run.provenance import versions
 
@@ -90,43 +90,6 @@ class BenchConfig:
     merge: bool = False
 
 
-@dataclass
-class Row:
-    name: str
-    baseline: str
-    candidate_times: list[float]
-    baseline_times: list[float] = field(default_factory=list)
-    size: str = ""
-
-    def record(self, device: str) -> dict[str, Any]:
-        ratios = [c / b for c, b in zip(self.candidate_times, self.baseline_times, strict=False)]
-        candidate = statistics.median(self.candidate_times)
-        base = statistics.median(self.baseline_times) if self.baseline_times else None
-        return {
-            "name": self.name, "baseline": self.baseline,
-            "ratio": round(candidate / base, 3) if base else None,
-            "ratio_low": round(min(ratios), 3) if ratios else None,
-            "ratio_high": round(max(ratios), 3) if ratios else None,
-            "candidate_s": round(candidate, 5), "baseline_s": round(base, 5) if base else None,
-            "repetitions": len(self.candidate_times), "size": self.size, "device": device,
-        }  # fmt: skip
-
-
-def paired(
-    candidate: Callable[[], object], baseline: Callable[[], object], repetitions: int
-) -> tuple[list[float], list[float]]:
-    """Interleaved timings of two callables after one warm-up each."""
-    candidate()
-    baseline()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repetitions):
-        for fn, sink in ((candidate, times[0]), (baseline, times[1])):
-            started = time.perf_counter()
-            fn()
-            sink.append(time.perf_counter() - started)
-    return times
-
-
 def bench(config: BenchConfig) -> pd.DataFrame:
     """Every row (see the module docstring) as bench.csv's frame; also written to config.out."""
     from paraeval.run.lookup import victim_config
@@ -167,8 +130,10 @@ def merged(earlier: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
         return frame["name"] + "|" + frame["baseline"].fillna("").astype(str)
 
     updated = {k: row for k, row in zip(key(measured), measured.to_dict("records"), strict=True)}
-    rows = [updated.pop(k) if k in updated else row
-            for k, row in zip(key(earlier), earlier.to_dict("records"), strict=True)]  # fmt: skip
+    rows = [
+        updated.pop(k) if k in updated else row
+        for k, row in zip(key(earlier), earlier.to_dict("records"), strict=True)
+    ]
     return pd.DataFrame([*rows, *updated.values()], columns=BENCH_COLUMNS)
 
 
@@ -210,8 +175,9 @@ def _pgd_row(victim: nn.Module, images: torch.Tensor, labels: torch.Tensor, reps
     eps, steps = 0.1, 10
     ours = PGDSweep(backend="torchattacks", eps_step=eps, max_eps=eps, steps=steps)
     torchattacks = torchattacks_module()
-    direct = torchattacks.PGD(victim, eps=eps, alpha=2.5 * eps / steps, steps=steps,
-                              random_start=False)  # fmt: skip
+    direct = torchattacks.PGD(
+        victim, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=False
+    )
     times = paired(
         lambda: ours.generate(victim, images, labels, seed=0),
         lambda: direct(images, labels),
@@ -226,8 +192,9 @@ def _latency_rows(mnist: MNIST, config: BenchConfig) -> list[Row]:
     from paraeval.run.lookup import victim_config
     from paraeval.training.victims import load_or_train_victim
 
-    context = RunContext(MNIST.as_float(mnist.train_images), mnist.source,
-                         train_labels=mnist.train_labels)  # fmt: skip
+    context = RunContext(
+        MNIST.as_float(mnist.train_images), mnist.source, train_labels=mnist.train_labels
+    )
     batch = MNIST.as_float(mnist.test_images[:256])
     found = []
     installed = set(registry.defenses().names())
@@ -294,8 +261,9 @@ def _bank_rows(config: BenchConfig) -> list[Row]:
     size = f"{BANK_SIZE} 16x16 BN parasites, {n_train} inputs, 2 epochs, one CPU thread"
     rows = []
     for device in devices:
-        times = paired(functools.partial(bank_on, device), one_at_a_time,
-                       max(1, config.repetitions // 2))  # fmt: skip
+        times = paired(
+            functools.partial(bank_on, device), one_at_a_time, max(1, config.repetitions // 2)
+        )
         rows.append(Row(f"parasite-bank-{device}", "one-at-a-time", *times, size))
     return rows
 
@@ -316,9 +284,12 @@ def _executor_rows(config: BenchConfig) -> list[Row]:
     size = f"{'quick grid' if config.quick else 'Tables 1 and 3'}, fgsm, seed 0, whole run"
     rows = [Row("executor-local:2", "local", times["local:2"], times["local"], size)]
     if "dask:2" in times:
-        rows += [Row("executor-dask:2", "local", times["dask:2"], times["local"], size),
-                 Row("executor-dask:2", "local-1-thread", times["dask:2"],
-                     times["local-1-thread"], size)]  # fmt: skip
+        rows += [
+            Row("executor-dask:2", "local", times["dask:2"], times["local"], size),
+            Row(
+                "executor-dask:2", "local-1-thread", times["dask:2"], times["local-1-thread"], size
+            ),
+        ]
     return rows
 
 

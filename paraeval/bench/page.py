@@ -130,9 +130,11 @@ def _cold_lines(frame: pd.DataFrame, explain: bool = True) -> list[str]:
     seconds = float(cold["candidate_s"].iloc[0])
     met = seconds <= COLD_TARGET_2_CORES_S
     verdict = "met" if met else "not met"
-    line = (f"Cold: Tables 1-3 x 5 seeds (FGSM) from an empty model cache took "
-            f"{seconds / 60:.1f} min on {cold['device'].iloc[0]}; the target on a 2-core "
-            f"CPU machine is {COLD_TARGET_2_CORES_S // 60} min: {verdict}.")  # fmt: skip
+    line = (
+        f"Cold: Tables 1-3 x 5 seeds (FGSM) from an empty model cache took "
+        f"{seconds / 60:.1f} min on {cold['device'].iloc[0]}; the target on a 2-core "
+        f"CPU machine is {COLD_TARGET_2_CORES_S // 60} min: {verdict}."
+    )
     return ["", line + _cold_phases(str(cold["size"].iloc[0]), explain)]
 
 
@@ -169,33 +171,44 @@ RATIO_TARGETS = {
 
 def readme_block(frame: pd.DataFrame, source: str, gpu: DeviceEvidence | None = None) -> str:
     """The README's Performance block: each performance target against its measured ratio."""
-    ratios = {(r["name"], "" if pd.isna(r["baseline"]) else r["baseline"]): r
-              for r in frame.to_dict("records")}  # fmt: skip
+    ratios = {
+        (r["name"], "" if pd.isna(r["baseline"]) else r["baseline"]): r
+        for r in frame.to_dict("records")
+    }
     lines = [BEGIN, f"Measured by `paraeval bench` ({source}, {_devices(frame)}):", ""]
     for key, (bound, target) in RATIO_TARGETS.items():
         row = ratios.get(key)
         if row is not None:
             verdict = "met" if row["ratio"] <= bound else "not met"
-            lines.append(f"- {target}: {row['ratio']:.2f}x ({row['repetitions']} reps): "
-                         f"{verdict}.")  # fmt: skip
+            lines.append(f"- {target}: {row['ratio']:.2f}x ({row['repetitions']} reps): {verdict}.")
     bank = ratios.get(("parasite-bank-cpu", "one-at-a-time"))
     if bank is not None:
-        lines.append(f"- {bank['size']}, as one grouped network: {bank['ratio']:.2f}x the "
-                     "time of training them one at a time.")  # fmt: skip
+        lines.append(
+            f"- {bank['size']}, as one grouped network: {bank['ratio']:.2f}x the "
+            "time of training them one at a time."
+        )
     dask = ratios.get(("executor-dask:2", "local"))
     if dask is not None:
         speedup = 1 / dask["ratio"]
         verdict = "met" if speedup >= DASK_TARGET_SPEEDUP else "not met"
-        lines.append(f"- Dask with two one-thread workers: {speedup:.2f}x as fast as `local` "
-                     f"(target >= {DASK_TARGET_SPEEDUP}x: {verdict}).")  # fmt: skip
+        lines.append(
+            f"- Dask with two one-thread workers: {speedup:.2f}x as fast as `local` "
+            f"(target >= {DASK_TARGET_SPEEDUP}x: {verdict})."
+        )
     lines += [f"- {line.strip()}" for line in _cold_lines(frame, explain=False) if line.strip()]
     if gpu is not None:
         lines += readme_lines(gpu)
     else:
-        lines.append("- GPU: no figure yet (no GPU run has been measured; `--device cuda` and "
-                     "`pytest -m gpu` are ready for one).")  # fmt: skip
-    lines += ["", "Every row, its spread and how to reproduce it: "
-              "[docs/performance.md](docs/performance.md).", END]  # fmt: skip
+        lines.append(
+            "- GPU: no figure yet (no GPU run has been measured; `--device cuda` and "
+            "`pytest -m gpu` are ready for one)."
+        )
+    lines += [
+        "",
+        "Every row, its spread and how to reproduce it: "
+        "[docs/performance.md](docs/performance.md).",
+        END,
+    ]
     return "\n".join(lines)
 
 

@@ -144,5 +144,6 @@ def protect_command(
     recipe = {"victim": victim, "defense": defense, "seed": seed, "victim_seed": victim_seed}
     save_protected(out, protected, recipe)
     console.print(describe(protected), highlight=False, soft_wrap=True)
-    err_console.print(f"saved {out} (reload: paraeval.load_protected({str(out)!r}))",
-                      highlight=False)  # fmt: skip
+    err_console.print(
+        f"saved {out} (reload: paraeval.load_protected({str(out)!r}))", highlight=False
+    )

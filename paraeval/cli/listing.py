@@ -60,8 +60,9 @@ def cache_table(action: str) -> tuple[list[str], list[list[Any]], str, list[str]
             shutil.rmtree(shipped)
         return [], [], "", [f"removed {len(found)} entries from {cache_dir()}"]
     problems = {e.path: verify(e.path) for e in found} if action == "verify" else {}
-    rows = [[e.kind, e.path.name, f"{e.size / 1024:.1f}", problems.get(e.path) or e.what]
-            for e in found]  # fmt: skip
+    rows = [
+        [e.kind, e.path.name, f"{e.size / 1024:.1f}", problems.get(e.path) or e.what] for e in found
+    ]
     messages = [
         f"moved damaged {path.name} ({problem}) to {set_aside(path).name}"
         for path, problem in problems.items()
@@ -88,8 +89,14 @@ def victim_rows() -> tuple[list[str], list[list[Any]]]:
         cached = f"{info['test_accuracy']:.2f}" if info and "test_accuracy" in info else ""
         paper = "" if victim.paper_accuracy is None else victim.paper_accuracy
         rows.append([name, victim.dataset, parameters, paper, cached, entry.provider])
-    columns = ["victim", "dataset", "parameters", "paper accuracy (%)", "cached accuracy (%)",
-               "provided by"]  # fmt: skip
+    columns = [
+        "victim",
+        "dataset",
+        "parameters",
+        "paper accuracy (%)",
+        "cached accuracy (%)",
+        "provided by",
+    ]
     return columns, rows
 
 
@@ -97,9 +104,17 @@ def dataset_rows() -> tuple[list[str], list[list[Any]]]:
     """The registered datasets: input shape, classes, value range, description, provider."""
     from paraeval import registry
 
-    rows = [[name, entry.obj.shape_text, entry.obj.classes,
-             "{} .. {}".format(*entry.obj.value_range), entry.provider, entry.obj.description]
-            for name, entry in registry.datasets().entries.items()]  # fmt: skip
+    rows = [
+        [
+            name,
+            entry.obj.shape_text,
+            entry.obj.classes,
+            "{} .. {}".format(*entry.obj.value_range),
+            entry.provider,
+            entry.obj.description,
+        ]
+        for name, entry in registry.datasets().entries.items()
+    ]
     return ["dataset", "input", "classes", "values", "provided by", "description"], rows
 
 
@@ -111,8 +126,10 @@ def list_rows(what: str, options: bool) -> tuple[list[str], list[list[Any]]]:
         from paraeval import registry
 
         reg = registry.defenses() if what == "defenses" else registry.attacks()
-        rows = [[entry.name, entry.provider, ",".join(entry.tags), entry.obj.description]
-                for entry in reg.entries.values()]  # fmt: skip
+        rows = [
+            [entry.name, entry.provider, ",".join(entry.tags), entry.obj.description]
+            for entry in reg.entries.values()
+        ]
         return ["name", "plugin", "tags", "description"], rows
     listed = {"plugins": plugin_rows, "victims": victim_rows, "datasets": dataset_rows}
     return listed[what]()
@@ -138,7 +155,7 @@ def layer_rows(
     rows: list[list[Any]] = [
         [layer.name, layer.kind, layer.shape_text, layer.neurons, layer.parasite_fits]
         for layer in layers(architecture(found), shape)
-    ]  # fmt: skip
+    ]
     return ["layer", "module", "output", "neurons", "parasite neurons="], rows
 
 
@@ -157,10 +174,16 @@ def run_rows(directory: Path) -> tuple[list[str], list[list[Any]]]:
             store.connection.execute("SELECT run_id, COUNT(*) FROM cells GROUP BY run_id")
         )
         rows = [
-            [run["id"], run["started"][:19], run["wall_seconds"], len(run["cells"]),
-             stored.get(run["id"], 0), run["command"]]
+            [
+                run["id"],
+                run["started"][:19],
+                run["wall_seconds"],
+                len(run["cells"]),
+                stored.get(run["id"], 0),
+                run["command"],
+            ]
             for run in store.runs()
-        ]  # fmt: skip
+        ]
     return ["run", "started", "wall s", "cells listed", "cells stored", "command"], rows
 
 
@@ -174,5 +197,7 @@ def prune_store(directory: Path, since_run: int | None, dry_run: bool) -> str:
         after = store.path.stat().st_size
     if dry_run:
         return f"would delete {cells} cell(s) and {runs} run record(s) from {directory}"
-    return (f"deleted {cells} cell(s) and {runs} run record(s) from {directory}: "
-            f"{before / 2**20:.1f} -> {after / 2**20:.1f} MiB")  # fmt: skip
+    return (
+        f"deleted {cells} cell(s) and {runs} run record(s) from {directory}: "
+        f"{before / 2**20:.1f} -> {after / 2**20:.1f} MiB"
+    )

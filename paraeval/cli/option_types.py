@@ -1,12 +1,16 @@
-"""The command line's shared option types (`--format`, `--executor`, `--device`)."""
+"""The command line's shared option types (`--format`, `--executor`, `--device`) and the
+checks every command that runs shares."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from paraeval.core.console import Format
+from paraeval.errors import UserError
 
 FormatOption = Annotated[
     Format,
@@ -33,3 +37,18 @@ DeviceOption = Annotated[
         help="Where the models compute: auto (CUDA when present), cpu or cuda.",
     ),
 ]
+
+
+def command_line() -> str:
+    """The command line as typed, recorded with every run."""
+    return " ".join(["paraeval", *sys.argv[1:]])
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from None

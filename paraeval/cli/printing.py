@@ -48,8 +48,9 @@ def print_summary(result: RunResult, out: Path, fmt: Format, verbose: bool = Fal
     status.print(
         f"{result.ok} cell(s) ok, {result.failed} failed ({result.reused} reused from the store). "
         f"Results in {out}/results.csv, report in {out}/report.html",
-        highlight=False, soft_wrap=True,
-    )  # fmt: skip
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def failed_lines(rows: list[dict], verbose: bool = False) -> list[str]:

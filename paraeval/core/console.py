@@ -104,8 +104,15 @@ def emit(
         writer.writerows([list(columns), *cells])
         _write(console, buffer.getvalue())
     else:
-        _write(console, json.dumps([dict(zip(columns, row, strict=True)) for row in cells],
-                                   indent=1, ensure_ascii=False) + "\n")  # fmt: skip
+        _write(
+            console,
+            json.dumps(
+                [dict(zip(columns, row, strict=True)) for row in cells],
+                indent=1,
+                ensure_ascii=False,
+            )
+            + "\n",
+        )
 
 
 def plain(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> str:
@@ -157,8 +164,9 @@ class Tracker:
         status = f", {self.status}" if self.status else ""
         self.console.print(
             f"{self.description}: {self.done}/{self.total}, {elapsed:.0f} s{eta_text}{status}",
-            highlight=False, soft_wrap=True,
-        )  # fmt: skip
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def remaining_seconds(elapsed: float, done: float, total: float) -> float | None:
@@ -197,9 +205,13 @@ def progress(description: str, total: int, console: Console | None = None) -> It
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns: tuple[Any, ...] = (
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), _rate_eta_column(),
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        _rate_eta_column(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
         tracker.bar, tracker.task = bar, bar.add_task(description, total=total, status="")
         yield tracker

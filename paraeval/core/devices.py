@@ -35,8 +35,10 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if available else "cpu"
     if device == "cuda" and not available:
-        raise UserError("--device cuda: this machine has no CUDA device (torch.cuda."
-                        "is_available() is False); use --device cpu or auto")  # fmt: skip
+        raise UserError(
+            "--device cuda: this machine has no CUDA device (torch.cuda."
+            "is_available() is False); use --device cpu or auto"
+        )
     return device
 
 

@@ -152,8 +152,10 @@ def clipped(
 ) -> tuple[float, float]:
     """An interval of a percentage cut to [0, 100] (a t interval of values near a bound can
     leave it: 100.6 % accuracy is not a possible run); NaN stays NaN."""
-    return (max(low, lowest) if not math.isnan(low) else low,
-            min(high, highest) if not math.isnan(high) else high)  # fmt: skip
+    return (
+        max(low, lowest) if not math.isnan(low) else low,
+        min(high, highest) if not math.isnan(high) else high,
+    )
 
 
 def inside(value: float, low: float, high: float) -> bool | None:

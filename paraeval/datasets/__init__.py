@@ -76,11 +76,15 @@ def check_splits(dataset: DatasetBase, splits: Splits) -> Splits:
         where = f"dataset {dataset.name!r}, {part} split"
         if images.dtype != torch.float32 or tuple(images.shape[1:]) != dataset.input_shape:
             expected = ", ".join(map(str, dataset.input_shape))
-            raise DataError(f"{where}: images are {images.dtype} {tuple(images.shape)}, "
-                            f"expected float32 [N, {expected}]")  # fmt: skip
+            raise DataError(
+                f"{where}: images are {images.dtype} {tuple(images.shape)}, "
+                f"expected float32 [N, {expected}]"
+            )
         if labels.dtype != torch.int64 or labels.shape != (len(images),):
-            raise DataError(f"{where}: labels are {labels.dtype} {tuple(labels.shape)}, "
-                            f"expected int64 [{len(images)}]")  # fmt: skip
+            raise DataError(
+                f"{where}: labels are {labels.dtype} {tuple(labels.shape)}, "
+                f"expected int64 [{len(images)}]"
+            )
         if len(images) and (float(images.min()) < low or float(images.max()) > high):
             raise DataError(f"{where}: values outside the declared range [{low}, {high}]")
         if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= dataset.classes):

@@ -63,16 +63,21 @@ class Digits(DatasetBase):
         images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
         labels = torch.from_numpy(bunch.target.astype(np.int64))
         cut = self.TRAIN
-        return Splits(images[:cut].contiguous(), labels[:cut].contiguous(),
-                      images[cut:].contiguous(), labels[cut:].contiguous(),
-                      "scikit-learn (bundled)")  # fmt: skip
+        return Splits(
+            images[:cut].contiguous(),
+            labels[:cut].contiguous(),
+            images[cut:].contiguous(),
+            labels[cut:].contiguous(),
+            "scikit-learn (bundled)",
+        )
 
 
 class IdxDataset(DatasetBase):
     """A dataset published as MNIST's four gzipped IDX files (28x28 grey, 10 classes)."""
 
-    def __init__(self, name: str, description: str, md5: dict[str, str],
-                 mirrors: tuple[str, ...]) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, description: str, md5: dict[str, str], mirrors: tuple[str, ...]
+    ) -> None:
         self.name, self.description, self.md5, self.mirrors = name, description, md5, mirrors
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
@@ -80,8 +85,13 @@ class IdxDataset(DatasetBase):
         folder = locate(self.name, files, self.mirrors, data_dir, allow_download)
         arrays = [torch.from_numpy(_idx(folder / f"{stem}.gz").copy()) for stem in IDX_STEMS]
         train_images, train_labels, test_images, test_labels = arrays
-        return Splits(MNIST.as_float(train_images), train_labels.long(),
-                      MNIST.as_float(test_images), test_labels.long(), str(folder))  # fmt: skip
+        return Splits(
+            MNIST.as_float(train_images),
+            train_labels.long(),
+            MNIST.as_float(test_images),
+            test_labels.long(),
+            str(folder),
+        )
 
 
 def _idx(path: Path) -> np.ndarray:
@@ -125,8 +135,7 @@ class Cifar10(DatasetBase):
     TEST_MEMBERS = ("cifar-10-batches-bin/test_batch.bin",)
 
     def load(self, data_dir: Path | None = None, *, allow_download: bool = True) -> Splits:
-        folder = locate(self.name, {self.ARCHIVE: self.MD5}, self.MIRRORS, data_dir,
-                        allow_download)  # fmt: skip
+        folder = locate(self.name, {self.ARCHIVE: self.MD5}, self.MIRRORS, data_dir, allow_download)
         archive = folder / self.ARCHIVE
         with tarfile.open(archive, "r:gz") as tar:
             read = _member_reader(tar, archive)

@@ -63,14 +63,17 @@ def locate(
     if data_dir is not None:
         missing = [file for file in files if not (data_dir / file).is_file()]
         if missing:
-            raise DataError(f"{name} not found in --data-dir {data_dir} "
-                            f"(missing {', '.join(missing)})")  # fmt: skip
+            raise DataError(
+                f"{name} not found in --data-dir {data_dir} (missing {', '.join(missing)})"
+            )
         return _verify_all(data_dir, files)
     folder = cache_dir() / name
     missing = [file for file in files if not (folder / file).is_file()]
     if missing and not allow_download:
-        raise DataError(f"{name} not found in {folder}; put {', '.join(missing)} there, or pass "
-                        "--data-dir DIR, or allow downloading")  # fmt: skip
+        raise DataError(
+            f"{name} not found in {folder}; put {', '.join(missing)} there, or pass "
+            "--data-dir DIR, or allow downloading"
+        )
     for file in missing:
         errors = []
         for mirror in mirrors:

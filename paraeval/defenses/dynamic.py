@@ -105,9 +105,11 @@ class DynamicParasite(DefenseBase):
         aside: no variant is either) apply to every variant."""
         refused = sorted(set(given) & set(ROW_ONLY))
         if refused:
-            raise UserError(f"{self.name}: {', '.join(refused)} concern Table 3's "
-                            "layout or whole-layer rows (Table 2) only; its variants take 16x16 "
-                            "neurons")  # fmt: skip
+            raise UserError(
+                f"{self.name}: {', '.join(refused)} concern Table 3's "
+                "layout or whole-layer rows (Table 2) only; its variants take 16x16 "
+                "neurons"
+            )
         return super().configure(**given)
 
     def _variants(self) -> list[tuple[ParasiteSpec, str]]:

@@ -95,8 +95,10 @@ class GenericParasite(DefenseBase):
     def configure(self, **given: str) -> Self:
         refused = sorted(set(given) & set(self.refused_options))
         if refused:
-            raise UserError(f"{self.name}: {', '.join(refused)} concern the paper rows' fixed "
-                            "placements; name the layer with layer=... instead")  # fmt: skip
+            raise UserError(
+                f"{self.name}: {', '.join(refused)} concern the paper rows' fixed "
+                "placements; name the layer with layer=... instead"
+            )
         return super().configure(**given)
 
     def key_options(self) -> dict[str, Any]:
@@ -114,11 +116,15 @@ class GenericParasite(DefenseBase):
         """The parasite at the named layer's output (see :meth:`placed` for `position`)."""
         kind, _, count = self.options.neurons.partition(":")
         placement = Placement(
-            layer=0, position="after", neurons=kind,  # type: ignore[arg-type]
-            count=int(count) if count else 256, module=self.options.layer,
-        )  # fmt: skip
-        return ParasiteSpec(placement, self.options.bn == "yes", self.options.bias,
-                            self.options.sigma)  # fmt: skip
+            layer=0,
+            position="after",
+            neurons=kind,  # type: ignore[arg-type]
+            count=int(count) if count else 256,
+            module=self.options.layer,
+        )
+        return ParasiteSpec(
+            placement, self.options.bn == "yes", self.options.bias, self.options.sigma
+        )
 
     def site(self, model: nn.Module) -> str:
         """The module whose output the parasite rewrites: the named layer, or with
@@ -127,11 +133,14 @@ class GenericParasite(DefenseBase):
             return self.options.layer
         order = [layer.name for layer in layers(model, input_shape(self.context))]
         after = order[order.index(self.options.layer) + 1 :]
-        found = next((name for name in after
-                      if isinstance(model.get_submodule(name), ACTIVATIONS)), None)  # fmt: skip
+        found = next(
+            (name for name in after if isinstance(model.get_submodule(name), ACTIVATIONS)), None
+        )
         if found is None:
-            raise UserError(f"parasite: no activation module runs after "
-                            f"{self.options.layer!r} (position=after-activation)")  # fmt: skip
+            raise UserError(
+                f"parasite: no activation module runs after "
+                f"{self.options.layer!r} (position=after-activation)"
+            )
         return found
 
     def placed(self, model: nn.Module) -> tuple[ParasiteSpec, ...]:
@@ -152,13 +161,17 @@ class GenericParasite(DefenseBase):
         """A UserError (exit 2) when the named layer is missing or cannot hold the parasite."""
         found = {layer.name: layer for layer in layers(model, input_shape(self.context))}
         if self.options.layer not in found:
-            raise UserError(f"parasite: {type(model).__name__} has no layer "
-                            f"{self.options.layer!r}; layers: {', '.join(found)}")  # fmt: skip
+            raise UserError(
+                f"parasite: {type(model).__name__} has no layer "
+                f"{self.options.layer!r}; layers: {', '.join(found)}"
+            )
         layer = found[self.site(model)]
         kind, _, count = self.options.neurons.partition(":")
         if kind == "whole" and not (layer.square_maps or layer.square_count):
-            raise UserError(f"parasite: neurons=whole needs square maps (or a square neuron "
-                            f"count); {layer.name} outputs {layer.shape_text}")  # fmt: skip
+            raise UserError(
+                f"parasite: neurons=whole needs square maps (or a square neuron "
+                f"count); {layer.name} outputs {layer.shape_text}"
+            )
         if count and int(count) > layer.neurons:
             raise UserError(
                 f"parasite: {layer.name} has {layer.neurons} neurons ({layer.shape_text}), "
@@ -181,8 +194,9 @@ class GenericParasite(DefenseBase):
 
     def protect(self, model: nn.Module, *, seed: int) -> Protected:
         self.check(model)
-        return protect_with(model, self.placed(model), seed, self.stream, self.reading,
-                            self.context)  # fmt: skip
+        return protect_with(
+            model, self.placed(model), seed, self.stream, self.reading, self.context
+        )
 
 
 @hookimpl

@@ -59,8 +59,10 @@ class MLPParasite(DefenseBase):
     def configure(self, **given: str) -> MLPParasite:
         placing = sorted(set(given) & set(PLACEMENT_ONLY))
         if placing:
-            raise UserError(f"{self.name}: {', '.join(placing)} place parasites in a LeNet "
-                            "layer; the MLP's parasite takes its whole hidden layer")  # fmt: skip
+            raise UserError(
+                f"{self.name}: {', '.join(placing)} place parasites in a LeNet "
+                "layer; the MLP's parasite takes its whole hidden layer"
+            )
         return super().configure(**given)
 
     def parasite_configs(self, model: nn.Module, *, seed: int) -> list[ParasiteConfig]:

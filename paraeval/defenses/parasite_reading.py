@@ -292,9 +292,10 @@ class ParasiteReading(Options):
         """What the cell key hashes: every option, those of :data:`LATER_OPTIONS` only where
         they differ from the value cells had before the option existed."""
         return {
-            name: value for name, value in self.as_dict().items()
+            name: value
+            for name, value in self.as_dict().items()
             if name not in LATER_OPTIONS or value != LATER_OPTIONS[name]
-        }  # fmt: skip
+        }
 
 
 def reading_options() -> dict[str, OptionSpec]:

@@ -61,8 +61,12 @@ def read_spec(spec: ParasiteSpec, reading: ParasiteReading) -> ParasiteSpec:
     a whole-layer parasite after BN reads (``whole_site``: after the ReLU, or the BN's output)."""
     placement = spec.placement
     named = placement.module is not None  # the layer is named: no pool to place
-    after_bn = (placement.neurons == "whole" and placement.position == "after" and not named
-                and reading.whole_site == "after-bn")  # fmt: skip
+    after_bn = (
+        placement.neurons == "whole"
+        and placement.position == "after"
+        and not named
+        and reading.whole_site == "after-bn"
+    )
     placement = dataclasses.replace(
         placement,
         pool=reading.pool
@@ -149,10 +153,14 @@ def candidate_configs(
     per_channel = read.placement.neurons == "whole" and reading.whole_parasites == "per-channel"
     units = layer_channels(victim, read.placement, shape) if per_channel else 1
     return [
-        [parasite_config(read, victim, seed, stream, slot, reading, shape, device, candidate,
-                         channel) for channel in range(units)]
+        [
+            parasite_config(
+                read, victim, seed, stream, slot, reading, shape, device, candidate, channel
+            )
+            for channel in range(units)
+        ]
         for candidate in range(reading.select)
-    ]  # fmt: skip
+    ]
 
 
 def parasite_configs(
@@ -167,10 +175,11 @@ def parasite_configs(
     return [
         config
         for slot, spec in enumerate(specs)
-        for candidate in candidate_configs(read_spec(spec, reading), victim, seed, stream, slot,
-                                           reading, context)
+        for candidate in candidate_configs(
+            read_spec(spec, reading), victim, seed, stream, slot, reading, context
+        )
         for config in candidate
-    ]  # fmt: skip
+    ]
 
 
 def input_shape(context: RunContext | None) -> tuple[int, ...]:
@@ -207,8 +216,9 @@ def protect_with(
         if len(candidates) == 1:
             trained = [load_or_train_parasite(config) for config in candidates[0]]
         else:
-            trained, selection = select_candidate(victim, entries, read.placement, candidates,
-                                                  reading, context, bounds, reference)  # fmt: skip
+            trained, selection = select_candidate(
+                victim, entries, read.placement, candidates, reading, context, bounds, reference
+            )
             reference = selection["victim_validation_accuracy"]
             selections.append({"parasite": read.label, **selection})
         entries.append((read.placement, arranged(trained, bounds)))
@@ -333,8 +343,10 @@ def validation_split(context: RunContext | None) -> tuple[torch.Tensor, torch.Te
             raise ValueError("select > 1 needs the run's training labels (RunContext.train_labels)")
         return context.train_images[-VALIDATION_IMAGES:], context.train_labels[-VALIDATION_IMAGES:]
     mnist = load_mnist()
-    return (MNIST.as_float(mnist.train_images[-VALIDATION_IMAGES:]),
-            mnist.train_labels[-VALIDATION_IMAGES:])  # fmt: skip
+    return (
+        MNIST.as_float(mnist.train_images[-VALIDATION_IMAGES:]),
+        mnist.train_labels[-VALIDATION_IMAGES:],
+    )
 
 
 def bias_warnings(spec: ParasiteSpec, fit: dict[str, Any]) -> list[str]:
@@ -368,9 +380,11 @@ def recalibrate_batch_norms(protected: nn.Module, images: torch.Tensor) -> None:
     the parasite's training inputs instead (measured by the readings study, docs/readings.md).
     """
     norms = [
-        bn for module in protected.modules() if isinstance(module, ParasiticCNN)
+        bn
+        for module in protected.modules()
+        if isinstance(module, ParasiticCNN)
         for bn in module.batch_norms()
-    ]  # fmt: skip
+    ]
     if not norms:
         return
     for bn in norms:

@@ -73,8 +73,11 @@ class BeforeFirstReLU(nn.Module):
         def stop(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             raise _Reached(inputs[0])
 
-        handles = [m.register_forward_pre_hook(stop) for m in self.victim.modules()
-                   if isinstance(m, nn.ReLU)]  # fmt: skip
+        handles = [
+            m.register_forward_pre_hook(stop)
+            for m in self.victim.modules()
+            if isinstance(m, nn.ReLU)
+        ]
         try:
             self.victim(x)
         except _Reached as reached:
@@ -89,13 +92,14 @@ def check_affine(layer: nn.Module, image_shape: tuple[int, ...]) -> None:
     """A ValueError unless z((x + y) / 2) = (z(x) + z(y)) / 2 on random inputs (float64): the
     attack's ground truth is a set of hyperplanes only if z is affine."""
     generator = torch.Generator().manual_seed(0)
-    x, y = (torch.rand(4, *image_shape, generator=generator, dtype=torch.float64)
-            for _ in range(2))  # fmt: skip
+    x, y = (torch.rand(4, *image_shape, generator=generator, dtype=torch.float64) for _ in range(2))
     with torch.no_grad():
         gap = (layer((x + y) / 2) - (layer(x) + layer(y)) / 2).abs().max()
     if float(gap) > 1e-9:
-        raise ValueError("the layers before the first ReLU are not affine (max-pool? "
-                         "dropout in train mode?): no hyperplanes to score against")  # fmt: skip
+        raise ValueError(
+            "the layers before the first ReLU are not affine (max-pool? "
+            "dropout in train mode?): no hyperplanes to score against"
+        )
 
 
 @dataclass
@@ -148,14 +152,19 @@ def _per_probe(activations: torch.Tensor) -> torch.Tensor | None:
 
 
 def kink_source(
-    model: nn.Module, before: torch.Tensor, after: torch.Tensor,
+    model: nn.Module,
+    before: torch.Tensor,
+    after: torch.Tensor,
     image_shape: tuple[int, ...] = (1, 28, 28),
-) -> str:  # fmt: skip
+) -> str:
     """What changes in `model` (float64) between two flat inputs either side of one kink."""
     parasite_relus = {
-        id(m) for p in model.modules() if isinstance(p, ParasiticCNN) for m in p.modules()
+        id(m)
+        for p in model.modules()
+        if isinstance(p, ParasiticCNN)
+        for m in p.modules()
         if isinstance(m, nn.ReLU)
-    }  # fmt: skip
+    }
     changed: set[str] = set()
 
     def relu_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: object) -> None:

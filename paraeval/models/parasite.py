@@ -128,8 +128,9 @@ def beta(layers: nn.Module, bias_scope: BiasScope) -> list[torch.Tensor]:
     ``bias_scope == "all"`` (a parasite's, or a bank of them: paraeval.training.bank)."""
     params = [m.bias for m in layers.modules() if isinstance(m, nn.Conv2d) and m.bias is not None]
     if bias_scope == "all":
-        params += [m.bias for m in layers.modules()
-                   if isinstance(m, nn.BatchNorm2d) and m.bias is not None]  # fmt: skip
+        params += [
+            m.bias for m in layers.modules() if isinstance(m, nn.BatchNorm2d) and m.bias is not None
+        ]
     return params
 
 

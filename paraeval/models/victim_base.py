@@ -112,11 +112,17 @@ def import_model_class(spec: str) -> type[nn.Module]:
         raise UserError(f"--model: importing {file} failed: {type(exc).__name__}: {exc}") from None
     found = getattr(module, class_name, None)
     if not (inspect.isclass(found) and issubclass(found, nn.Module)):
-        classes = [name for name, value in vars(module).items()
-                   if inspect.isclass(value) and issubclass(value, nn.Module)
-                   and value.__module__ == module_name]  # fmt: skip
-        raise UserError(f"--model: {file} defines no nn.Module class {class_name!r}; "
-                        f"it defines: {', '.join(classes) or 'none'}")  # fmt: skip
+        classes = [
+            name
+            for name, value in vars(module).items()
+            if inspect.isclass(value)
+            and issubclass(value, nn.Module)
+            and value.__module__ == module_name
+        ]
+        raise UserError(
+            f"--model: {file} defines no nn.Module class {class_name!r}; "
+            f"it defines: {', '.join(classes) or 'none'}"
+        )
     return found
 
 
@@ -142,11 +148,16 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> 
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                for k in own if k in state and state[k].shape != own[k].shape]  # fmt: skip
-    problems = [f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
-                for label, items in (("missing", missing), ("unexpected", unexpected),
-                                     ("shape", reshaped)) if items]  # fmt: skip
+    reshaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{label}: {', '.join(items[:4])}{' ...' if len(items) > 4 else ''}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", reshaped))
+        if items
+    ]
     if problems:
         raise UserError(f"{where} do not match {type(model).__name__}: {'; '.join(problems)}")
     model.load_state_dict(state)
@@ -261,9 +272,13 @@ def check_victim_model(model: nn.Module, dataset: DatasetBase, where: str) -> No
     try:
         output = model.eval()(probe)
     except Exception as exc:
-        raise UserError(f"{where}: the model fails on {dataset.name}'s inputs "
-                        f"{list(probe.shape)}: {type(exc).__name__}: {exc}") from None  # fmt: skip
+        raise UserError(
+            f"{where}: the model fails on {dataset.name}'s inputs "
+            f"{list(probe.shape)}: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(output, torch.Tensor) or tuple(output.shape) != (2, dataset.classes):
         shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise UserError(f"{where}: the model maps {list(probe.shape)} to {shape}; "
-                        f"{dataset.name} needs logits [N, {dataset.classes}]")  # fmt: skip
+        raise UserError(
+            f"{where}: the model maps {list(probe.shape)} to {shape}; "
+            f"{dataset.name} needs logits [N, {dataset.classes}]"
+        )

@@ -26,9 +26,12 @@ def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def check_protected(
-    defense: str, victim: nn.Module, before: dict[str, torch.Tensor], protected: nn.Module,
+    defense: str,
+    victim: nn.Module,
+    before: dict[str, torch.Tensor],
+    protected: nn.Module,
     probe: torch.Tensor,
-) -> None:  # fmt: skip
+) -> None:
     """Raise PluginContractError if `protected` breaks the Defense contract."""
     after = victim.state_dict()
     if any(not torch.equal(before[key], after[key]) for key in before):
@@ -79,8 +82,40 @@ def check_metrics(
     none may take a `reserved` name (the schema's columns)."""
     undeclared = sorted(set(metrics) - set(declared))
     if undeclared:
-        raise UserError(f"{attack} returned metrics it does not declare in metric_docs: "
-                        f"{', '.join(undeclared)}")  # fmt: skip
+        raise UserError(
+            f"{attack} returned metrics it does not declare in metric_docs: {', '.join(undeclared)}"
+        )
     taken = sorted(set(metrics) & set(reserved))
     if taken:
         raise UserError(f"{attack}'s metrics {', '.join(taken)} are results.csv columns")
+
+
+#: A victim below this multiple of chance accuracy is flagged in every cell it measures.
+NEAR_CHANCE = 2.0
+#: A victim this far (pp) below the accuracy recorded when its weights were trained is flagged
+#: (the same weights on the same images give the same accuracy; a GPU moves a few images).
+BELOW_RECORDED_PP = 1.0
+
+
+def weak_victim_warning(
+    victim_accuracy: float, labels: torch.Tensor, recorded: float | None = None
+) -> list[str]:
+    """A warning when the victim's test accuracy is within NEAR_CHANCE x chance (100 % / the
+    classes its test labels hold): untrained or damaged weights, whose numbers mean little;
+    or more than BELOW_RECORDED_PP below the `recorded` accuracy of its cached weights."""
+    classes = max(2, int(labels.unique().numel()))
+    chance = 100.0 / classes
+    warnings = []
+    if victim_accuracy < NEAR_CHANCE * chance:
+        warnings.append(
+            f"victim accuracy {victim_accuracy:.1f} % is near chance ({chance:.1f} % for "
+            f"{classes} classes): its weights look untrained or damaged"
+        )
+    below = None if recorded is None else recorded - victim_accuracy
+    if below is not None and below > BELOW_RECORDED_PP:
+        warnings.append(
+            f"victim accuracy {victim_accuracy:.2f} % is {below:.2f} pp below the "
+            f"{recorded:.2f} % recorded when its cached weights were trained: the weights or "
+            "the test images differ"
+        )
+    return warnings

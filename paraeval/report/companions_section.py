@@ -53,10 +53,16 @@ def fidelity_curves(cells: list[Any]) -> list[Any]:
     plots = []
     for (victim, attack), defenses in points.items():
         series = [  # dashed once the palette's colours come round again
-            Line(defense, [(q, float(np.mean(v))) for q, v in sorted(budgets.items())],
-                 dashed=index >= len(PALETTE))
+            Line(
+                defense,
+                [(q, float(np.mean(v))) for q, v in sorted(budgets.items())],
+                dashed=index >= len(PALETTE),
+            )
             for index, (defense, budgets) in enumerate(defenses.items())
-        ]  # fmt: skip
-        plots.append(lines(series, "queries", "fidelity to the victim (%)",
-                           f"{victim} · {attack}", log_x=True))  # fmt: skip
+        ]
+        plots.append(
+            lines(
+                series, "queries", "fidelity to the victim (%)", f"{victim} · {attack}", log_x=True
+            )
+        )
     return plots

@@ -58,10 +58,14 @@ def _forest(summary: pd.DataFrame, table: int) -> Markup | None:
     for row in (r for r in ROWS if r.table == table):
         record = paper_record(summary, row)
         if record is not None:
-            rows.append(plots.ForestRow(
-                row.name, (row.accuracy, row.m_adv),
-                summary_bounds(record, "accuracy"), summary_bounds(record, "m_adv"),
-            ))  # fmt: skip
+            rows.append(
+                plots.ForestRow(
+                    row.name,
+                    (row.accuracy, row.m_adv),
+                    summary_bounds(record, "accuracy"),
+                    summary_bounds(record, "m_adv"),
+                )
+            )
     if not rows:
         return None
     return plots.forest(
@@ -82,8 +86,9 @@ def _tradeoff(summary: pd.DataFrame) -> Markup | None:
             base = PAPER_VICTIM_ACCURACY[str(victim)]
             paper = [(base - r.accuracy, r.m_adv) for r in ROWS if r.victim == victim]
             series.append(plots.Line(f"{victim} paper", paper, dashed=True, group=index))
-    return plots.lines(series, "accuracy drop (pp)", "M_adv (%)", "M_adv vs accuracy drop",
-                       markers_only=True)  # fmt: skip
+    return plots.lines(
+        series, "accuracy drop (pp)", "M_adv (%)", "M_adv vs accuracy drop", markers_only=True
+    )
 
 
 def _sigma(summary: pd.DataFrame) -> Markup | None:

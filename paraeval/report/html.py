@@ -112,12 +112,15 @@ def victim_accuracies(results: pd.DataFrame) -> list[dict[str, Any]]:
     for name, group in results.groupby("victim", sort=True) if len(results) else ():
         measured = group["victim_accuracy"].dropna().astype(float)
         victim = known.get(str(name))
-        lines.append({
-            "victim": name, "dataset": group["dataset"].iloc[0] if "dataset" in group else "",
-            "low": measured.min() if len(measured) else None,
-            "high": measured.max() if len(measured) else None,
-            "paper": getattr(victim, "paper_accuracy", None),
-        })  # fmt: skip
+        lines.append(
+            {
+                "victim": name,
+                "dataset": group["dataset"].iloc[0] if "dataset" in group else "",
+                "low": measured.min() if len(measured) else None,
+                "high": measured.max() if len(measured) else None,
+                "paper": getattr(victim, "paper_accuracy", None),
+            }
+        )
     return lines
 
 
@@ -180,8 +183,16 @@ def _verdict(summary: pd.DataFrame) -> dict[str, Any]:
             verdict[metric]["close"] += close
             if not inside:
                 low, high = summary_bounds(record, metric)[1:]
-                verdict["misses"].append({"row": row, "metric": metric, "record": record,
-                                          "close": close, "low": low, "high": high})  # fmt: skip
+                verdict["misses"].append(
+                    {
+                        "row": row,
+                        "metric": metric,
+                        "record": record,
+                        "close": close,
+                        "low": low,
+                        "high": high,
+                    }
+                )
     return verdict
 
 
@@ -232,10 +243,13 @@ def _extraction_tables(cells: list[Any]) -> list[dict[str, Any]]:
         columns = list(dict.fromkeys(k for details in rows.values() for d in details for k in d))
         measured = [c for c in columns if c not in (*GROUPING_COLUMNS, *IGNORED_COLUMNS)]
         rows_out = [
-            {"key": key, "seeds": len(details),
-             "values": [_aggregate([d.get(c) for d in details]) for c in measured]}
+            {
+                "key": key,
+                "seeds": len(details),
+                "values": [_aggregate([d.get(c) for d in details]) for c in measured],
+            }
             for key, details in rows.items()
-        ]  # fmt: skip
+        ]
         keys = ["victim", "defense", *[c for c in GROUPING_COLUMNS if c in columns]]
         tables.append({"attack": attack, "keys": keys, "columns": measured, "rows": rows_out})
     return tables

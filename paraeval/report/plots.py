@@ -95,10 +95,11 @@ def forest(rows: Sequence[ForestRow], title: str) -> Markup:
         # the legend under the axes, the title above them: they never overlap
         figure.subplots_adjust(bottom=min(0.6, 0.55 / height))  # the x labels inside it
         handles, labels = axes[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.02, 0.0), ncol=2,
-                      frameon=False)  # fmt: skip
+        figure.legend(
+            handles, labels, loc="upper left", bbox_to_anchor=(0.02, 0.0), ncol=2, frameon=False
+        )
         figure.suptitle(title, x=0.02, ha="left", fontweight="bold")
-        return svg(figure)  # fmt: skip
+        return svg(figure)
 
 
 def lines(
@@ -117,11 +118,19 @@ def lines(
             xs, ys = [p[0] for p in line.points], [p[1] for p in line.points]
             color = PALETTE[(index if line.group is None else line.group) % len(PALETTE)]
             if markers_only:
-                axis.scatter(xs, ys, s=14, color=color, label=line.label,
-                             marker="x" if line.dashed else "o")  # fmt: skip
+                axis.scatter(
+                    xs, ys, s=14, color=color, label=line.label, marker="x" if line.dashed else "o"
+                )
             else:
-                axis.plot(xs, ys, color=color, label=line.label, marker="o", markersize=2.5,
-                          linestyle="--" if line.dashed else "-")  # fmt: skip
+                axis.plot(
+                    xs,
+                    ys,
+                    color=color,
+                    label=line.label,
+                    marker="o",
+                    markersize=2.5,
+                    linestyle="--" if line.dashed else "-",
+                )
         axis.set_xlabel(x_label)
         axis.set_ylabel(y_label)
         if log_x:

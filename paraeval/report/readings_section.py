@@ -36,8 +36,10 @@ def _distance_plot(lines: pd.DataFrame) -> Any:
     plus M_adv, pp: one scale for every line), closest first."""
     total = lines["mean_abs_diff_accuracy"] + lines["mean_abs_diff_m_adv"]
     ordered = lines.assign(total=total).sort_values("total")
-    labels = [f"{r} ({st}, {s} seed(s))" for r, st, s in
-              zip(ordered["reading"], ordered["stage"], ordered["seeds"], strict=True)]  # fmt: skip
+    labels = [
+        f"{r} ({st}, {s} seed(s))"
+        for r, st, s in zip(ordered["reading"], ordered["stage"], ordered["seeds"], strict=True)
+    ]
     x_label = "mean |measured - paper|, accuracy + M_adv (pp)"
     values = list(ordered["total"])
     return bars(labels, values, x_label, "Each reading's distance to the paper")
@@ -53,12 +55,14 @@ def _per_row(rows: pd.DataFrame) -> list[dict[str, Any]]:
         accuracy, m_adv_in = (flags(group[f"{m}_in_pi"]) for m in ("accuracy", "m_adv"))
         both = group[accuracy & m_adv_in]
         m_adv = group[m_adv_in & ~accuracy]
-        result.append({
-            "row": name,
-            "paper": f"{group['paper_accuracy'].iloc[0]} / {group['paper_m_adv'].iloc[0]}",
-            "both": [_label(r) for r in both.to_dict("records")],
-            "m_adv_only": [_label(r) for r in m_adv.to_dict("records")],
-        })  # fmt: skip
+        result.append(
+            {
+                "row": name,
+                "paper": f"{group['paper_accuracy'].iloc[0]} / {group['paper_m_adv'].iloc[0]}",
+                "both": [_label(r) for r in both.to_dict("records")],
+                "m_adv_only": [_label(r) for r in m_adv.to_dict("records")],
+            }
+        )
     return result
 
 

@@ -38,7 +38,7 @@ from paraeval.core.cache import config_key
 from paraeval.core.metrics import METRIC_VERSION, predict, transfer_outcome, wilson_interval
 from paraeval.core.seeding import derive_seed, seeded
 from paraeval.errors import UserError
-from paraeval.plugin.checks import check_metrics
+from paraeval.plugin.checks import check_metrics, weak_victim_warning
 from paraeval.registry import EXTRACTION, AnyAttack, Entry
 from paraeval.run.results import RESULT_COLUMNS, STORED_ONLY
 from paraeval.training.parasites import PARASITE_TRAINING_VERSION
@@ -183,37 +183,6 @@ def run_cell(
     return row, measured.samples
 
 
-#: A victim below this multiple of chance accuracy is flagged in every cell it measures.
-NEAR_CHANCE = 2.0
-#: A victim this far (pp) below the accuracy recorded when its weights were trained is flagged
-#: (the same weights on the same images give the same accuracy; a GPU moves a few images).
-BELOW_RECORDED_PP = 1.0
-
-
-def weak_victim_warning(
-    victim_accuracy: float, labels: torch.Tensor, recorded: float | None = None
-) -> list[str]:
-    """A warning when the victim's test accuracy is within NEAR_CHANCE x chance (100 % / the
-    classes its test labels hold): untrained or damaged weights, whose numbers mean little;
-    or more than BELOW_RECORDED_PP below the `recorded` accuracy of its cached weights."""
-    classes = max(2, int(labels.unique().numel()))
-    chance = 100.0 / classes
-    warnings = []
-    if victim_accuracy < NEAR_CHANCE * chance:
-        warnings.append(
-            f"victim accuracy {victim_accuracy:.1f} % is near chance ({chance:.1f} % for "
-            f"{classes} classes): its weights look untrained or damaged"
-        )
-    below = None if recorded is None else recorded - victim_accuracy
-    if below is not None and below > BELOW_RECORDED_PP:
-        warnings.append(
-            f"victim accuracy {victim_accuracy:.2f} % is {below:.2f} pp below the "
-            f"{recorded:.2f} % recorded when its cached weights were trained: the weights or "
-            "the test images differ"
-        )
-    return warnings
-
-
 def base_row(ctx: VictimContext, cell: Cell) -> dict[str, Any]:
     """Which cell this is, and the paper's values where they apply (FGSM transfer cells)."""
     paper = cell.defense.obj.paper
@@ -341,8 +310,10 @@ def _adaptive(ctx: VictimContext, cell: Cell, protection: Protection) -> Measure
     epsilons = batch.epsilon[batch.success & correct]
     warnings = []
     if attack.largest_epsilon() == 1.0 and robust_accuracy > 10.0:
-        warnings.append(f"robust accuracy {robust_accuracy:.1f} % at eps = 1.0: "
-                        "the adaptive attack is not working (gradient masking?)")  # fmt: skip
+        warnings.append(
+            f"robust accuracy {robust_accuracy:.1f} % at eps = 1.0: "
+            "the adaptive attack is not working (gradient masking?)"
+        )
     fields = {
         "n_attacked": int(correct.sum()),
         "n_adversarial": int((correct & ~robust).sum()),
@@ -360,8 +331,12 @@ def _extraction(ctx: VictimContext, cell: Cell, protection: Protection) -> Measu
     attack = cell.attack.obj
     if not isinstance(attack, ExtractionAttackBase):
         raise UserError(f"{cell.attack.name} is not an extraction attack")
-    oracle = Oracle(protection.model, granularity=attack.granularity, monitors=protection.monitors,
-                    image_shape=tuple(ctx.images.shape[1:]))  # fmt: skip
+    oracle = Oracle(
+        protection.model,
+        granularity=attack.granularity,
+        monitors=protection.monitors,
+        image_shape=tuple(ctx.images.shape[1:]),
+    )
     with seeded(derive_seed("extraction", cell.defense.name, cell.attack.name, cell.seed)):
         scoring = {"labels": ctx.test_labels} if attack.needs_labels else {}
         result = attack.extract(ctx.model, oracle, ctx.test_images, seed=cell.seed, **scoring)
@@ -388,8 +363,15 @@ def samples_of(
 ) -> Samples:
     """The per-image rows of a cell, in the store's SAMPLE_COLUMNS order."""
     return [
-        (i, int(labels[i]), int(clean[i]), int(victim_pred[i]), int(protected_pred[i]),
-         None if math.isnan(float(batch.epsilon[i])) else float(batch.epsilon[i]),
-         int(batch.success[i]), int(counted[i]))
+        (
+            i,
+            int(labels[i]),
+            int(clean[i]),
+            int(victim_pred[i]),
+            int(protected_pred[i]),
+            None if math.isnan(float(batch.epsilon[i])) else float(batch.epsilon[i]),
+            int(batch.success[i]),
+            int(counted[i]),
+        )
         for i in range(len(labels))
-    ]  # fmt: skip
+    ]

@@ -141,11 +141,14 @@ class Dispatch:
         if pool is None or not needed:
             return
         futures = {
-            pool.submit(examples_task, ExamplesTask(self.setup, victim, attack, seed,
-                                                    self._read([self._victim_path(victim)]))):
-            (victim, seed)
+            pool.submit(
+                examples_task,
+                ExamplesTask(
+                    self.setup, victim, attack, seed, self._read([self._victim_path(victim)])
+                ),
+            ): (victim, seed)
             for victim, attack, seed in needed
-        }  # fmt: skip
+        }
         with progress("adversarial examples", len(futures)) as tracker:
             for future in as_completed(futures):
                 where = futures[future]
@@ -210,8 +213,10 @@ class Skipped:
     seed: int
 
     def note(self) -> str:
-        return (f"{self.count} cell(s) of {self.defense} seed {self.seed} are stored or being "
-                "computed by another run: skipped")  # fmt: skip
+        return (
+            f"{self.count} cell(s) of {self.defense} seed {self.seed} are stored or being "
+            "computed by another run: skipped"
+        )
 
 
 def compute(

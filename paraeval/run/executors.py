@@ -147,11 +147,14 @@ def _dask(spec: ExecutorSpec, stack: ExitStack) -> RunExecutor:
         with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_ARENA_MAX": 1}):
             cluster = stack.enter_context(
                 LocalCluster(
-                    n_workers=spec.workers or default_workers(), threads_per_worker=1,
-                    processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                    n_workers=spec.workers or default_workers(),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
                     preload=["paraeval.core.interrupts"],  # workers leave Ctrl-C to the run
                 )
-            )  # fmt: skip
+            )
         client = stack.enter_context(Client(cluster))
     threads = max(1, sum(client.nthreads().values()))  # tasks the cluster runs at once
     # A LocalCluster's workers share this machine's cache; a remote cluster's may not.

@@ -36,8 +36,10 @@ def seed_runs(config: RunConfig) -> list[RunConfig]:
     if config.seed_scope == "parasite":
         return [config]
     if config.victim_seed and config.seeds != [config.victim_seed]:
-        raise UserError("--victim-seed and --seed-scope pipeline exclude each other "
-                        "(a pipeline seed s trains victim s)")  # fmt: skip
+        raise UserError(
+            "--victim-seed and --seed-scope pipeline exclude each other "
+            "(a pipeline seed s trains victim s)"
+        )
     return [dataclasses.replace(config, seeds=[seed], victim_seed=seed) for seed in config.seeds]
 
 

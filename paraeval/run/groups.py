@@ -165,8 +165,9 @@ class Worker:
         """What defenses are bound to: the training images of the victim's dataset."""
         dataset = self.victim_config(victim).dataset_source
         if dataset.name not in self._contexts:
-            self._contexts[dataset.name] = run_context(self.data(victim), dataset,
-                                                       self.setup.device)  # fmt: skip
+            self._contexts[dataset.name] = run_context(
+                self.data(victim), dataset, self.setup.device
+            )
         return self._contexts[dataset.name]
 
     def model(self, name: str) -> nn.Module:
@@ -182,9 +183,15 @@ class Worker:
         if name not in self.victims:
             config = self.victim_config(name)
             self.victims[name] = victim_context(
-                name, self.model(name), self.data(name), self.setup.n_images, config.dataset,
-                self.setup.device, self.context(name), self.setup.attacked,
-            )  # fmt: skip
+                name,
+                self.model(name),
+                self.data(name),
+                self.setup.n_images,
+                config.dataset,
+                self.setup.device,
+                self.context(name),
+                self.setup.attacked,
+            )
             self.victims[name].recorded_accuracy = self._recorded.get(name)
         return self.victims[name]
 
@@ -255,9 +262,15 @@ def attacked_images(data: Splits, n_images: int, attacked: str) -> tuple[Any, An
 
 
 def victim_context(
-    name: str, model: nn.Module, data: Splits, n_images: int, dataset: str = "mnist",
-    device: str = "cpu", context: RunContext | None = None, attacked: str = "test",
-) -> VictimContext:  # fmt: skip
+    name: str,
+    model: nn.Module,
+    data: Splits,
+    n_images: int,
+    dataset: str = "mnist",
+    device: str = "cpu",
+    context: RunContext | None = None,
+    attacked: str = "test",
+) -> VictimContext:
     """A victim's shared work: its model (computing on `device`), test accuracy, attacked
     images (the first `n_images` of the `attacked` split), clean predictions, and the run's
     context its attacks are bound to."""
@@ -283,8 +296,13 @@ def run_context(splits: Splits, dataset: DatasetBase, device: str = "cpu") -> Ru
     """What a run binds its defenses and attacks to: the dataset's training images and labels,
     its folder, its declared pixel std and where the models compute."""
     folder = Path(splits.source) if Path(splits.source).is_dir() else None
-    return RunContext(splits.train_images, folder, device, pixel_std=dataset.pixel_std,
-                      train_labels=splits.train_labels)  # fmt: skip
+    return RunContext(
+        splits.train_images,
+        folder,
+        device,
+        pixel_std=dataset.pixel_std,
+        train_labels=splits.train_labels,
+    )
 
 
 def protect(ctx: VictimContext, defense: DefenseBase, seed: int) -> Protection:

@@ -60,8 +60,7 @@ def protect(
 def save_protected(path: Path, protected: Protected, recipe: dict[str, Any]) -> None:
     """The protected model's weights, the `recipe` that rebuilds it (victim, defense, seed) and
     what the defense recorded, as one safetensors file."""
-    save_weights(path, protected.model.state_dict(),
-                 {"recipe": recipe, "info": protected.info})  # fmt: skip
+    save_weights(path, protected.model.state_dict(), {"recipe": recipe, "info": protected.info})
 
 
 def load_protected(path: Path, data_dir: Path | None = None) -> nn.Module:
@@ -69,8 +68,13 @@ def load_protected(path: Path, data_dir: Path | None = None) -> nn.Module:
     weights; an error when the rebuilt architecture or weights differ from the file's."""
     tensors, meta = load_weights(path)
     recipe = meta["recipe"]
-    rebuilt = protect(recipe["victim"], recipe["defense"], seed=recipe["seed"],
-                      victim_seed=recipe.get("victim_seed", 0), data_dir=data_dir)  # fmt: skip
+    rebuilt = protect(
+        recipe["victim"],
+        recipe["defense"],
+        seed=recipe["seed"],
+        victim_seed=recipe.get("victim_seed", 0),
+        data_dir=data_dir,
+    )
     try:
         rebuilt.model.load_state_dict(tensors)  # the saved weights, whatever was rebuilt
     except RuntimeError as exc:

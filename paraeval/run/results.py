@@ -161,17 +161,31 @@ def do_nothing_inside(record: Mapping[str, Any], metric: str) -> bool | None:
 def summary_table(summary: pd.DataFrame) -> tuple[list[str], list[list[Any]]]:
     """The run summary as printed: per (victim, defense, attack), accuracy and the headline
     (M_adv, robust accuracy or an extraction attack's declared metric) beside the paper."""
-    columns = ["victim", "defense", "attack", "seeds", "accuracy", "paper acc", "headline",
-               "paper M_adv"]  # fmt: skip
+    columns = [
+        "victim",
+        "defense",
+        "attack",
+        "seeds",
+        "accuracy",
+        "paper acc",
+        "headline",
+        "paper M_adv",
+    ]
     rows = []
     for record in summary.to_dict("records"):
         adaptive = record["mode"] == "adaptive"
-        rows.append([
-            record["victim"], record["defense"],
-            f"{record['attack']}{' (adaptive)' if adaptive else ''}", record["n_seeds"],
-            summary_interval(record, "accuracy"), _paper(record, "accuracy", "paper_accuracy"),
-            _headline(record), _paper(record, "m_adv", "paper_m_adv"),
-        ])  # fmt: skip
+        rows.append(
+            [
+                record["victim"],
+                record["defense"],
+                f"{record['attack']}{' (adaptive)' if adaptive else ''}",
+                record["n_seeds"],
+                summary_interval(record, "accuracy"),
+                _paper(record, "accuracy", "paper_accuracy"),
+                _headline(record),
+                _paper(record, "m_adv", "paper_m_adv"),
+            ]
+        )
     return columns, rows
 
 
@@ -302,8 +316,10 @@ def write_tables(store: Store, keys: list[str], out: Path) -> None:
     _write(pd.DataFrame(samples, columns=SAMPLES_CSV_COLUMNS), out / "samples.csv")
     _write(pd.DataFrame(changes, columns=CHANGE_COLUMNS), out / "prediction_change.csv")
     _write(summarise(results), out / "summary.csv")
-    _write(pd.DataFrame(extraction, columns=_extraction_csv_columns(extraction)),
-           out / "extraction.csv")  # fmt: skip
+    _write(
+        pd.DataFrame(extraction, columns=_extraction_csv_columns(extraction)),
+        out / "extraction.csv",
+    )
 
 
 def sample_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, Any]]:

@@ -155,18 +155,20 @@ def validate(config: RunConfig) -> Resolved:
     if not config.victims:
         raise UserError("no victim: name one with --victims, or give --model FILE.py:Class")
     resolved = {
-        name: VictimConfig.of(known[name], dataset_named(known[name].dataset),
-                              config.victim_seed, device)
+        name: VictimConfig.of(
+            known[name], dataset_named(known[name].dataset), config.victim_seed, device
+        )
         for name in config.victims
-    }  # fmt: skip
+    }
     _check_dataset_flag(config, known)
     if not config.seeds or any(seed < 0 for seed in config.seeds):
         raise UserError("seeds must be integers >= 0")
     if not 1 <= config.n_images <= 10_000:
         raise UserError("--n-images must be between 1 and 10000")
     if config.attacked not in ATTACKED_SPLITS:
-        raise UserError(f"--attacked must be one of {'|'.join(ATTACKED_SPLITS)}, not "
-                        f"{config.attacked!r}")  # fmt: skip
+        raise UserError(
+            f"--attacked must be one of {'|'.join(ATTACKED_SPLITS)}, not {config.attacked!r}"
+        )
     defenses = registry.configured_defenses(config.defenses)
     return Resolved(defenses, registry.configured_attacks(config.attacks), resolved, device)
 
@@ -263,8 +265,10 @@ def _skip_notes(skipped: Defenses, victim: str, verbose: bool = False) -> list[s
         return [_skip_note(d, victim) for d in declared] + own
     names = ", ".join(d.name for d in declared[:3])
     more = len(declared) - 3
-    return [f"skipped {names} and {more} more on {victim}: defined for other victims "
-            "(--verbose)", *own]  # fmt: skip
+    return [
+        f"skipped {names} and {more} more on {victim}: defined for other victims (--verbose)",
+        *own,
+    ]
 
 
 def _skip_note(defense: Entry[DefenseBase], victim: str) -> str:
@@ -306,8 +310,9 @@ def run(
                 if note := oversubscription_note(others, threads):
                     console.print(f"[yellow]note:[/] {note}")
                 setup = _setup(config, data, executor, resolved)
-                chosen = Chosen(data, resolved.defenses, resolved.attacks, config.jobs,
-                                resolved.victims)  # fmt: skip
+                chosen = Chosen(
+                    data, resolved.defenses, resolved.attacks, config.jobs, resolved.victims
+                )
                 result.phases = compute(
                     pending,
                     setup,
@@ -332,8 +337,9 @@ def image_count_notes(n_images: int, data: dict[str, Splits]) -> list[str]:
     return [
         f"--n-images {n_images}: {name} has {len(splits.test_labels)} test images; its cells "
         f"attack all {len(splits.test_labels)}"
-        for name, splits in data.items() if len(splits.test_labels) < n_images
-    ]  # fmt: skip
+        for name, splits in data.items()
+        if len(splits.test_labels) < n_images
+    ]
 
 
 def _load_data(config: RunConfig, resolved: Resolved) -> dict[str, Splits]:
@@ -352,8 +358,10 @@ def _setup(
     """What every worker needs to rebuild the run's cells (the data from where we read it)."""
     own = [victim.model_source for victim in resolved.victims.values()]
     if executor.pool is not None and any(isinstance(v, ModuleVictim) for v in own):
-        raise UserError("a module object victim runs in this process only (--executor "
-                        "local); for workers: --model FILE.py:Class --weights W")  # fmt: skip
+        raise UserError(
+            "a module object victim runs in this process only (--executor "
+            "local); for workers: --model FILE.py:Class --weights W"
+        )
     return WorkerSetup(
         defenses=config.defenses,
         attacks=config.attacks,
@@ -362,13 +370,15 @@ def _setup(
         data_dir=str(config.data_dir) if config.data_dir else None,
         allow_download=config.allow_download,
         threads=executor.threads,
-        data_dirs=tuple((name, splits.source) for name, splits in data.items()
-                        if Path(splits.source).is_dir()),
+        data_dirs=tuple(
+            (name, splits.source) for name, splits in data.items() if Path(splits.source).is_dir()
+        ),
         model_file=ModelFile.of(config.model, config.dataset or "", config.weights)
-        if config.model else None,
+        if config.model
+        else None,
         device=resolved.device,
         attacked=config.attacked,
-    )  # fmt: skip
+    )
 
 
 def _config_record(config: RunConfig) -> dict[str, Any]:

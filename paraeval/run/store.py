@@ -215,11 +215,20 @@ class Store:
                 "INSERT OR REPLACE INTO cells (key, run_id, victim, defense, attack, seed, mode,"
                 " status, row, seconds, error, finished) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    key, run_id, row["victim"], row["defense"], row["attack"], row["seed"],
-                    row.get("mode", "transfer"), row["status"], json.dumps(row, default=_json),
-                    row.get("seconds"), row.get("error"), _now(),
+                    key,
+                    run_id,
+                    row["victim"],
+                    row["defense"],
+                    row["attack"],
+                    row["seed"],
+                    row.get("mode", "transfer"),
+                    row["status"],
+                    json.dumps(row, default=_json),
+                    row.get("seconds"),
+                    row.get("error"),
+                    _now(),
                 ),
-            )  # fmt: skip
+            )
             self.connection.executemany(
                 f"INSERT INTO samples (cell_key, {', '.join(SAMPLE_COLUMNS)}) "
                 f"VALUES (?, {', '.join('?' * len(SAMPLE_COLUMNS))})",
@@ -246,8 +255,9 @@ class Store:
             for key in keys:
                 taken = self.connection.execute(
                     "SELECT 1 FROM cells WHERE key = ? AND status = 'ok' UNION ALL "
-                    "SELECT 1 FROM claims WHERE key = ? AND owner != ?", (key, key, owner)
-                ).fetchone()  # fmt: skip
+                    "SELECT 1 FROM claims WHERE key = ? AND owner != ?",
+                    (key, key, owner),
+                ).fetchone()
                 if taken is None:
                     self.connection.execute(
                         "INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)",
@@ -270,8 +280,16 @@ class Store:
         return [dict(zip(SAMPLE_COLUMNS, values, strict=True)) for values in cursor]
 
     def runs(self) -> list[dict[str, Any]]:
-        columns = ("id", "started", "command", "versions", "config", "cells", "finished",
-                   "wall_seconds")  # fmt: skip
+        columns = (
+            "id",
+            "started",
+            "command",
+            "versions",
+            "config",
+            "cells",
+            "finished",
+            "wall_seconds",
+        )
         cursor = self.connection.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY id")
         runs = [dict(zip(columns, values, strict=True)) for values in cursor]
         for run in runs:

@@ -103,8 +103,10 @@ def _spread_sentence(knockoff: pd.DataFrame) -> list[str]:
         high = defended.loc[defended["fidelity_victim"].idxmax()]
         if _pct(low["fidelity_victim"]) == _pct(high["fidelity_victim"]):
             names = ", ".join(defended["defense"])
-            found.append(f"Under {names}, {attack} reaches the same fidelity, "
-                         f"{_pct(low['fidelity_victim'])}.")  # fmt: skip
+            found.append(
+                f"Under {names}, {attack} reaches the same fidelity, "
+                f"{_pct(low['fidelity_victim'])}."
+            )
             continue
         found.append(
             f"Under {len(defended)} defenses, {attack} reaches fidelity "

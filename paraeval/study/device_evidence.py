@@ -94,9 +94,11 @@ def cold_lines(evidence: DeviceEvidence) -> list[str]:
     card = evidence.gpu
     if "H100" not in card:
         card += " (not an H100: the same arithmetic with faster memory; no H100 was measured)"
-    return [f"Cold Tables 1-3 x 5 seeds (FGSM, empty model cache, `--device auto` = cuda): "
-            f"{seconds:.1f} s on one {card}; the target, {COLD_TARGET_H100_S} s on one "
-            f"H100, is {verdict} on this card."]  # fmt: skip
+    return [
+        f"Cold Tables 1-3 x 5 seeds (FGSM, empty model cache, `--device auto` = cuda): "
+        f"{seconds:.1f} s on one {card}; the target, {COLD_TARGET_H100_S} s on one "
+        f"H100, is {verdict} on this card."
+    ]
 
 
 def bank_lines(evidence: DeviceEvidence) -> list[str]:
@@ -105,11 +107,13 @@ def bank_lines(evidence: DeviceEvidence) -> list[str]:
         return []
     gpu, cpu = rows.loc["parasite-bank-cuda"], rows.loc["parasite-bank-cpu"]
     count = int(str(gpu["size"]).split()[0])
-    return [f"Parasites ({gpu['size']}): {count / gpu['candidate_s']:.1f} per second as one "
-            f"bank on the {evidence.gpu} ({gpu['ratio']:.3f}x the time of training them one "
-            f"at a time on one CPU thread, {count / gpu['baseline_s']:.2f} per second); as one "
-            f"bank on one CPU thread of that machine: {cpu['ratio']:.2f}x (slower, as expected: "
-            "said: banks are used on GPUs only)."]  # fmt: skip
+    return [
+        f"Parasites ({gpu['size']}): {count / gpu['candidate_s']:.1f} per second as one "
+        f"bank on the {evidence.gpu} ({gpu['ratio']:.3f}x the time of training them one "
+        f"at a time on one CPU thread, {count / gpu['baseline_s']:.2f} per second); as one "
+        f"bank on one CPU thread of that machine: {cpu['ratio']:.2f}x (slower, as expected: "
+        "said: banks are used on GPUs only)."
+    ]
 
 
 def table1_lines(evidence: DeviceEvidence) -> list[str]:
@@ -121,9 +125,11 @@ def table1_lines(evidence: DeviceEvidence) -> list[str]:
         overlap = (gpu[low] <= cpu[high]) & (cpu[low] <= gpu[high])
         checks += len(overlap)
         mean = f"{metric}_mean"
-        apart += [f"{metric} of {victim} {defense}: {cpu.loc[(victim, defense), mean]:.3f} on "
-                  f"the CPU, {gpu.loc[(victim, defense), mean]:.3f} on the GPU"
-                  for victim, defense in overlap[~overlap].index]  # fmt: skip
+        apart += [
+            f"{metric} of {victim} {defense}: {cpu.loc[(victim, defense), mean]:.3f} on "
+            f"the CPU, {gpu.loc[(victim, defense), mean]:.3f} on the GPU"
+            for victim, defense in overlap[~overlap].index
+        ]
     victims = cpu.groupby(level="victim")["victim_accuracy"].first()
     on_gpu = gpu.groupby(level="victim")["victim_accuracy"].first()
     trained = ", ".join(f"{v} {victims[v]:.2f} % vs {on_gpu[v]:.2f} %" for v in victims.index)
@@ -153,12 +159,16 @@ def scaling_lines(evidence: DeviceEvidence) -> list[str]:
         parts = [f"victims {phases.pop('training victims')} s side by side"]
     else:
         finals = re.findall(r"training victim (\S+): (\d+)/\2, (\d+) s", text)
-        parts = [f"victims {' + '.join(f'{s} s ({n})' for n, _, s in finals)} one after the "
-                 "other (since then, missing victims train side by side)"]  # fmt: skip
+        parts = [
+            f"victims {' + '.join(f'{s} s ({n})' for n, _, s in finals)} one after the "
+            "other (since then, missing victims train side by side)"
+        ]
     parts += [f"{name} {seconds} s" for name, seconds in phases.items()]
-    return [f"CPU scaling: Tables 1-3 x 1 seed (FGSM) cold with `--executor local:16 --device cpu`"
-            f" on the {evidence.gpu} machine's 16 CPU cores: {step['wall_s']} s "
-            f"({'; '.join(parts)})."]  # fmt: skip
+    return [
+        f"CPU scaling: Tables 1-3 x 1 seed (FGSM) cold with `--executor local:16 --device cpu`"
+        f" on the {evidence.gpu} machine's 16 CPU cores: {step['wall_s']} s "
+        f"({'; '.join(parts)})."
+    ]
 
 
 def reproduce_lines(evidence: DeviceEvidence) -> list[str]:
@@ -169,38 +179,56 @@ def reproduce_lines(evidence: DeviceEvidence) -> list[str]:
     if int(str(step["rc"])) == 0:
         seconds = int(str(step["wall_s"]))
         verdict = "met" if seconds <= REPRODUCE_TARGET_H100_S else "not met"
-        return [f"`paraeval reproduce --device cuda` on one {evidence.gpu}: {seconds} s; the "
-                f"target, {REPRODUCE_TARGET_H100_S // 60} min on one H100, is {verdict} "
-                f"on this card.{parts}"]  # fmt: skip
+        return [
+            f"`paraeval reproduce --device cuda` on one {evidence.gpu}: {seconds} s; the "
+            f"target, {REPRODUCE_TARGET_H100_S // 60} min on one H100, is {verdict} "
+            f"on this card.{parts}"
+        ]
     minutes = REPRODUCE_TARGET_H100_S // 60
-    return [f"`paraeval reproduce --device cuda` was stopped at its {step['limit_s']} s limit "
-            f"(exit {step['rc']}) before it finished (reproduce-partial.log: how far it got), "
-            f"so the {minutes}-minute target is not shown.{parts}"]  # fmt: skip
+    return [
+        f"`paraeval reproduce --device cuda` was stopped at its {step['limit_s']} s limit "
+        f"(exit {step['rc']}) before it finished (reproduce-partial.log: how far it got), "
+        f"so the {minutes}-minute target is not shown.{parts}"
+    ]
 
 
 def heading_lines(evidence: DeviceEvidence) -> list[str]:
     """docs/performance.md's GPU section up to its table (paraeval.bench.page renders it)."""
-    return ["", f"## On a GPU: {evidence.gpu}", "",
-            f"From `{evidence.source}/` (`scripts/gpu_checks.sh` on the `device` machine: "
-            f"{evidence.bench['device'].iloc[0]}).", ""]  # fmt: skip
+    return [
+        "",
+        f"## On a GPU: {evidence.gpu}",
+        "",
+        f"From `{evidence.source}/` (`scripts/gpu_checks.sh` on the `device` machine: "
+        f"{evidence.bench['device'].iloc[0]}).",
+        "",
+    ]
 
 
 def finding_lines(evidence: DeviceEvidence) -> list[str]:
     """docs/performance.md's GPU section after its table: the tests and each finding."""
     failed = evidence.failed_tests()
-    lines = ["", f"GPU tests (`pytest -m gpu tests/test_gpu.py`): {evidence.test_outcome()}"
-             + (f" (failed: {', '.join(failed)})." if failed else "."), ""]  # fmt: skip
+    lines = [
+        "",
+        f"GPU tests (`pytest -m gpu tests/test_gpu.py`): {evidence.test_outcome()}"
+        + (f" (failed: {', '.join(failed)})." if failed else "."),
+        "",
+    ]
     for said in (cold_lines, bank_lines, table1_lines, scaling_lines, reproduce_lines):
         lines += [f"- {line}" for line in said(evidence)]
-    lines += ["", "Each step's command, limit, exit status and wall time: "
-              f"`{evidence.source}/steps.csv`. Reproduce on a CUDA machine: "
-              "`OUT=out bash scripts/gpu_checks.sh tests bench scaling reproduce`."]  # fmt: skip
+    lines += [
+        "",
+        "Each step's command, limit, exit status and wall time: "
+        f"`{evidence.source}/steps.csv`. Reproduce on a CUDA machine: "
+        "`OUT=out bash scripts/gpu_checks.sh tests bench scaling reproduce`.",
+    ]
     return lines
 
 
 def readme_lines(evidence: DeviceEvidence) -> list[str]:
     """The README's GPU lines (the cold time, the GPU tests, reproduce)."""
     lines = [*cold_lines(evidence), *reproduce_lines(evidence), *scaling_lines(evidence)]
-    lines.append(f"GPU tests on the {evidence.gpu}: {evidence.test_outcome()} "
-                 "(docs/performance.md says which and why).")  # fmt: skip
+    lines.append(
+        f"GPU tests on the {evidence.gpu}: {evidence.test_outcome()} "
+        "(docs/performance.md says which and why)."
+    )
     return [f"- {line}" for line in lines]

@@ -47,16 +47,20 @@ def recipe_table(fits: pd.DataFrame) -> pd.DataFrame:
     records = []
     for recipe, group in fits.groupby("recipe", sort=False):
         per_side = group.groupby("side")["fit_ratio"].median()
-        records.append({
-            "recipe": recipe, "departures": departures(str(recipe)), "parasites": len(group),
-            **{f"median_ratio_{side}": round(float(v), 3) for side, v in per_side.items()},
-            "median_ratio": round(float(group["fit_ratio"].median()), 3),
-            "share_better_than_identity": round(float((group["fit_ratio"] < 1).mean()), 3),
-            "median_constant_ratio": round(float(group["constant_ratio"].median()), 3),
-            "passes": set(SIDES) <= set(per_side.index) and bool((per_side < 1).all()),
-            "mean_seconds": round(float(group["seconds"].mean()), 1),
-            "work": float((group["epochs_trained"] * group["side"] ** 2).mean()),
-        })  # fmt: skip
+        records.append(
+            {
+                "recipe": recipe,
+                "departures": departures(str(recipe)),
+                "parasites": len(group),
+                **{f"median_ratio_{side}": round(float(v), 3) for side, v in per_side.items()},
+                "median_ratio": round(float(group["fit_ratio"].median()), 3),
+                "share_better_than_identity": round(float((group["fit_ratio"] < 1).mean()), 3),
+                "median_constant_ratio": round(float(group["constant_ratio"].median()), 3),
+                "passes": set(SIDES) <= set(per_side.index) and bool((per_side < 1).all()),
+                "mean_seconds": round(float(group["seconds"].mean()), 1),
+                "work": float((group["epochs_trained"] * group["side"] ** 2).mean()),
+            }
+        )
     table = pd.DataFrame(records)
     framework = table.loc[table["recipe"] == FRAMEWORK, "work"]
     reference = float(framework.iloc[0]) if len(framework) else float("nan")
@@ -77,32 +81,45 @@ def block(fits: pd.DataFrame) -> str:
     """The generated table and outcome, markers included."""
     table = recipe_table(fits)
     sides = sorted(int(c.rsplit("_", 1)[1]) for c in table.columns if c[-2:].isdigit())
-    header = ["recipe", "departures", "parasites",
-              *[f"median ratio {s}x{s}" for s in sides], "share < 1",
-              "median ratio to best constant", "passes", "s per parasite",
-              "training work (x framework)"]  # fmt: skip
+    header = [
+        "recipe",
+        "departures",
+        "parasites",
+        *[f"median ratio {s}x{s}" for s in sides],
+        "share < 1",
+        "median ratio to best constant",
+        "passes",
+        "s per parasite",
+        "training work (x framework)",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table.to_dict("records"):
-        cells = [r["recipe"], r["departures"], r["parasites"],
-                 *[f"{r[f'median_ratio_{s}']:.2f}" for s in sides],
-                 f"{r['share_better_than_identity']:.2f}", f"{r['median_constant_ratio']:.2f}",
-                 "yes" if r["passes"] else "no", f"{r['mean_seconds']:.1f}",
-                 f"{r['cost']:.2f}" + ("" if r["eligible"] else " (over the cap)")]  # fmt: skip
+        cells = [
+            r["recipe"],
+            r["departures"],
+            r["parasites"],
+            *[f"{r[f'median_ratio_{s}']:.2f}" for s in sides],
+            f"{r['share_better_than_identity']:.2f}",
+            f"{r['median_constant_ratio']:.2f}",
+            "yes" if r["passes"] else "no",
+            f"{r['mean_seconds']:.1f}",
+            f"{r['cost']:.2f}" + ("" if r["eligible"] else " (over the cap)"),
+        ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     winner = chosen(table)
     seeds = fits["seed"].nunique()
     outcome = (
         f"Outcome ({len(fits)} parasites, {seeds} seed(s) per kind and side): the framework "
         "default passes and stays the default."
-        if winner == FRAMEWORK else
-        f"Outcome ({len(fits)} parasites, {seeds} seed(s) per kind and side): the framework "
+        if winner == FRAMEWORK
+        else f"Outcome ({len(fits)} parasites, {seeds} seed(s) per kind and side): the framework "
         f"default does not pass; the passing recipe with the fewest departures within "
         f"{COST_CAP:.0f}x its cost is `{winner}`, the default reading's training recipe."
-        if winner else
-        f"Outcome ({len(fits)} parasites, {seeds} seed(s) per kind and side): no measured "
+        if winner
+        else f"Outcome ({len(fits)} parasites, {seeds} seed(s) per kind and side): no measured "
         f"recipe within {COST_CAP:.0f}x the framework default's cost passes; the framework "
         "default stays, flagged as not training the paper's parasite."
-    )  # fmt: skip
+    )
     return "\n".join([BEGIN, *lines, "", outcome, END])
 
 

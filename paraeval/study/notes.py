@@ -74,9 +74,15 @@ def reproduction_notes() -> list[Note]:
     """The readings' notes, then the fixed choices."""
     reading = ParasiteReading()
     victim = VictimConfig("vm")
-    parasite = ParasiteConfig(True, "small", init=reading.init, lr=reading.lr,
-                              optimizer=reading.optimizer, schedule=reading.schedule,
-                              batch_size=reading.batch)  # fmt: skip
+    parasite = ParasiteConfig(
+        True,
+        "small",
+        init=reading.init,
+        lr=reading.lr,
+        optimizer=reading.optimizer,
+        schedule=reading.schedule,
+        batch_size=reading.batch,
+    )
     return [*reading_notes(), *_fixed_choices(victim, parasite)]
 
 

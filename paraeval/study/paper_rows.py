@@ -47,8 +47,10 @@ class PaperRowDefense(GenericParasite):
         """The reading's options; ``row12`` reads the layout of ``table3_lines=next`` only."""
         configured = super().configure(**given)
         if "row12" in given and configured.reading.table3_lines == "previous":
-            raise UserError(f"{self.name}: row12 reads Table 3's 'next' grouping; under "
-                            "table3_lines=previous no line is left dangling")  # fmt: skip
+            raise UserError(
+                f"{self.name}: row12 reads Table 3's 'next' grouping; under "
+                "table3_lines=previous no line is left dangling"
+            )
         return configured
 
     def key_options(self) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -84,10 +83,12 @@ class Reading:
         return {k for k, _ in self.items}
 
     def combined(self, other: Reading) -> Reading:
-        return Reading(tuple(sorted({*self.defense, *other.defense})),
-                       tuple(sorted({*self.attack, *other.attack})),
-                       tuple(sorted({*self.scoring, *other.scoring})),
-                       tuple(sorted({*self.run, *other.run})))  # fmt: skip
+        return Reading(
+            tuple(sorted({*self.defense, *other.defense})),
+            tuple(sorted({*self.attack, *other.attack})),
+            tuple(sorted({*self.scoring, *other.scoring})),
+            tuple(sorted({*self.run, *other.run})),
+        )
 
     @property
     def attacked(self) -> str:
@@ -117,8 +118,11 @@ def parse_reading(text: str) -> Reading:
     attack: list[tuple[str, str]] = []
     scoring: list[tuple[str, str]] = []
     run: list[tuple[str, str]] = []
-    parts = {**dict.fromkeys(ATTACK_OPTIONS, attack), **dict.fromkeys(SCORING_OPTIONS, scoring),
-             **dict.fromkeys(RUN_OPTIONS, run)}  # fmt: skip
+    parts = {
+        **dict.fromkeys(ATTACK_OPTIONS, attack),
+        **dict.fromkeys(SCORING_OPTIONS, scoring),
+        **dict.fromkeys(RUN_OPTIONS, run),
+    }
     for item in text.split(","):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
@@ -132,8 +136,9 @@ def parse_reading(text: str) -> Reading:
         else:
             ParasiteReading.parse("reading", {key: value})  # validates, raises UserError
             defense.append((key, value))
-    return Reading(tuple(sorted(defense)), tuple(sorted(attack)), tuple(sorted(scoring)),
-                   tuple(sorted(run)))  # fmt: skip
+    return Reading(
+        tuple(sorted(defense)), tuple(sorted(attack)), tuple(sorted(scoring)), tuple(sorted(run))
+    )
 
 
 def absolute(reading: Reading, base: dict[str, str]) -> Reading:
@@ -144,9 +149,10 @@ def absolute(reading: Reading, base: dict[str, str]) -> Reading:
     given = {**base, **dict(reading.defense)}
     parsed = ParasiteReading.parse("reading", given)
     differing = tuple(
-        (name, shown_value(getattr(parsed, name))) for name in reading_options()
+        (name, shown_value(getattr(parsed, name)))
+        for name in reading_options()
         if name in given and getattr(parsed, name) != getattr(defaults, name)
-    )  # fmt: skip
+    )
     return Reading(differing, reading.attack, reading.scoring, reading.run)
 
 
@@ -229,8 +235,9 @@ class Score:
         in_ci = rows["accuracy_in_ci"].astype("boolean") & rows["m_adv_in_ci"].astype("boolean")
         rho = (
             stats.spearmanr(rows["m_adv_mean"], rows["paper_m_adv"]).statistic
-            if len(rows) > 2 else math.nan
-        )  # fmt: skip
+            if len(rows) > 2
+            else math.nan
+        )
         ratios = [fit_ratio(f) for f in self.fits]
         constants = [r for r in (constant_ratio(f) for f in self.fits) if not math.isnan(r)]
         median_ratio = float(pd.Series(ratios).median()) if ratios else math.nan
@@ -275,18 +282,6 @@ def _share(ratios: list[float]) -> float:
     return round(sum(r < 1 for r in ratios) / len(ratios), 4) if ratios else math.nan
 
 
-def pareto_front(lines: list[dict[str, Any]]) -> list[bool]:
-    """Per line: whether no other line of the same stage and seed scope is at least as close to
-    the paper on both accuracy and M_adv and strictly closer on one."""
-    points = [((line["stage"], line["seed_scope"]), line["mean_abs_diff_accuracy"],
-               line["mean_abs_diff_m_adv"]) for line in lines]  # fmt: skip
-    return [
-        not any(s == group and a <= acc and m <= m_adv and (a < acc or m < m_adv)
-                for s, a, m in points)
-        for group, acc, m_adv in points
-    ]  # fmt: skip
-
-
 def score(
     reading: Reading,
     stage: str,
@@ -297,8 +292,11 @@ def score(
     """Score the FGSM-transfer cells of one reading (failed cells are counted, not scored),
     M_adv counted over the reading's denominator (``m_adv_over``)."""
     over = reading.m_adv_denominator
-    ok = [{**c, "m_adv": m_adv_over(c, over)} for c in cells
-          if c["status"] == "ok" and c.get("paper_m_adv") is not None]  # fmt: skip
+    ok = [
+        {**c, "m_adv": m_adv_over(c, over)}
+        for c in cells
+        if c["status"] == "ok" and c.get("paper_m_adv") is not None
+    ]
     records = []
 
     def row_of(cell: dict[str, Any]) -> str:  # the same row under any spelling of its options
@@ -317,15 +315,31 @@ def score(
     frame.insert(1, "stage", stage)
     frame.insert(2, "seeds", len(seeds))
     frame.insert(3, "seed_scope", seed_scope)
-    per_seed = pd.DataFrame([
-        {"row": c["defense"].split(":")[0], "seed": c["seed"], "accuracy": float(c["accuracy"]),
-         "m_adv": float(c["m_adv"]), "victim_accuracy": float(c["victim_accuracy"]),
-         "paper_accuracy": float(c["paper_accuracy"]), "paper_m_adv": float(c["paper_m_adv"])}
-        for c in ok
-    ])  # fmt: skip
-    return Score(reading, stage, seeds, frame, per_seed, fits, seed_scope,
-                 failed_cells=sum(c["status"] == "failed" for c in cells),
-                 cells_with_failed_parasite=failed_parasite)  # fmt: skip
+    per_seed = pd.DataFrame(
+        [
+            {
+                "row": c["defense"].split(":")[0],
+                "seed": c["seed"],
+                "accuracy": float(c["accuracy"]),
+                "m_adv": float(c["m_adv"]),
+                "victim_accuracy": float(c["victim_accuracy"]),
+                "paper_accuracy": float(c["paper_accuracy"]),
+                "paper_m_adv": float(c["paper_m_adv"]),
+            }
+            for c in ok
+        ]
+    )
+    return Score(
+        reading,
+        stage,
+        seeds,
+        frame,
+        per_seed,
+        fits,
+        seed_scope,
+        failed_cells=sum(c["status"] == "failed" for c in cells),
+        cells_with_failed_parasite=failed_parasite,
+    )
 
 
 def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -339,49 +353,25 @@ def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
     for metric, paper in (("accuracy", row.accuracy), ("m_adv", row.m_adv)):
         values = [float(c[metric]) for c in cells]
         mean, std, ci_low, ci_high, pi_low, pi_high = seed_intervals(values)
-        record.update({
-            f"paper_{metric}": paper, f"{metric}_mean": round(mean, 4),
-            f"{metric}_sd": round(std, 4),
-            f"{metric}_pi_low": round(pi_low, 4), f"{metric}_pi_high": round(pi_high, 4),
-            f"{metric}_ci_low": round(ci_low, 4), f"{metric}_ci_high": round(ci_high, 4),
-            f"{metric}_in_pi": inside(paper, pi_low, pi_high),
-            f"{metric}_in_ci": inside(paper, ci_low, ci_high),
-            f"{metric}_do_nothing": round(do_nothing[metric], 4),
-            f"{metric}_baseline_in_pi": within_half_width(paper, do_nothing[metric], pi_low,
-                                                          pi_high),
-        })  # fmt: skip
+        record.update(
+            {
+                f"paper_{metric}": paper,
+                f"{metric}_mean": round(mean, 4),
+                f"{metric}_sd": round(std, 4),
+                f"{metric}_pi_low": round(pi_low, 4),
+                f"{metric}_pi_high": round(pi_high, 4),
+                f"{metric}_ci_low": round(ci_low, 4),
+                f"{metric}_ci_high": round(ci_high, 4),
+                f"{metric}_in_pi": inside(paper, pi_low, pi_high),
+                f"{metric}_in_ci": inside(paper, ci_low, ci_high),
+                f"{metric}_do_nothing": round(do_nothing[metric], 4),
+                f"{metric}_baseline_in_pi": within_half_width(
+                    paper, do_nothing[metric], pi_low, pi_high
+                ),
+            }
+        )
     drop = victim_accuracy - record["accuracy_mean"]
     record.update(accuracy_drop=round(drop, 4), breaks_victim=bool(drop > BREAKS_VICTIM_PP))
     ratios = [fit_ratio(fit) for c in cells for fit in c.get("parasite_fit") or []]
     record["median_fit_ratio"] = round(float(pd.Series(ratios).median()), 4) if ratios else None
     return record
-
-
-def write_csvs(scores: list[Score], work: Path, merge: bool = False) -> None:
-    """readings.csv and readings_rows.csv (temporary name, then rename); with `merge`, the
-    lines already there for (reading, stage, seeds, seed scope) this study did not measure
-    are kept, so studies from different bases share the files. Pareto flags are recomputed
-    over every line of a stage."""
-    records = [s.line() for s in scores]
-    rows = pd.concat([s.rows for s in scores], ignore_index=True)
-    if merge and (work / "readings.csv").exists():
-        records, rows = _merged(records, rows, work)
-    for record, front in zip(records, pareto_front(records), strict=True):
-        record["pareto"] = front
-    lines = pd.DataFrame(records, columns=READINGS_COLUMNS)
-    for frame, name in ((lines, "readings.csv"), (rows, "readings_rows.csv")):
-        tmp = work / f"{name}.tmp"
-        frame.to_csv(tmp, index=False)
-        tmp.replace(work / name)
-
-
-def _merged(
-    records: list[dict[str, Any]], rows: pd.DataFrame, work: Path
-) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    columns = ["reading", "stage", "seeds", "seed_scope"]
-    keys = {tuple(r[c] for c in columns) for r in records}
-    old = pd.read_csv(work / "readings.csv")
-    old_rows = pd.read_csv(work / "readings_rows.csv")
-    kept = [r for r in old.to_dict("records") if tuple(r[c] for c in columns) not in keys]
-    kept_rows = old_rows[~old_rows[columns].apply(tuple, axis=1).isin(keys)]
-    return kept + records, pd.concat([kept_rows, rows], ignore_index=True)

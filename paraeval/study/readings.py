@@ -40,6 +40,9 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from paraeval.defenses.parasite_reading import (
     FRAMEWORK_DEFAULT,
@@ -64,7 +67,6 @@ from paraeval.study.reading_scores import (
     matters_threshold,
     parse_reading,
     score,
-    write_csvs,
 )
 
 __all__ = [
@@ -94,9 +96,10 @@ def one_factor_readings(base: dict[str, str]) -> list[Reading]:
         values = option.values if option.values is not None else NUMERIC_ALTERNATIVES[name]
         now = getattr(current, name)
         readings += [
-            Reading(((name, str(v)),)) for v in values
+            Reading(((name, str(v)),))
+            for v in values
             if (option.parse(v) if isinstance(v, str) else v) != now
-        ]  # fmt: skip
+        ]
     for name, attack_values in ATTACK_OPTIONS.items():
         readings += [Reading((), ((name, v),)) for v in attack_values[1:]]
     for name, scoring_values in SCORING_OPTIONS.items():
@@ -138,8 +141,9 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         if self.seed_scope not in SEED_SCOPES:
-            raise UserError(f"--seed-scope must be one of {'|'.join(SEED_SCOPES)}, "
-                            f"not {self.seed_scope!r}")  # fmt: skip
+            raise UserError(
+                f"--seed-scope must be one of {'|'.join(SEED_SCOPES)}, not {self.seed_scope!r}"
+            )
 
 
 Runner = Callable[[RunConfig], RunResult]
@@ -151,8 +155,11 @@ def study(config: StudyConfig, runner: Runner = run) -> list[Score]:
     base_reading = absolute(Reading(), config.base)
     scores = [_measure(config, r, "screen", config.screen_seeds, runner) for r in screen(config)]
     confirming = bool(config.confirm_seeds) and config.confirm_seeds != config.screen_seeds
-    base = (_measure(config, base_reading, "confirm", config.confirm_seeds, runner)
-            if confirming else None)  # fmt: skip
+    base = (
+        _measure(config, base_reading, "confirm", config.confirm_seeds, runner)
+        if confirming
+        else None
+    )
     noise = seed_noise(base)
     for found in [*scores, *([base] if base is not None else [])]:
         found.noise = noise  # every line of the study in the same units, its base included
@@ -164,13 +171,15 @@ def study(config: StudyConfig, runner: Runner = run) -> list[Score]:
     if base is not None:
         scores.append(base)
         confirmed = (
-            [absolute(r, config.base) for r in config.confirm] if config.confirm is not None
+            [absolute(r, config.base) for r in config.confirm]
+            if config.confirm is not None
             else _to_confirm(config, scores, base_reading)
-        )  # fmt: skip
+        )
         scores += [
             _measure(config, r, "confirm", config.confirm_seeds, runner, noise)
-            for r in dict.fromkeys(confirmed) if r != base_reading
-        ]  # fmt: skip
+            for r in dict.fromkeys(confirmed)
+            if r != base_reading
+        ]
     write_csvs(scores, config.work, merge=config.merge)
     return scores
 
@@ -186,10 +195,12 @@ def seed_noise(base: Score | None) -> SeedNoise:
 def _to_confirm(config: StudyConfig, scores: list[Score], base: Reading) -> list[Reading]:
     """The CONFIRMED readings closest to the paper on the combined distance (the base aside),
     and ALWAYS_CONFIRMED."""
-    closest = sorted((s for s in scores if s.reading != base and s.stage != "confirm"),
-                     key=lambda s: s.distance)  # fmt: skip
-    always = [absolute(parse_reading(r), config.base) for r in ALWAYS_CONFIRMED
-              if config.readings is None]  # fmt: skip
+    closest = sorted(
+        (s for s in scores if s.reading != base and s.stage != "confirm"), key=lambda s: s.distance
+    )
+    always = [
+        absolute(parse_reading(r), config.base) for r in ALWAYS_CONFIRMED if config.readings is None
+    ]
     picked = [s.reading for s in closest[:CONFIRMED]]
     return list(dict.fromkeys([*picked, *always]))
 
@@ -206,10 +217,14 @@ def combinations(
     if base is None:
         return []
     helpful = sorted(
-        (s for s in scores if len(s.reading.factors - base_reading.factors) == 1
-         and base.distance - s.distance > noise.matters_pp),
+        (
+            s
+            for s in scores
+            if len(s.reading.factors - base_reading.factors) == 1
+            and base.distance - s.distance > noise.matters_pp
+        ),
         key=lambda s: s.distance,
-    )  # fmt: skip
+    )
     chosen: list[Reading] = []
     for candidate in helpful:
         if not any(candidate.reading.factors & r.factors for r in chosen):
@@ -233,8 +248,11 @@ def _measure(
     noise: SeedNoise | None = None,
 ) -> Score:
     scope = config.seed_scope if stage == "confirm" else "parasite"
-    cells = [cell for run_config_ in run_configs(config, reading, seeds, scope)
-             for cell in runner(run_config_).rows]  # fmt: skip
+    cells = [
+        cell
+        for run_config_ in run_configs(config, reading, seeds, scope)
+        for cell in runner(run_config_).rows
+    ]
     measured = score(reading, stage, seeds, cells, scope)
     measured.noise = noise or SeedNoise()
     return measured
@@ -255,12 +273,19 @@ def run_config(config: StudyConfig, reading: Reading, seeds: list[int]) -> RunCo
     defenses, attacks = reading.selections(config.rows)  # the study's readings are absolute
     victims = sorted({ROWS_BY_NAME[n].victim for n in _row_names(config.rows)})
     return RunConfig(
-        victims=victims, defenses=defenses, attacks=attacks, seeds=seeds, out=config.work,
-        data_dir=config.data_dir, n_images=config.n_images, jobs=config.jobs,
-        executor=config.executor, device=config.device,
+        victims=victims,
+        defenses=defenses,
+        attacks=attacks,
+        seeds=seeds,
+        out=config.work,
+        data_dir=config.data_dir,
+        n_images=config.n_images,
+        jobs=config.jobs,
+        executor=config.executor,
+        device=config.device,
         attacked=reading.attacked,
         command=config.command or f"paraeval readings ({reading.name})",
-    )  # fmt: skip
+    )
 
 
 def screen_configs(config: StudyConfig) -> list[RunConfig]:
@@ -274,8 +299,11 @@ def screen(config: StudyConfig) -> list[Reading]:
     ParasiteReading.parse("--base", config.base)
     if not config.screen_seeds:
         return []
-    given = config.readings if config.readings is not None else [
-        Reading(), *one_factor_readings(config.base)]  # fmt: skip
+    given = (
+        config.readings
+        if config.readings is not None
+        else [Reading(), *one_factor_readings(config.base)]
+    )
     return [absolute(r, config.base) for r in given]
 
 
@@ -283,3 +311,52 @@ def _row_names(rows: str) -> list[str]:
     from paraeval import registry
 
     return [e.name for e in registry.defenses().select(rows) if e.name in ROWS_BY_NAME]
+
+
+def pareto_front(lines: list[dict[str, Any]]) -> list[bool]:
+    """Per line: whether no other line of the same stage and seed scope is at least as close to
+    the paper on both accuracy and M_adv and strictly closer on one."""
+    points = [
+        (
+            (line["stage"], line["seed_scope"]),
+            line["mean_abs_diff_accuracy"],
+            line["mean_abs_diff_m_adv"],
+        )
+        for line in lines
+    ]
+    return [
+        not any(
+            s == group and a <= acc and m <= m_adv and (a < acc or m < m_adv) for s, a, m in points
+        )
+        for group, acc, m_adv in points
+    ]
+
+
+def write_csvs(scores: list[Score], work: Path, merge: bool = False) -> None:
+    """readings.csv and readings_rows.csv (temporary name, then rename); with `merge`, the
+    lines already there for (reading, stage, seeds, seed scope) this study did not measure
+    are kept, so studies from different bases share the files. Pareto flags are recomputed
+    over every line of a stage."""
+    records = [s.line() for s in scores]
+    rows = pd.concat([s.rows for s in scores], ignore_index=True)
+    if merge and (work / "readings.csv").exists():
+        records, rows = _merged(records, rows, work)
+    for record, front in zip(records, pareto_front(records), strict=True):
+        record["pareto"] = front
+    lines = pd.DataFrame(records, columns=READINGS_COLUMNS)
+    for frame, name in ((lines, "readings.csv"), (rows, "readings_rows.csv")):
+        tmp = work / f"{name}.tmp"
+        frame.to_csv(tmp, index=False)
+        tmp.replace(work / name)
+
+
+def _merged(
+    records: list[dict[str, Any]], rows: pd.DataFrame, work: Path
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    columns = ["reading", "stage", "seeds", "seed_scope"]
+    keys = {tuple(r[c] for c in columns) for r in records}
+    old = pd.read_csv(work / "readings.csv")
+    old_rows = pd.read_csv(work / "readings_rows.csv")
+    kept = [r for r in old.to_dict("records") if tuple(r[c] for c in columns) not in keys]
+    kept_rows = old_rows[~old_rows[columns].apply(tuple, axis=1).isin(keys)]
+    return kept + records, pd.concat([kept_rows, rows], ignore_index=True)

@@ -63,8 +63,10 @@ def summary_sentences(summary: pd.DataFrame, label: str = "Default reading") -> 
     victims = int(rows["n_victim_seeds"].max()) if "n_victim_seeds" in rows else 1
     drawn = "seeds on one victim" if victims == 1 else f"pipeline seeds ({victims} victims)"
     records = rows.to_dict("records")
-    counts = {name: _counts(records, test) for name, test in (
-        ("measured", paper_inside), ("baseline", do_nothing_inside))}  # fmt: skip
+    counts = {
+        name: _counts(records, test)
+        for name, test in (("measured", paper_inside), ("baseline", do_nothing_inside))
+    }
     in_mean = _counts(records, lambda record, metric: paper_inside(record, metric, "ci"))
     close = int((rows["accuracy_diff"].abs() <= CLOSE_PP).sum())
     victim_close = int(((rows["victim_accuracy"] - rows["paper_accuracy"]).abs() <= CLOSE_PP).sum())
@@ -129,8 +131,11 @@ SHORT = ("Default reading,", "Readings whose parasites fit", "Confirmed readings
 def short_sentences(directory: Path) -> list[str]:
     """The three sentences the project README shows (the rest: reports/README.md)."""
     found = sentences(directory)
-    return [next(s for s in found if s.startswith(start)) for start in SHORT if any(
-        s.startswith(start) for s in found)]  # fmt: skip
+    return [
+        next(s for s in found if s.startswith(start))
+        for start in SHORT
+        if any(s.startswith(start) for s in found)
+    ]
 
 
 def readme_block(directory: Path, short: bool = True, label: str = "Default reading") -> str:
@@ -138,10 +143,11 @@ def readme_block(directory: Path, short: bool = True, label: str = "Default read
     and the measured Tables 1-3 (reports/README.md)."""
     if short:
         lines = [f"- {s}" for s in short_sentences(directory)]
-        report = (f", `{directory.name}/report.html`" if (directory / "report.html").exists()
-                  else "")  # fmt: skip
-        lines.append(f"- Every finding, Tables 1-3 and the readings: [{directory.name}/README.md]"
-                     f"({directory.name}/README.md){report}.")  # fmt: skip
+        report = f", `{directory.name}/report.html`" if (directory / "report.html").exists() else ""
+        lines.append(
+            f"- Every finding, Tables 1-3 and the readings: [{directory.name}/README.md]"
+            f"({directory.name}/README.md){report}."
+        )
         return "\n".join([BEGIN, *lines, END])
     lines = [f"- {sentence}" for sentence in sentences(directory, label)]
     if (directory / "summary.csv").exists():
@@ -165,9 +171,11 @@ def results_table(summary: pd.DataFrame) -> list[str]:
     for record in rows.to_dict("records"):
         cells = [
             f"{m}{' ✗' if paper_outside(record, metric) else ''}"
-            for metric, m in (("accuracy", summary_interval(record, "accuracy")),
-                              ("m_adv", summary_interval(record, "m_adv")))
-        ]  # fmt: skip
+            for metric, m in (
+                ("accuracy", summary_interval(record, "accuracy")),
+                ("m_adv", summary_interval(record, "m_adv")),
+            )
+        ]
         lines.append(
             f"| {record['defense']} | {record['victim']} | {record['paper_accuracy']:.2f} | "
             f"{cells[0]} | {record['paper_m_adv']:.2f} | {cells[1]} |"

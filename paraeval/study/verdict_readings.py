@@ -63,10 +63,12 @@ def readings_sentences(readings: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
         f"({len(screen)} in the one-seed screen, "
         f"{int((readings['stage'] == 'combination').sum())} combinations, "
         f"{len(confirmed)} confirmations: "
-        + ", ".join(f"{n} on {s} {scope} seeds" for (s, scope), n in
-                    confirmed.groupby(["seeds", "seed_scope"]).size().items())
+        + ", ".join(
+            f"{n} on {s} {scope} seeds"
+            for (s, scope), n in confirmed.groupby(["seeds", "seed_scope"]).size().items()
+        )
         + ")."
-    ]  # fmt: skip
+    ]
     sentences += _fit_sentences(confirmed if len(confirmed) else screen)
     sentences += _confirmed_sentences(confirmed)
     sentences += _noise_sentences(readings, screen)
@@ -95,18 +97,25 @@ def _fit_sentences(lines: pd.DataFrame) -> list[str]:
         f"Readings whose parasites fit x + N better than the identity map as a rule (median "
         f"mse_to_target / identity_mse < 1; {stage} stage): "
         + ("; ".join(parts) if parts else "none")
-        + (f"; the other {len(others)} lines: {others['median_fit_ratio'].min():.2f}-"
-           f"{others['median_fit_ratio'].max():.2f}."
-           if len(others) else ".")
-    ]  # fmt: skip
+        + (
+            f"; the other {len(others)} lines: {others['median_fit_ratio'].min():.2f}-"
+            f"{others['median_fit_ratio'].max():.2f}."
+            if len(others)
+            else "."
+        )
+    ]
     broken = lines[flags(lines["breaks_victim"])]
     found.append(
         f"Readings under which some row's protected accuracy falls more than "
         f"{BREAKS_VICTIM_PP:.0f} pp below its victim's ({stage} stage): "
-        + ("; ".join(f"{_label(r)}: {r['rows_breaking_victim']} rows"
-                     for r in broken.to_dict("records")) or "none")
+        + (
+            "; ".join(
+                f"{_label(r)}: {r['rows_breaking_victim']} rows" for r in broken.to_dict("records")
+            )
+            or "none"
+        )
         + f"; {len(lines) - len(broken)} of {len(lines)} lines break none."
-    )  # fmt: skip
+    )
     return found
 
 
@@ -129,14 +138,13 @@ def _confirmed_sentence(lines: pd.DataFrame, scope: str) -> str:
         for r in lines.to_dict("records")
     ]
     front = lines[flags(lines["pareto"])]["reading"]
-    eligible = lines[(flags(lines["approximates_identity"]))
-                     & (~flags(lines["breaks_victim"]))]  # fmt: skip
+    eligible = lines[(flags(lines["approximates_identity"])) & (~flags(lines["breaks_victim"]))]
     closest = (
         " Closest on the combined distance among those that fit x + N better than the identity "
         f"and break no victim: {eligible.loc[eligible['combined_distance'].idxmin(), 'reading']}."
-        if len(eligible) else
-        " None of them both fits x + N better than the identity and breaks no victim."
-    )  # fmt: skip
+        if len(eligible)
+        else " None of them both fits x + N better than the identity and breaks no victim."
+    )
     seeds = int(lines["seeds"].max())
     return (
         f"Confirmed readings, {scope} seeds ({seeds}): rows with both paper values in the 95 % "
@@ -176,10 +184,11 @@ def _noise_sentences(readings: pd.DataFrame, screen: pd.DataFrame) -> list[str]:
         shift = (moved["mean_m_adv"] - base["mean_m_adv"]).abs()
         top = moved.loc[shift.idxmax()]
         beyond = (
-            "" if math.isnan(bound) else
-            f": {'more' if shift.max() > bound else 'not more'} than the seed noise bound of "
+            ""
+            if math.isnan(bound)
+            else f": {'more' if shift.max() > bound else 'not more'} than the seed noise bound of "
             f"{bound:.1f} pp"
-        )  # fmt: skip
+        )
         found.append(
             f"The one-factor reading that moves the rows' mean M_adv most is {top['reading']}: "
             f"{base['mean_m_adv']:.1f} % (default) -> {top['mean_m_adv']:.1f} % (mean accuracy "

@@ -53,10 +53,22 @@ from paraeval.training.parasites import (
 
 def bank_key(config: ParasiteConfig) -> tuple[object, ...]:
     """What parasites must share to train in one bank (everything but seed, sigma, init)."""
-    return (config.device, config.side, config.batch_norm, config.bias, config.bias_scope,
-            config.n_train, config.n_heldout, config.batch_size, config.epoch_count,
-            config.lr, config.optimizer, config.schedule, config.until,
-            config.bn_affine)  # fmt: skip
+    return (
+        config.device,
+        config.side,
+        config.batch_norm,
+        config.bias,
+        config.bias_scope,
+        config.n_train,
+        config.n_heldout,
+        config.batch_size,
+        config.epoch_count,
+        config.lr,
+        config.optimizer,
+        config.schedule,
+        config.until,
+        config.bn_affine,
+    )
 
 
 def banks(configs: Sequence[ParasiteConfig]) -> list[list[ParasiteConfig]]:
@@ -75,14 +87,22 @@ class Bank(nn.Module):
         first = parasites[0]
         self.count = len(parasites)
         self.batch_norm, self.bias_mode, self.bias_scope = (
-            first.batch_norm, first.bias_mode, first.bias_scope)  # fmt: skip
+            first.batch_norm,
+            first.bias_mode,
+            first.bias_scope,
+        )
         self.bn_affine = first.bn_affine
         layers: list[nn.Module] = []
         in_channels = 1
         for index, out_channels in enumerate(CHANNELS):
-            conv = nn.Conv2d(self.count * in_channels, self.count * out_channels, KERNEL,
-                             padding=PADDING, groups=self.count,
-                             bias=first.bias_mode != "none")  # fmt: skip
+            conv = nn.Conv2d(
+                self.count * in_channels,
+                self.count * out_channels,
+                KERNEL,
+                padding=PADDING,
+                groups=self.count,
+                bias=first.bias_mode != "none",
+            )
             _stack_into(conv, [p.convolutions()[index] for p in parasites])
             layers.append(conv)
             if self.batch_norm:
@@ -164,8 +184,10 @@ def train_bank(configs: Sequence[ParasiteConfig]) -> list[TrainedParasite]:
             model = parasite_model(config)
             initialise(model, config.init)
         parasites.append(model)
-    initial = [parasite_fit(p, noise, heldout)["mse_to_target"]
-               for p, (noise, _train, heldout) in zip(parasites, data, strict=True)]  # fmt: skip
+    initial = [
+        parasite_fit(p, noise, heldout)["mse_to_target"]
+        for p, (noise, _train, heldout) in zip(parasites, data, strict=True)
+    ]
     bank = Bank(parasites).to(device)
     with torch.enable_grad():
         _fit(bank, configs, data, device)
@@ -173,8 +195,11 @@ def train_bank(configs: Sequence[ParasiteConfig]) -> list[TrainedParasite]:
     trained = []
     for parasite, (noise, _train, heldout), start in zip(parasites, data, initial, strict=True):
         fit = parasite_fit(parasite.eval(), noise, heldout)
-        fit.update(initial_mse_to_target=start, bias_norm=parasite.bias_norm(),
-                   bn_shift_norm=parasite.bn_shift_norm())  # fmt: skip
+        fit.update(
+            initial_mse_to_target=start,
+            bias_norm=parasite.bias_norm(),
+            bn_shift_norm=parasite.bn_shift_norm(),
+        )
         trained.append(TrainedParasite(model=parasite, noise=noise, fit=fit))
     return trained
 

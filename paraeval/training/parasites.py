@@ -248,9 +248,10 @@ def optimiser_for(
     """The recipe's optimiser (Adam, or plain SGD: torch's defaults besides the lr) and its
     schedule: cosine-annealed over every step training may take, or constant."""
     optimizer: torch.optim.Optimizer = (
-        torch.optim.Adam(params, lr=config.lr) if config.optimizer == "adam"
+        torch.optim.Adam(params, lr=config.lr)
+        if config.optimizer == "adam"
         else torch.optim.SGD(params, lr=config.lr)
-    )  # fmt: skip
+    )
     steps = config.max_epochs * math.ceil(config.n_train / config.batch_size)
     schedule: torch.optim.lr_scheduler.LRScheduler = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)

@@ -65,8 +65,18 @@ class VictimConfig:
         trained on (a pretrained victim is the same on any device: only the cells computed
         with it are keyed apart)."""
         recipe = (victim.recipe or Recipe()).scaled(dataset.train_size)
-        return cls(victim.name, seed, recipe.epochs, recipe.batch_size, recipe.lr,
-                   victim.dataset, victim.fingerprint(), device, victim, dataset)  # fmt: skip
+        return cls(
+            victim.name,
+            seed,
+            recipe.epochs,
+            recipe.batch_size,
+            recipe.lr,
+            victim.dataset,
+            victim.fingerprint(),
+            device,
+            victim,
+            dataset,
+        )
 
     @property
     def model_source(self) -> VictimBase:
@@ -83,8 +93,10 @@ class VictimConfig:
         return self.dataset_plugin
 
     def _unresolved(self) -> UserError:
-        return UserError(f"victim config {self.name!r} was built by name alone: build it "
-                         "with VictimConfig.of(victim, dataset)")  # fmt: skip
+        return UserError(
+            f"victim config {self.name!r} was built by name alone: build it "
+            "with VictimConfig.of(victim, dataset)"
+        )
 
     def key_fields(self) -> dict[str, Any]:
         """The fields a key hashes: the dataset and fingerprint only where they are not the

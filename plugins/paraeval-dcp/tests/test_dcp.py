@@ -73,9 +73,12 @@ def test_entry_point_is_discovered_by_paraeval() -> None:
         "entry = defenses().entries['dcp']; print(entry.provider)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PATH": ""},
-    )  # fmt: skip
+    )
     assert result.stdout.strip() == "paraeval-dcp 0.1.0"
 
 

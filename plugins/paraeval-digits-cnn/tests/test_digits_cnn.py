@@ -12,8 +12,13 @@ from pathlib import Path
 def paraeval(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PARAEVAL_CACHE_DIR": str(cache), "COLUMNS": "200"}
     env.pop("PARAEVAL_DISABLE_PLUGIN_AUTOLOAD", None)
-    return subprocess.run([sys.executable, "-m", "paraeval", *args], capture_output=True,
-                          text=True, env=env, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "paraeval", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 def test_the_victim_is_listed_with_its_dataset_and_package(tmp_path: Path) -> None:
@@ -25,9 +30,20 @@ def test_the_victim_is_listed_with_its_dataset_and_package(tmp_path: Path) -> No
 
 def test_a_parasite_protects_it_by_layer_name(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = paraeval("run", "--victims", "digits-cnn", "--defenses",
-                      "none,parasite:layer=conv2,neurons=whole", "--attacks", "fgsm",
-                      "--n-images", "60", "--out", str(out), cache=tmp_path / "cache")  # fmt: skip
+    result = paraeval(
+        "run",
+        "--victims",
+        "digits-cnn",
+        "--defenses",
+        "none,parasite:layer=conv2,neurons=whole",
+        "--attacks",
+        "fgsm",
+        "--n-images",
+        "60",
+        "--out",
+        str(out),
+        cache=tmp_path / "cache",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert {row["defense"] for row in rows} == {"none", "parasite:layer=conv2,neurons=whole"}
