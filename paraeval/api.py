@@ -41,24 +41,30 @@ from paraeval.models.victim_base import VictimBase as VictimBase
 from paraeval.plugin.base import Plugin as Plugin
 
 if TYPE_CHECKING:
-    from paraeval.training.parasites import ParasiteConfig
+    from paraeval.training.parasites import ParasiteConfig, ParasiteFit
 
 
 @dataclass(frozen=True)
 class Protected:
     """What ``protect`` may return instead of a bare module.
 
-    model     the protected model: the victim's inputs [N, C, H, W] -> logits [N, classes]
-    info      JSON-serialisable facts stored with every cell (the parasites' fit, ...)
-    warnings  sanity problems the defense found in itself (shown in results.csv)
-    monitors  called with every batch of queries an extraction attack sends (a stateful
-              defense watching its query stream attaches itself here)
+    model          the protected model: the victim's inputs [N, C, H, W] -> logits
+                   [N, classes]
+    info           JSON-serialisable facts stored with every cell (a selection's candidates,
+                   ...)
+    warnings       sanity problems the defense found in itself (shown in results.csv)
+    monitors       called with every batch of queries an extraction attack sends (a stateful
+                   defense watching its query stream attaches itself here)
+    parasite_fits  each inserted parasite's fit to x + N
+                   (:class:`paraeval.training.parasites.ParasiteFit`), stored with every
+                   transfer cell: the report's fit table and the readings' fit rule read it
     """
 
     model: nn.Module
     info: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     monitors: tuple[Monitor, ...] = ()
+    parasite_fits: tuple[ParasiteFit, ...] = ()
 
     @staticmethod
     def of(returned: nn.Module | Protected) -> Protected:

@@ -37,7 +37,7 @@ def test_the_parasite_rewrites_only_the_neurons_it_reads(victims, mnist) -> None
     before, after = captured["victim"].flatten(1), captured["ours"].flatten(1)
     assert not torch.allclose(before[:, :256], after[:, :256])  # the parasite's output
     assert torch.equal(before[:, 256:], after[:, 256:])  # every other neuron untouched
-    assert protected.info["parasite_fit"][0]["parasite"].startswith("act2 output, first 256")
+    assert protected.parasite_fits[0]["parasite"].startswith("act2 output, first 256")
 
 
 def test_whole_layer_per_channel_map(victims, mnist) -> None:

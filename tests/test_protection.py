@@ -9,6 +9,8 @@ import torch
 from paraeval import load_protected, protect
 from paraeval.core.metrics import accuracy
 from paraeval.run.lookup import load_dataset
+from paraeval.run.results import parasite_fits
+from paraeval.run.store import Store
 
 from .conftest import MODEL_CACHE, SHARED_MNIST, run_cli
 
@@ -42,7 +44,10 @@ def test_protect_gives_the_model_a_run_attacks_and_it_saves_and_reloads(
     mnist = load_dataset("mnist")
     protected = protect("vm", DEFENSE, seed=1)
     assert round(accuracy(protected.model, mnist.test_images, mnist.test_labels), 4) == measured
-    assert protected.info["parasite_fit"][0]["parasite"].startswith("conv2 after BN+act")
+    assert protected.parasite_fits[0]["parasite"].startswith("conv2 after BN+act")
+    with Store(tmp_path / "run") as store:  # the run's cell holds the same parasite's fit
+        (stored,) = [store.cell(key).row for key in store.run_cells(store.runs()[-1]["id"])]
+    assert parasite_fits(stored) == list(protected.parasite_fits)
 
     saved = run_cli(
         "protect", "vm", DEFENSE, "--seed", "1", "--out", str(tmp_path / "p.st"), env=env

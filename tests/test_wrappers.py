@@ -126,5 +126,5 @@ def test_a_per_channel_table2_row_inserts_one_parasite_per_map(victims) -> None:
     protected = row.obj.protect(victims["vm-batch"][0], seed=0)
     arranged = [m for m in protected.model.modules() if isinstance(m, Rescaled)]
     assert len(arranged) == 1 and isinstance(arranged[0].parasite, PerChannel)
-    assert len(protected.info["parasite_fit"]) == 6
-    assert protected.info["parasite_fit"][5]["parasite"].endswith("channel 5")
+    assert len(protected.parasite_fits) == 6
+    assert protected.parasite_fits[5]["parasite"].endswith("channel 5")

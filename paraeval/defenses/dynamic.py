@@ -134,9 +134,9 @@ class DynamicParasite(DefenseBase):
             for spec, stream in self._variants()
         ]
         routed = RandomVariant([v.model for v in variants], seed).eval()
-        fits = [fit for v in variants for fit in v.info["parasite_fit"]]
+        fits = tuple(fit for v in variants for fit in v.parasite_fits)
         warnings = tuple(w for v in variants for w in v.warnings)
-        return Protected(routed, {"parasite_fit": fits}, warnings)
+        return Protected(routed, {}, warnings, parasite_fits=fits)
 
 
 @hookimpl

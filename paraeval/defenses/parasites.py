@@ -21,7 +21,7 @@ from paraeval.models.layers import layers
 from paraeval.models.parasite import BIAS_BOUND, ParasiticCNN
 from paraeval.models.wrappers import PerChannel, RangeRecorder, Rescaled
 from paraeval.training.parasite_cache import load_or_train_parasite
-from paraeval.training.parasites import ParasiteConfig, TrainedParasite
+from paraeval.training.parasites import ParasiteConfig, ParasiteFit, TrainedParasite
 
 DEFAULT_READING = ParasiteReading()
 #: The paper's inputs: one grey 28x28 MNIST image.
@@ -207,7 +207,8 @@ def protect_with(
     With ``select`` > 1 each placement's parasite is the defender's pick among its candidates
     (:func:`select_candidate`), placements in order, each scored with the earlier ones in."""
     entries: list[tuple[Placement, nn.Module]] = []
-    fits, selections, warnings = [], [], []
+    fits: list[ParasiteFit] = []
+    selections, warnings = [], []
     reference: float | None = None  # the victim's validation accuracy, measured once
     for slot, spec in enumerate(specs):
         read = read_spec(spec, reading)
@@ -224,13 +225,11 @@ def protect_with(
         entries.append((read.placement, arranged(trained, bounds)))
         for channel, parasite in enumerate(trained):
             label = read.label + (f", channel {channel}" if len(trained) > 1 else "")
-            fits.append({"parasite": label, **parasite.fit})
+            fits.append(ParasiteFit(**parasite.fit, parasite=label))
             warnings += bias_warnings(spec, parasite.fit)
     protected = build_protected(victim, entries, reading, context)
-    info: dict[str, Any] = {"parasite_fit": fits}
-    if selections:
-        info["selection"] = selections
-    return Protected(protected, info, tuple(warnings))
+    info: dict[str, Any] = {"selection": selections} if selections else {}
+    return Protected(protected, info, tuple(warnings), parasite_fits=tuple(fits))
 
 
 def arranged(trained: list[TrainedParasite], bounds: Bounds) -> nn.Module:
@@ -349,7 +348,7 @@ def validation_split(context: RunContext | None) -> tuple[torch.Tensor, torch.Te
     )
 
 
-def bias_warnings(spec: ParasiteSpec, fit: dict[str, Any]) -> list[str]:
+def bias_warnings(spec: ParasiteSpec, fit: ParasiteFit) -> list[str]:
     """A warning when a ``bias small`` parasite's ||beta||_2 is not below the paper's 0.05
     (Sec. 5.3); the training projects beta inside, so this flags a broken projection."""
     if spec.bias == "small" and fit.get("bias_norm", 0) >= BIAS_BOUND:

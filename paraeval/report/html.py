@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from paraeval.run.results import (
     do_nothing_inside,
     paper_inside,
     paper_outside,
+    parasite_fits,
     results_frame,
     summarise,
     summary_bounds,
@@ -35,9 +36,11 @@ from paraeval.run.store import DB_NAME, Store
 from paraeval.study.notes import reproduction_notes
 from paraeval.study.paper import ROWS
 from paraeval.study.verdict import readings_sentences, summary_sentences
-from paraeval.training.parasites import constant_ratio, fit_ratio
+from paraeval.training.parasites import ParasiteFit, constant_ratio, fit_ratio
 
-FIT_KEYS = ("mse_to_target", "mse_to_identity", "identity_mse", "bias_norm")
+FIT_KEYS: tuple[Literal["mse_to_target", "mse_to_identity", "identity_mse", "bias_norm"], ...] = (
+    "mse_to_target", "mse_to_identity", "identity_mse", "bias_norm",
+)  # fmt: skip
 CLOSE_PP = 1.0
 
 
@@ -202,14 +205,16 @@ Matrices = dict[tuple[str, str, str], np.ndarray]
 def _fits(cells: list[Any]) -> list[dict[str, Any]]:
     """Parasite fit per defense and parasite, averaged over seeds: one parasite per seed,
     however many attacks' cells carry it (`n` counts seeds)."""
-    by_seed: dict[tuple[str, str], dict[Any, dict[str, float]]] = defaultdict(dict)
+    by_seed: dict[tuple[str, str], dict[Any, ParasiteFit]] = defaultdict(dict)
     for cell in cells:
-        for fit in cell.row.get("parasite_fit") or []:
+        for fit in parasite_fits(cell.row):
             by_seed[(cell.row["defense"], fit["parasite"])][cell.row["seed"]] = fit
     rows = []
     for (defense, parasite), per_seed in by_seed.items():
         fits = list(per_seed.values())
-        mean = {key: float(np.mean([fit[key] for fit in fits])) for key in FIT_KEYS}
+        mean: dict[str, float] = {
+            key: float(np.mean([fit[key] for fit in fits])) for key in FIT_KEYS
+        }
         ratios = {
             "fit_ratio": float(np.median([fit_ratio(fit) for fit in fits])),
             "constant_ratio": float(np.median([constant_ratio(fit) for fit in fits])),

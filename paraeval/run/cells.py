@@ -41,7 +41,7 @@ from paraeval.errors import UserError
 from paraeval.plugin.checks import check_metrics, weak_victim_warning
 from paraeval.registry import EXTRACTION, AnyAttack, Entry
 from paraeval.run.results import RESULT_COLUMNS, STORED_ONLY
-from paraeval.training.parasites import PARASITE_TRAINING_VERSION
+from paraeval.training.parasites import PARASITE_TRAINING_VERSION, ParasiteFit
 from paraeval.training.victims import TRAINING_VERSION, VictimConfig
 
 #: The per-image rows of a cell, in the store's SAMPLE_COLUMNS order.
@@ -149,6 +149,7 @@ class Protection:
     info: dict[str, Any]
     monitors: tuple[Monitor, ...]
     setup_seconds: float
+    parasite_fits: tuple[ParasiteFit, ...] = ()
 
 
 @dataclass
@@ -176,9 +177,8 @@ def run_cell(
     row.update(measured.fields)
     weak = weak_victim_warning(ctx.accuracy, ctx.test_labels, ctx.recorded_accuracy)
     row["warnings"] = "; ".join([*weak, *protection.warnings, *measured.warnings]) or None
-    other_info = {k: v for k, v in protection.info.items() if k != "parasite_fit"}
-    if other_info:  # the parasites' fit has its own field (transfer cells, the report reads it)
-        row["info"] = other_info
+    if protection.info:  # the parasites' fit has its own field (transfer cells)
+        row["info"] = protection.info
     row["seconds"] = round(protection.setup_seconds + time.perf_counter() - started, 3)
     return row, measured.samples
 
@@ -273,7 +273,7 @@ def _transfer(ctx: VictimContext, cell: Cell, protection: Protection) -> Measure
         "n_changed_label": outcome.n_changed_label,
         "m_adv_wilson_low": round(m_low, 4),
         "m_adv_wilson_high": round(m_high, 4),
-        "parasite_fit": protection.info.get("parasite_fit"),
+        "parasite_fit": list(protection.parasite_fits) or None,
     }
     counted = (ctx.clean_pred == ctx.labels) & batch.success & (victim_pred != ctx.labels)
     samples = samples_of(ctx.labels, ctx.clean_pred, victim_pred, protected_pred, batch, counted)

@@ -325,6 +325,7 @@ def protect(ctx: VictimContext, defense: DefenseBase, seed: int) -> Protection:
         info=returned.info,
         monitors=returned.monitors,
         setup_seconds=time.perf_counter() - started,
+        parasite_fits=returned.parasite_fits,
     )
 
 

@@ -60,7 +60,9 @@ def protect(
 def save_protected(path: Path, protected: Protected, recipe: dict[str, Any]) -> None:
     """The protected model's weights, the `recipe` that rebuilds it (victim, defense, seed) and
     what the defense recorded, as one safetensors file."""
-    save_weights(path, protected.model.state_dict(), {"recipe": recipe, "info": protected.info})
+    save_weights(
+        path, protected.model.state_dict(), {"recipe": recipe, "info": recorded(protected)}
+    )
 
 
 def load_protected(path: Path, data_dir: Path | None = None) -> nn.Module:
@@ -84,10 +86,17 @@ def load_protected(path: Path, data_dir: Path | None = None) -> nn.Module:
     return rebuilt.model.eval()
 
 
+def recorded(protected: Protected) -> dict[str, Any]:
+    """What the defense recorded: its info and, under the key a cell stores them with, its
+    parasites' fits."""
+    fits = {"parasite_fit": list(protected.parasite_fits)} if protected.parasite_fits else {}
+    return {**protected.info, **fits}
+
+
 def describe(protected: Protected) -> str:
-    """One JSON line per fact the defense recorded (the parasites' fit, the selection)."""
+    """One JSON line of the facts the defense recorded (the parasites' fit, the selection)."""
     digest = tensor_digest(protected.model.state_dict())[:16]
-    return json.dumps({"weights_sha256": digest, **protected.info}, default=str)
+    return json.dumps({"weights_sha256": digest, **recorded(protected)}, default=str)
 
 
-__all__ = ["describe", "load_protected", "protect", "save_protected"]
+__all__ = ["describe", "load_protected", "protect", "recorded", "save_protected"]

@@ -23,6 +23,7 @@ import pandas as pd
 from paraeval.core.metrics import inside, seed_intervals, t_interval, within_half_width
 from paraeval.run.loading import write_run_json
 from paraeval.run.store import SAMPLE_COLUMNS, Store
+from paraeval.training.parasites import ParasiteFit
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,13 @@ RESULTS_SCHEMA: tuple[Column, ...] = (
 RESULT_COLUMNS = [column.name for column in RESULTS_SCHEMA]
 #: Stored with a cell but not a results.csv column (the report reads them from the store).
 STORED_ONLY = ("parasite_fit", "extraction", "info")
+
+
+def parasite_fits(row: Mapping[str, Any]) -> list[ParasiteFit]:
+    """The fits of the parasites a stored cell's defense inserted (none for other defenses
+    and other cell kinds)."""
+    return list(row.get("parasite_fit") or [])
+
 
 SAMPLES_CSV_COLUMNS = ["victim", "defense", "attack", "seed", "mode", *SAMPLE_COLUMNS]
 CHANGE_COLUMNS = ["victim", "defense", "attack", "seed", "original_pred", "protected_pred", "count"]

@@ -31,8 +31,9 @@ from paraeval.core.metrics import (
 from paraeval.defenses.parasite_reading import ParasiteReading, reading_options, shown_value
 from paraeval.errors import UserError
 from paraeval.run.groups import ATTACKED_SPLITS
+from paraeval.run.results import parasite_fits
 from paraeval.study.paper import BREAKS_VICTIM_PP, ROWS_BY_NAME
-from paraeval.training.parasites import constant_ratio, fit_ratio, training_failure
+from paraeval.training.parasites import ParasiteFit, constant_ratio, fit_ratio, training_failure
 
 #: The attack the paper's tables were measured with, and its reading option.
 ATTACK = "fgsm"
@@ -195,7 +196,7 @@ class Score:
     seeds: list[int]
     rows: pd.DataFrame  # one line per paper row (readings_rows.csv)
     per_seed: pd.DataFrame  # one line per (row, seed): accuracy, m_adv, victim_accuracy
-    fits: list[dict[str, float]] = field(default_factory=list)
+    fits: list[ParasiteFit] = field(default_factory=list)
     seed_scope: str = "parasite"
     failed_cells: int = 0
     cells_with_failed_parasite: int = 0
@@ -304,10 +305,8 @@ def score(
 
     for name, group in itertools.groupby(sorted(ok, key=row_of), key=row_of):
         records.append(_row_record(name, list(group)))
-    fits = [fit for cell in ok for fit in cell.get("parasite_fit") or []]
-    failed_parasite = sum(
-        any(training_failure(fit) for fit in cell.get("parasite_fit") or []) for cell in ok
-    )
+    fits = [fit for cell in ok for fit in parasite_fits(cell)]
+    failed_parasite = sum(any(training_failure(fit) for fit in parasite_fits(cell)) for cell in ok)
     frame = pd.DataFrame(records)
     if frame.empty:
         raise UserError(f"reading {reading.name}: no paper row was measured")
@@ -372,6 +371,6 @@ def _row_record(name: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
         )
     drop = victim_accuracy - record["accuracy_mean"]
     record.update(accuracy_drop=round(drop, 4), breaks_victim=bool(drop > BREAKS_VICTIM_PP))
-    ratios = [fit_ratio(fit) for c in cells for fit in c.get("parasite_fit") or []]
+    ratios = [fit_ratio(fit) for c in cells for fit in parasite_fits(c)]
     record["median_fit_ratio"] = round(float(pd.Series(ratios).median()), 4) if ratios else None
     return record

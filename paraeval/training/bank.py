@@ -195,11 +195,9 @@ def train_bank(configs: Sequence[ParasiteConfig]) -> list[TrainedParasite]:
     trained = []
     for parasite, (noise, _train, heldout), start in zip(parasites, data, initial, strict=True):
         fit = parasite_fit(parasite.eval(), noise, heldout)
-        fit.update(
-            initial_mse_to_target=start,
-            bias_norm=parasite.bias_norm(),
-            bn_shift_norm=parasite.bn_shift_norm(),
-        )
+        fit["initial_mse_to_target"] = start
+        fit["bias_norm"] = parasite.bias_norm()
+        fit["bn_shift_norm"] = parasite.bn_shift_norm()
         trained.append(TrainedParasite(model=parasite, noise=noise, fit=fit))
     return trained
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import torch
 from torch import nn
@@ -126,13 +126,34 @@ def parasite_model(config: ParasiteConfig) -> ParasiticCNN:
     return ParasiticCNN(config.batch_norm, config.bias, config.bias_scope, config.bn_affine)
 
 
+class ParasiteFit(TypedDict, total=False):
+    """How one trained parasite fits x + N (:func:`parasite_fit` gives the first six; training
+    adds the rest). Stored with every transfer cell of the defense that inserted it, under
+    ``parasite`` (which placement; set at insertion): the report's fit table and the readings'
+    fit rule read it (:func:`paraeval.run.results.parasite_fits`)."""
+
+    parasite: str
+    mse_to_target: float
+    mse_to_identity: float
+    identity_mse: float
+    relu_floor_mse: float
+    constant_mse: float
+    zero_output_fraction: float
+    initial_mse_to_target: float
+    bias_norm: float
+    bn_shift_norm: float
+    #: Under ``until=plateau``: the epochs trained and the one whose weights were kept.
+    epochs_trained: float
+    best_epoch: float
+
+
 @dataclass
 class TrainedParasite:
     """A trained parasite, its fixed noise N and its fit on held-out random inputs."""
 
     model: ParasiticCNN
     noise: torch.Tensor
-    fit: dict[str, float] = field(default_factory=dict)
+    fit: ParasiteFit = field(default_factory=lambda: ParasiteFit())
 
 
 def _parasite_data(config: ParasiteConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -145,7 +166,7 @@ def _parasite_data(config: ParasiteConfig) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 @torch.no_grad()
-def parasite_fit(model: nn.Module, noise: torch.Tensor, inputs: torch.Tensor) -> dict[str, float]:
+def parasite_fit(model: nn.Module, noise: torch.Tensor, inputs: torch.Tensor) -> ParasiteFit:
     """How well the parasite approximates x + N, compared with the trivial answers.
 
     mse_to_target    mean (f(x) - (x + N))^2  - what training minimises
@@ -161,30 +182,30 @@ def parasite_fit(model: nn.Module, noise: torch.Tensor, inputs: torch.Tensor) ->
     """
     output = model.eval()(inputs)
     target = inputs + noise
-    return {
-        "mse_to_target": float(((output - target) ** 2).mean()),
-        "mse_to_identity": float(((output - inputs) ** 2).mean()),
-        "identity_mse": float((noise**2).mean()),
-        "relu_floor_mse": float((target.clamp(max=0) ** 2).mean()),
-        "constant_mse": float(((target - target.mean(dim=0, keepdim=True)) ** 2).mean()),
-        "zero_output_fraction": float((output.flatten(1) == 0).all(dim=1).double().mean()),
-    }
+    return ParasiteFit(
+        mse_to_target=float(((output - target) ** 2).mean()),
+        mse_to_identity=float(((output - inputs) ** 2).mean()),
+        identity_mse=float((noise**2).mean()),
+        relu_floor_mse=float((target.clamp(max=0) ** 2).mean()),
+        constant_mse=float(((target - target.mean(dim=0, keepdim=True)) ** 2).mean()),
+        zero_output_fraction=float((output.flatten(1) == 0).all(dim=1).double().mean()),
+    )
 
 
-def fit_ratio(fit: dict[str, float]) -> float:
+def fit_ratio(fit: ParasiteFit) -> float:
     """mse_to_target / identity_mse: below 1 the parasite fits x + N better than the identity
     map does (every stored fit has both numbers)."""
     return fit["mse_to_target"] / fit["identity_mse"] if fit["identity_mse"] > 0 else math.nan
 
 
-def constant_ratio(fit: dict[str, float]) -> float:
+def constant_ratio(fit: ParasiteFit) -> float:
     """mse_to_target / constant_mse: below 1 the parasite beats the best input-free output;
     NaN for fits recorded before constant_mse was."""
     constant = fit.get("constant_mse")
     return fit["mse_to_target"] / constant if constant else math.nan
 
 
-def training_failure(fit: dict[str, float]) -> str | None:
+def training_failure(fit: ParasiteFit) -> str | None:
     """Why a parasite failed to train, or None: the readings rule's test of a default.
 
     A failure is a NaN fit, an all-zero output, or a held-out loss that did not decrease from
