@@ -198,3 +198,26 @@ def test_rows_name_their_victims_seed_and_the_summary_counts_the_victims(tmp_pat
     assert record["victim_accuracy"] == pytest.approx(98.8)  # the mean over the seeds' victims
     one_victim = summarise(pd.DataFrame([rows[0], rows[2]])).to_dict("records")[0]
     assert one_victim["n_victim_seeds"] == 1
+
+
+def test_results_json_names_every_run_that_computed_its_cells(tmp_path) -> None:
+    """A grid of pipeline seeds is one run per seed: results.json keeps each one's record,
+    not only the last (a run that computed none of the listed cells is left out)."""
+    import json
+
+    from paraeval.run.results import write_tables
+    from paraeval.run.store import Store
+
+    row = {"victim": "vm", "defense": "none", "attack": "fgsm", "seed": 0, "status": "failed",
+           "mode": "transfer", "error": "x"}  # fmt: skip
+    with Store(tmp_path) as store:
+        first = store.start_run("paraeval run", {}, {"victim_seed": 0}, ["a"])
+        store.put_cell("a", first, row, [])
+        second = store.start_run("paraeval run", {}, {"victim_seed": 1}, ["a", "b"])
+        store.put_cell("b", second, {**row, "seed": 1}, [])
+        store.start_run("paraeval run", {}, {"victim_seed": 2}, ["c"])
+        write_tables(store, ["a", "b"], tmp_path)
+    computed_by = json.loads((tmp_path / "results.json").read_text())["computed_by"]
+    assert [run["id"] for run in computed_by] == [first, second]
+    assert [run["config"]["victim_seed"] for run in computed_by] == [0, 1]
+    assert computed_by[1]["n_cells"] == 2 and "cells" not in computed_by[1]

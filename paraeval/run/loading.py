@@ -60,14 +60,24 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def write_run_json(directory: Path, run: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
-    """DIR/results.json: the run record (with every installed package's version) and the rows
-    of results.csv; NaN is written as null."""
+def write_run_json(
+    directory: Path,
+    run: dict[str, Any],
+    rows: list[dict[str, Any]],
+    computed_by: list[dict[str, Any]] | None = None,
+) -> Path:
+    """DIR/results.json: the run record (with every installed package's version), the records
+    of the runs that computed its cells (`computed_by`: a grid of parts or of pipeline seeds
+    is several runs) and the rows of results.csv; NaN is written as null."""
     packages = sorted(
         (d.metadata["Name"], d.version) for d in metadata.distributions() if d.metadata["Name"]
     )
     record = {**run, "packages": dict(packages)}
-    payload = {"run": record, "rows": [_clean(row) for row in rows]}
+    payload = {
+        "run": record,
+        "computed_by": _clean(computed_by or []),
+        "rows": [_clean(row) for row in rows],
+    }
     path = directory / "results.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1, default=str, allow_nan=False))

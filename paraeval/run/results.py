@@ -96,7 +96,7 @@ def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """results.csv: the schema's columns, then every attack metric the rows carry (a row
     stored before the dataset column existed was an MNIST row: every victim was)."""
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS + metric_columns(rows))
-    frame["dataset"] = frame["dataset"].fillna("mnist")
+    frame["dataset"] = frame["dataset"].astype(object).fillna("mnist")
     return frame
 
 
@@ -320,7 +320,9 @@ def write_tables(store: Store, keys: list[str], out: Path) -> None:
     results = results_frame(rows)
     _write(results, out / "results.csv")
     runs = store.runs()
-    write_run_json(out, runs[-1] if runs else {}, results.to_dict("records"))
+    by_id = {run["id"]: run for run in runs}
+    computed_by = [_without_cells(by_id[i]) for i in store.computing_runs(keys) if i in by_id]
+    write_run_json(out, runs[-1] if runs else {}, results.to_dict("records"), computed_by)
     _write(pd.DataFrame(samples, columns=SAMPLES_CSV_COLUMNS), out / "samples.csv")
     _write(pd.DataFrame(changes, columns=CHANGE_COLUMNS), out / "prediction_change.csv")
     _write(summarise(results), out / "summary.csv")
@@ -342,6 +344,13 @@ def _extraction_csv_columns(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         columns += [key for key in row if key not in columns]
     return columns
+
+
+def _without_cells(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's record with the count of the cells it listed instead of their keys."""
+    return {key: value for key, value in run.items() if key != "cells"} | {
+        "n_cells": len(run["cells"])
+    }
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:

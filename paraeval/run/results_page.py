@@ -17,7 +17,9 @@ seed, mode`, then `image_index, label, clean_pred` (the model attacked, on the c
 `adversarial` (the example fooled the model it was crafted on) and `counted` (it enters M_adv).
 
 `results.json`: the run record (command, configuration, versions of every package, device,
-git commit, wall time) and the rows of results.csv. `paraeval.load_results(DIR)` reads a run
+git commit, wall time), `computed_by`: the records of the runs that computed its cells (a grid
+of parts or of pipeline seeds is one run per part and seed; a resumed run reuses earlier
+runs' cells), and the rows of results.csv. `paraeval.load_results(DIR)` reads a run
 directory back as pandas DataFrames.
 
 `prediction_change.csv`: long form of the 10x10 matrix per transfer cell: `victim, defense,

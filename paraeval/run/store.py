@@ -279,6 +279,16 @@ class Store:
         )
         return [dict(zip(SAMPLE_COLUMNS, values, strict=True)) for values in cursor]
 
+    def computing_runs(self, keys: list[str]) -> list[int]:
+        """The ids of the runs that computed the cells `keys`, oldest first: a grid of parts
+        or of pipeline seeds is several runs, and a resumed one reuses earlier runs' cells."""
+        found = self.connection.execute(
+            "SELECT DISTINCT run_id FROM cells WHERE key IN (SELECT value FROM json_each(?)) "
+            "ORDER BY run_id",
+            (json.dumps(keys),),
+        )
+        return [run_id for (run_id,) in found]
+
     def runs(self) -> list[dict[str, Any]]:
         columns = (
             "id",
