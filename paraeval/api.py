@@ -29,16 +29,16 @@ from torch import nn
 from paraeval.datasets import DatasetBase as DatasetBase
 from paraeval.datasets import Splits as Splits
 from paraeval.errors import UserError
-from paraeval.extraction.oracle import GRANULARITIES as GRANULARITIES
-from paraeval.extraction.oracle import Granularity as Granularity
-from paraeval.extraction.oracle import Monitor as Monitor
-from paraeval.extraction.oracle import Oracle as Oracle
-from paraeval.extraction.oracle import QueryBudgetExceeded as QueryBudgetExceeded
-from paraeval.extraction.oracle import StreamDetector as StreamDetector
-from paraeval.extraction.oracle import float64_copy as float64_copy
 from paraeval.models.victim_base import Recipe as Recipe
 from paraeval.models.victim_base import VictimBase as VictimBase
 from paraeval.plugin.base import Plugin as Plugin
+from paraeval.plugin.oracle import GRANULARITIES as GRANULARITIES
+from paraeval.plugin.oracle import Granularity as Granularity
+from paraeval.plugin.oracle import Monitor as Monitor
+from paraeval.plugin.oracle import Oracle as Oracle
+from paraeval.plugin.oracle import QueryBudgetExceeded as QueryBudgetExceeded
+from paraeval.plugin.oracle import StreamDetector as StreamDetector
+from paraeval.plugin.oracle import float64_copy as float64_copy
 
 if TYPE_CHECKING:
     from paraeval.training.parasites import ParasiteConfig, ParasiteFit
@@ -157,7 +157,20 @@ class Attack(Protocol):
     ) -> AdversarialBatch: ...
 
 
-class Bindable(Plugin):
+class Applicable(Plugin):
+    """A defense or an attack: it runs on some victims, and says which and why not."""
+
+    def applies_to(self, victim: VictimBase, dataset: DatasetBase) -> bool:
+        """Whether it runs on `victim` (classifying `dataset`): by default, on the victims it
+        names (all when it names none)."""
+        return not self.victims or victim.name in self.victims
+
+    def skip_reason(self, victim: str) -> str:
+        """Why it does not apply to the victim named `victim` (the run's note)."""
+        return f"it is defined for {', '.join(self.victims)}"
+
+
+class Bindable(Applicable):
     """A plugin the runner hands its :class:`RunContext` before using it.
 
     context  the run's :class:`RunContext` (set by :meth:`bind`; None outside a run)
@@ -242,7 +255,7 @@ class AttackBase(Bindable):
         return None
 
 
-class ExtractionAttackBase(Plugin):
+class ExtractionAttackBase(Applicable):
     """A model-extraction attack: queries an :class:`Oracle`, scores against the victim.
 
     granularity  what the oracle answers: logits, probabilities or the label

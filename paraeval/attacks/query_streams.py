@@ -33,9 +33,9 @@ from torch import nn
 from paraeval.api import ExtractionAttackBase, ExtractionResult, Oracle
 from paraeval.attacks.knockoff import SCORING, attacker_pool
 from paraeval.core.seeding import derive_seed
-from paraeval.extraction.oracle import sample_streams
 from paraeval.hookspecs import hookimpl
 from paraeval.options import Options, at_least
+from paraeval.plugin.oracle import sample_streams
 
 #: The attackers, against the benign streams.
 KINDS = ("digits", "noise", "evader")

@@ -43,9 +43,9 @@ from paraeval.core.devices import on_device
 from paraeval.core.metrics import predict
 from paraeval.core.seeding import derive_seed
 from paraeval.errors import UserError
-from paraeval.extraction.oracle import sample_streams
 from paraeval.hookspecs import hookimpl
 from paraeval.options import Options, at_least, option
+from paraeval.plugin.oracle import sample_streams
 
 #: Training images the OOD classifier may fit on; calibration streams come from the rest.
 FIT_IMAGES = 50_000

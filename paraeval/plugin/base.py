@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from paraeval.options import NoOptions, Options
-
-if TYPE_CHECKING:  # the plugin types build on this one
-    from paraeval.datasets import DatasetBase
-    from paraeval.models.victim_base import VictimBase
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -23,7 +19,8 @@ class Plugin:
     name         unique name (``--defenses NAME``)
     description  one line for ``paraeval list``
     tags         selectable groups (``--defenses table1``)
-    victims      the victims it applies to; () = all
+    victims      the victims it applies to; () = all (a defense's or attack's
+                 :meth:`~paraeval.api.Applicable.applies_to` reads it)
     input_shapes the input shapes [C, H, W] it handles; () = any
     class_counts the numbers of classes it handles; () = any
     options      its typed options (an instance of ``options_class``, a frozen
@@ -52,11 +49,6 @@ class Plugin:
         """What the cell key hashes of this plugin's configuration (its options)."""
         return self.options.as_dict()
 
-    def applies_to(self, victim: VictimBase, dataset: DatasetBase) -> bool:
-        """Whether it runs on `victim` (classifying `dataset`): by default, on the victims it
-        names (all when it names none)."""
-        return not self.victims or victim.name in self.victims
-
     def unsupported(self, input_shape: tuple[int, ...], classes: int) -> str | None:
         """Why it cannot run on a dataset of these inputs and classes (None: it can), from
         ``input_shapes`` and ``class_counts``; the run skips such pairs with one note."""
@@ -66,10 +58,6 @@ class Plugin:
         if self.class_counts and classes not in self.class_counts:
             return f"need {' or '.join(map(str, self.class_counts))} classes"
         return None
-
-    def skip_reason(self, victim: str) -> str:
-        """Why it does not apply to `victim` (the run's note)."""
-        return f"it is defined for {', '.join(self.victims)}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options})"
