@@ -134,6 +134,16 @@ def test_the_python_api_takes_a_module_object(user_model, tmp_path) -> None:
     assert result.ok == 2 and set(frame["victim"]) == {"mine"}
     assert set(frame["dataset"]) == {"digits"}
     assert frame.set_index("defense").loc["parasite:layer=act1,neurons=whole", "accuracy"] > 50
+    from paraeval.run.lookup import victims
+
+    assert "mine" not in victims()  # the module belonged to its run: nothing left registered
+
+
+def test_a_victim_config_built_by_name_alone_says_how_to_build_it() -> None:
+    from paraeval.training.victims import VictimConfig, load_or_train_victim
+
+    with pytest.raises(UserError, match=r"VictimConfig\.of\(victim, dataset\)"):
+        load_or_train_victim(VictimConfig("vm"), None)  # type: ignore[arg-type]
 
 
 def test_a_normalized_fgsm_step_on_digits_is_in_digits_units(user_model, tmp_path) -> None:
