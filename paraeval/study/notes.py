@@ -125,7 +125,7 @@ def _fixed_choices(victim: VictimConfig, parasite: ParasiteConfig) -> list[Note]
             f"seed {victim.seed}, one thread (bit-identical on any core count)",
             "not in the paper; the victims' measured test accuracy stands beside the paper's "
             "98.78 % (VM) and 99.11 % (VM batch) in reports/summary.csv (victim_accuracy)",
-            "paraeval/training/parasite_cache.py",
+            "paraeval/training/victims.py",
         ),
         Note(
             "Parasite padding",
@@ -145,7 +145,7 @@ def _fixed_choices(victim: VictimConfig, parasite: ParasiteConfig) -> list[Note]
             "not in the paper beyond the 10,000 random inputs and the defender's selection; "
             "every choice is a reading option (below): init and lr by the fit rule (rule 3, "
             "docs/parasite-fit.md), the rest the project's choice, measured",
-            "paraeval/training/parasite_cache.py",
+            "paraeval/training/parasites.py",
         ),
         Note(
             "Whole layer (Table 2) on a non-square layer",

@@ -1,7 +1,7 @@
 """The parasite (paper Sec. 6.1) and how one is trained: MSE to x + N on random inputs, Adam,
 a cosine schedule, the bias projected after every step; its fit on held-out inputs.
 
-:mod:`paraeval.training.parasite_cache` caches what is trained here (and re-exports it);
+:mod:`paraeval.training.parasite_cache` caches what is trained here;
 :mod:`paraeval.training.bank` trains many of these at once on a GPU.
 """
 
