@@ -219,19 +219,28 @@ class Skipped:
         )
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where computed cells go: the run's store and record, and the refresh of its files
+    while cells finish (None: none)."""
+
+    store: Store
+    run_id: int
+    refresh: Refresh | None = None
+
+
 def compute(
     pending: list[Cell],
     setup: WorkerSetup,
     executor: RunExecutor,
-    store: Store,
-    run_id: int,
     chosen: Chosen,
-    notes: list[str],
+    destination: Destination,
     console: Console,
-    refresh: Refresh | None = None,
-) -> Phases:
+) -> tuple[Phases, list[str]]:
     """Compute and store the pending cells (see the module docstring); how long each stage
-    took."""
+    took, and notes for the user (groups another run computes, a failed refresh)."""
+    store, run_id = destination.store, destination.run_id
+    notes: list[str] = []
     groups: Groups = {}
     for cell in pending:
         label = cell.defense.label or cell.defense.name
@@ -249,7 +258,7 @@ def compute(
         with phases.timing("examples"):
             dispatch.craft_examples(groups)
     owner = f"{socket.gethostname()}:{os.getpid()}:{run_id}"
-    interim = InterimOutputs(store.path.parent, store.run_cells(run_id), refresh)
+    interim = InterimOutputs(store.path.parent, store.run_cells(run_id), destination.refresh)
     try:
         with phases.timing("cells"), progress("cells", len(pending), console) as tracker:
             tasks = _skipping(dispatch.tasks(groups, store, owner), tracker, notes)
@@ -261,7 +270,7 @@ def compute(
         store.release(owner)
     if interim.failure:
         notes.append(f"the interim report could not be written ({interim.failure[:200]})")
-    return phases
+    return phases, notes
 
 
 def pretrain_victims(

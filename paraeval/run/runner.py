@@ -44,7 +44,7 @@ from paraeval.models.victim_base import (
 from paraeval.plugin.manager import load_failures
 from paraeval.registry import AnyAttack, Entry
 from paraeval.run.cells import Cell, group_cells
-from paraeval.run.dispatch import Chosen, Phases, compute
+from paraeval.run.dispatch import Chosen, Destination, Phases, compute
 from paraeval.run.executors import RunExecutor, open_executor, parse_executor
 from paraeval.run.groups import ATTACKED_SPLITS, WorkerSetup
 from paraeval.run.interim import Refresh
@@ -313,17 +313,11 @@ def run(
                 chosen = Chosen(
                     data, resolved.defenses, resolved.attacks, config.jobs, resolved.victims
                 )
-                result.phases = compute(
-                    pending,
-                    setup,
-                    executor,
-                    store,
-                    run_id,
-                    chosen,
-                    result.notes,
-                    console,
-                    refresh,
+                destination = Destination(store, run_id, refresh)
+                result.phases, notes = compute(
+                    pending, setup, executor, chosen, destination, console
                 )
+                result.notes += notes
             console.print(f"time: {result.phases.line()}")
         result.rows = [stored.row for key in keys if (stored := store.cell(key))]
         result.keys = keys
