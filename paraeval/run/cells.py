@@ -40,7 +40,7 @@ from paraeval.core.seeding import derive_seed, seeded
 from paraeval.errors import UserError
 from paraeval.plugin.checks import check_metrics, weak_victim_warning
 from paraeval.registry import EXTRACTION, AnyAttack, Entry
-from paraeval.run.results import RESULT_COLUMNS, STORED_ONLY
+from paraeval.run.results import PARASITE_FIT, RESULT_COLUMNS, STORED_ONLY
 from paraeval.training.parasites import PARASITE_TRAINING_VERSION, ParasiteFit
 from paraeval.training.victims import TRAINING_VERSION, VictimConfig
 
@@ -273,7 +273,7 @@ def _transfer(ctx: VictimContext, cell: Cell, protection: Protection) -> Measure
         "n_changed_label": outcome.n_changed_label,
         "m_adv_wilson_low": round(m_low, 4),
         "m_adv_wilson_high": round(m_high, 4),
-        "parasite_fit": list(protection.parasite_fits) or None,
+        PARASITE_FIT: list(protection.parasite_fits) or None,
     }
     counted = (ctx.clean_pred == ctx.labels) & batch.success & (victim_pred != ctx.labels)
     samples = samples_of(ctx.labels, ctx.clean_pred, victim_pred, protected_pred, batch, counted)

@@ -25,6 +25,7 @@ from paraeval.errors import UserError
 from paraeval.models.victim_base import check_victim_model
 from paraeval.run.groups import run_context
 from paraeval.run.lookup import dataset_named, load_dataset, victim_config
+from paraeval.run.results import PARASITE_FIT
 from paraeval.training.victims import load_or_train_victim
 
 
@@ -89,7 +90,7 @@ def load_protected(path: Path, data_dir: Path | None = None) -> nn.Module:
 def recorded(protected: Protected) -> dict[str, Any]:
     """What the defense recorded: its info and, under the key a cell stores them with, its
     parasites' fits."""
-    fits = {"parasite_fit": list(protected.parasite_fits)} if protected.parasite_fits else {}
+    fits = {PARASITE_FIT: list(protected.parasite_fits)} if protected.parasite_fits else {}
     return {**protected.info, **fits}
 
 

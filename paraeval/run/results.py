@@ -77,14 +77,16 @@ RESULTS_SCHEMA: tuple[Column, ...] = (
     Column("error", "traceback of a failed cell"),
 )  # fmt: skip
 RESULT_COLUMNS = [column.name for column in RESULTS_SCHEMA]
+#: The stored key of a transfer cell's parasite fits (:func:`parasite_fits` reads them back).
+PARASITE_FIT = "parasite_fit"
 #: Stored with a cell but not a results.csv column (the report reads them from the store).
-STORED_ONLY = ("parasite_fit", "extraction", "info")
+STORED_ONLY = (PARASITE_FIT, "extraction", "info")
 
 
 def parasite_fits(row: Mapping[str, Any]) -> list[ParasiteFit]:
     """The fits of the parasites a stored cell's defense inserted (none for other defenses
     and other cell kinds)."""
-    return list(row.get("parasite_fit") or [])
+    return list(row.get(PARASITE_FIT) or [])
 
 
 SAMPLES_CSV_COLUMNS = ["victim", "defense", "attack", "seed", "mode", *SAMPLE_COLUMNS]

@@ -48,7 +48,13 @@ from paraeval.run.dispatch import Chosen, Destination, Phases, compute
 from paraeval.run.executors import RunExecutor, open_executor, parse_executor
 from paraeval.run.groups import ATTACKED_SPLITS, WorkerSetup
 from paraeval.run.interim import Refresh
-from paraeval.run.lookup import check_own_victim, dataset_named, load_dataset, victims
+from paraeval.run.lookup import (
+    check_own_victim,
+    dataset_named,
+    load_dataset,
+    victim_config,
+    victims,
+)
 from paraeval.run.provenance import versions
 from paraeval.run.results import results_frame, summarise
 from paraeval.run.store import Store
@@ -155,10 +161,7 @@ def validate(config: RunConfig) -> Resolved:
     if not config.victims:
         raise UserError("no victim: name one with --victims, or give --model FILE.py:Class")
     resolved = {
-        name: VictimConfig.of(
-            known[name], dataset_named(known[name].dataset), config.victim_seed, device
-        )
-        for name in config.victims
+        name: victim_config(name, config.victim_seed, device, own) for name in config.victims
     }
     _check_dataset_flag(config, known)
     if not config.seeds or any(seed < 0 for seed in config.seeds):
