@@ -127,7 +127,8 @@ class AdversarialBatch:
 class ExtractionResult:
     """What a model-extraction attack returns for one (victim, protected model) pair.
 
-    metrics  flat numbers (or short strings); every one becomes a results.csv column
+    metrics  flat numbers (or short strings), each declared in the attack's ``metric_docs``;
+             every one becomes a results.csv column
     details  rows for DIR/extraction.csv (e.g. one per kind of line searched)
     """
 
@@ -261,7 +262,8 @@ class ExtractionAttackBase(Applicable):
     granularity  what the oracle answers: logits, probabilities or the label
     headline     the metric the summary shows for this attack (a key of its metrics)
     needs_labels ``extract`` also gets ``labels=`` (true test labels, for scoring only)
-    metric_docs  metric name -> meaning, for docs/outputs.md (optional)
+    metric_docs  metric name -> meaning, for docs/outputs.md; every metric ``extract``
+                 returns must be declared here (an undeclared one fails its cell)
     """
 
     kind: ClassVar[str] = "extraction"
