@@ -111,10 +111,48 @@ def test_ctrl_c_to_a_dask_run_stops_it_without_worker_tracebacks(victims, tmp_pa
         "--executor",
         "dask:2",
     ]
-    returncode, took, text = _interrupted(  # as a terminal does: the whole group
-        args, cache, tmp_path, "cells: 0/", lambda process: os.killpg(process.pid, signal.SIGINT)
+    returncode, took, text = _interrupted(  # as a terminal does: the whole group, while the
+        args,  # Dask workers craft the examples
+        cache,
+        tmp_path,
+        "adversarial examples: 0/",
+        lambda process: os.killpg(process.pid, signal.SIGINT),
     )
     assert returncode == 130, text[-2000:]
     assert took < 10, f"took {took:.1f} s to stop"
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
     assert RESUME_LINE in text
+
+
+#: A Ctrl-C that lands while a finalizer runs: Python drops the handler's exception there.
+DROPPED_IN_A_FINALIZER = """
+import signal, sys
+from paraeval.core import interrupts
+from paraeval.core.console import Tracker, status
+
+interrupts.install_handlers()
+
+class Finalized:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+        sum(range(10))  # the handler runs here, inside the finalizer
+
+Finalized()
+print("the finalizer dropped it", flush=True)
+try:
+    Tracker(status, "cells", 2).advance()
+except interrupts.Interrupted as stop:
+    print("stopped at the next step", flush=True)
+    sys.exit(stop.status)
+"""
+
+
+def test_a_signal_dropped_by_a_finalizer_stops_the_run_at_its_next_step() -> None:
+    """The run goes on past a dropped Ctrl-C only to its next progress step, then stops with
+    the interrupt's status, printing no "Exception ignored" traceback."""
+    done = subprocess.run(
+        [sys.executable, "-c", DROPPED_IN_A_FINALIZER], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stdout.splitlines() == ["the finalizer dropped it", "stopped at the next step"]
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr

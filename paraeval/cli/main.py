@@ -216,12 +216,20 @@ app.command("protect")(protect_command)
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     from paraeval.core.allocator import keep_freed_memory
-    from paraeval.core.interrupts import RESUME_LINE, Interrupted, install_handlers
+    from paraeval.core.interrupts import (
+        RESUME_LINE,
+        Interrupted,
+        install_handlers,
+        raise_if_interrupted,
+    )
 
     keep_freed_memory()
     install_handlers()
     try:
-        app(args=argv, standalone_mode=True)
+        try:
+            app(args=argv, standalone_mode=True)
+        finally:  # a Ctrl-C that a finalizer dropped still ends the command as interrupted
+            raise_if_interrupted()
     except UserError as exc:
         err_console.quiet = False  # errors print even with --quiet
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -21,6 +21,8 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 
+from paraeval.core.interrupts import raise_if_interrupted
+
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
@@ -147,6 +149,7 @@ class Tracker:
         self.task: TaskID | None = None
 
     def advance(self, steps: int = 1, status: str = "") -> None:
+        raise_if_interrupted()  # each step is a checkpoint for a Ctrl-C a finalizer dropped
         self.done += steps
         self.status = status
         if relay is not None:

@@ -6,11 +6,18 @@ pool workers ignore SIGINT (the terminal sends it to the whole process group) an
 terminated by :class:`StoppingPool` when the run unwinds, with their queued work dropped.
 What finished stays: every cell is stored in one transaction and every model file is written
 atomically, so a rerun of the same command resumes (docs/usage.md, "Resume").
+
+A signal can land while Python runs a finalizer (a ``__del__``, a weakref callback, garbage
+collection), where any exception is printed as "Exception ignored in ..." and dropped: the
+Ctrl-C would be lost and the run would go on. So every received signal is also remembered;
+:func:`raise_if_interrupted` stops the run at its next checkpoint (every progress step, and
+the command's end), and the dropped exception is not printed.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from types import FrameType, TracebackType
 
@@ -30,14 +37,35 @@ class Interrupted(BaseException):
         self.status = EXIT_STATUS.get(signal.Signals(signum), 128 + signum)
 
 
+#: The signals this process received, so that one whose exception a finalizer dropped is not lost.
+_received: list[int] = []
+
+
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """A checkpoint: raise :class:`Interrupted` if a signal arrived whose exception was dropped
+    (or not yet handled); a no-op in a process that received none."""
+    if _received:
+        raise Interrupted(_received[-1])
+
+
+def _quiet_when_interrupted(unraisable: sys.UnraisableHookArgs) -> None:
+    """An `Interrupted` dropped in a finalizer is remembered, not printed (the run stops at
+    its next checkpoint); anything else goes to Python's own hook."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        sys.__unraisablehook__(unraisable)
 
 
 def install_handlers() -> None:
     """In the run's main process: SIGINT and SIGTERM raise :class:`Interrupted`."""
+    _received.clear()  # a command starts uninterrupted, even a second one in this process
     for signum in EXIT_STATUS:
         signal.signal(signum, _raise_interrupted)
+    sys.unraisablehook = _quiet_when_interrupted
 
 
 def ignore_interrupts_in_worker() -> None:
