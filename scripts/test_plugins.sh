@@ -16,15 +16,21 @@ for pyproject in "${packages[@]}"; do
   echo "== $name"
   "$python" -m uv pip install --quiet --python "$python" -e "$package"
   (cd "$package" && "$python" -m pytest -q -p no:cacheprovider tests)
-  listed() {
-    for what in defenses attacks victims datasets; do "$python" -m paraeval list "$what" --format csv; done
-  }
-  if [[ "$(listed)" != *"$name"* ]]; then
-    echo "error: $name is installed but paraeval lists nothing from it" >&2
+  # One listing of the plugin modules and their distributions (each `paraeval list` starts
+  # Python and torch, ~2 s): every module the package registers must have loaded.
+  plugins() { "$python" -m paraeval list plugins --format csv; }
+  rows="$(plugins | grep -F ",$name " || true)"
+  if [[ -z "$rows" ]]; then
+    echo "error: $name is installed but paraeval lists no plugin from it" >&2
+    exit 1
+  fi
+  if grep -qv ',loaded$' <<<"$rows"; then
+    echo "error: a plugin of $name did not load:" >&2
+    echo "$rows" >&2
     exit 1
   fi
   "$python" -m uv pip uninstall --quiet --python "$python" "$name"
-  if [[ "$(listed)" == *"$name"* ]]; then
+  if [[ "$(plugins)" == *",$name "* ]]; then
     echo "error: $name was uninstalled but paraeval still lists it" >&2
     exit 1
   fi

@@ -1,0 +1,74 @@
+"""tox's inline plugin (tox loads ``toxfile.py`` from the project root).
+
+An interpreter environment whose Python has no CPU build of the pinned torch among the local
+wheels is skipped with a line saying so. On machines that keep torch's CPU wheels in a local
+directory (pip's find-links, passed to uv as UV_FIND_LINKS), the package index's torch for any
+other interpreter is the CUDA build: a multi-GB download that tox would otherwise start for
+py312 or py313. Where the find-links hold no torch wheel at all (a machine that installs torch
+from the index as usual), nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from tox.plugin import impl
+from tox.tox_env.errors import Skip
+
+ROOT = Path(__file__).resolve().parent
+
+
+def pinned_torch(constraints: Path = ROOT / "constraints.txt") -> str | None:
+    """The torch version constraints.txt pins (`torch==X`), or None."""
+    for line in constraints.read_text().splitlines():
+        found = re.fullmatch(r"\s*torch\s*==\s*([^\s#;]+).*", line)
+        if found:
+            return found.group(1)
+    return None
+
+
+def local_torch_tags(version: str, directories: list[Path]) -> set[str]:
+    """The CPython tags (cp311, ...) of the local wheels of torch VERSION."""
+    pattern = re.compile(rf"torch-{re.escape(version)}(\+[a-z0-9.]+)?-(cp\d+)-")
+    return {
+        found.group(2)
+        for directory in directories
+        if directory.is_dir()
+        for wheel in directory.glob("torch-*.whl")
+        if (found := pattern.match(wheel.name))
+    }
+
+
+def missing_torch_wheel(python_tag: str, find_links: str) -> str | None:
+    """Why an environment for PYTHON_TAG (e.g. cp312) cannot get the pinned CPU torch here, or
+    None when it can (or when this machine keeps no local torch wheels)."""
+    version = pinned_torch()
+    directories = [Path(entry) for entry in find_links.split() if entry]
+    tags = local_torch_tags(version, directories) if version else set()
+    if not tags or python_tag in tags:
+        return None
+    return (
+        f"no CPU wheel of torch=={version} for {python_tag} in {' '.join(find_links.split())} "
+        f"(local wheels: {', '.join(sorted(tags))}); the index's torch is a multi-GB CUDA build"
+    )
+
+
+@impl
+def tox_on_install(tox_env: Any, arguments: Any, section: str, of_type: str) -> None:
+    """Before an environment installs anything: skip it when its Python has no CPU torch."""
+    info = getattr(tox_env, "base_python", None)
+    if info is None:  # not a Python environment
+        return
+    version = info.version_info
+    set_env = tox_env.conf["set_env"]
+    find_links = (
+        set_env.load("UV_FIND_LINKS")
+        if "UV_FIND_LINKS" in set_env
+        else os.environ.get("UV_FIND_LINKS", "")
+    )
+    reason = missing_torch_wheel(f"cp{version.major}{version.minor}", find_links)
+    if reason:
+        raise Skip(reason)
