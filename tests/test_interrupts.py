@@ -156,3 +156,23 @@ def test_a_signal_dropped_by_a_finalizer_stops_the_run_at_its_next_step() -> Non
     assert done.returncode == 130, done.stderr
     assert done.stdout.splitlines() == ["the finalizer dropped it", "stopped at the next step"]
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_a_dask_worker_outliving_its_scheduler_prints_no_traceback(caplog) -> None:
+    """The local cluster's workers drop the heartbeat error of a scheduler that closed first
+    (the run closing its cluster after Ctrl-C); their other errors still show."""
+    import logging
+
+    from paraeval.core import interrupts
+
+    previous = signal.getsignal(signal.SIGINT)
+    logger = logging.getLogger("distributed.worker")
+    try:
+        interrupts.dask_setup(object())
+        with caplog.at_level(logging.ERROR, logger="distributed.worker"):
+            logger.error("Failed to communicate with scheduler during heartbeat.")
+            logger.error("Compute Failed")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        logger.removeFilter(interrupts._not_scheduler_gone)
+    assert [record.getMessage() for record in caplog.records] == ["Compute Failed"]
