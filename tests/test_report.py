@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from torch import nn
@@ -348,3 +350,16 @@ def test_the_fit_table_counts_seeds_not_cells() -> None:
     cells = [cell(s, a, 0.01 * (s + 1)) for s in (0, 1) for a in ("fgsm", "pgd", "deepfool")]
     (row,) = _fits(cells)
     assert row["n"] == 2 and row["mse_to_target"] == pytest.approx(0.015)
+
+
+def test_samples_keep_each_images_epsilon_as_the_sweep_gave_it(small_run: Path) -> None:
+    """FGSM's per-image ε is a value of its grid (0.1, not float32's 0.100000001490116)."""
+    from paraeval.attacks.fgsm import FGSMSweep
+    from paraeval.run.results import exact_epsilon
+
+    samples = pd.read_csv(small_run / "samples.csv")
+    fgsm = samples[(samples["attack"] == "fgsm") & (samples["adversarial"] == 1)]
+    assert len(fgsm) > 0
+    assert set(fgsm["epsilon"]) <= set(FGSMSweep().epsilons())
+    assert exact_epsilon(float(np.float32(0.1))) == 0.1 and exact_epsilon(None) is None
+    assert math.isnan(exact_epsilon(math.nan))

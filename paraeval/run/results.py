@@ -337,7 +337,19 @@ def write_tables(store: Store, keys: list[str], out: Path) -> None:
 def sample_rows(store: Store, key: str, row: dict[str, Any]) -> list[dict[str, Any]]:
     """samples.csv rows of one cell: one per attacked image (none for extraction cells)."""
     cell = {k: row[k] for k in SAMPLES_CSV_COLUMNS[:5]}
-    return [{**cell, **sample} for sample in store.samples(key)]
+    return [
+        {**cell, **sample, "epsilon": exact_epsilon(sample["epsilon"])}
+        for sample in store.samples(key)
+    ]
+
+
+def exact_epsilon(value: float | None) -> float | None:
+    """An image's ε as the attack was given it: the attacks compute in float32, where the
+    sweep's 0.1 is 0.100000001490116; the shortest decimal that is the same float32 is 0.1.
+    (DeepFool's L2 norms are float32 measurements: the same rule shows their precision.)"""
+    if value is None or math.isnan(value):
+        return value
+    return float(str(np.float32(value)))
 
 
 def _extraction_csv_columns(rows: list[dict[str, Any]]) -> list[str]:
