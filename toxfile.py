@@ -11,10 +11,12 @@ from the index as usual), nothing is skipped.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import Requirement
+from packaging.utils import parse_wheel_filename
+from packaging.version import Version
 from tox.plugin import impl
 from tox.tox_env.errors import Skip
 
@@ -24,22 +26,28 @@ ROOT = Path(__file__).resolve().parent
 def pinned_torch(constraints: Path = ROOT / "constraints.txt") -> str | None:
     """The torch version constraints.txt pins (`torch==X`), or None."""
     for line in constraints.read_text().splitlines():
-        found = re.fullmatch(r"\s*torch\s*==\s*([^\s#;]+).*", line)
-        if found:
-            return found.group(1)
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        requirement = Requirement(text)
+        pins = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if requirement.name == "torch" and pins:
+            return pins[0]
     return None
 
 
 def local_torch_tags(version: str, directories: list[Path]) -> set[str]:
-    """The CPython tags (cp311, ...) of the local wheels of torch VERSION."""
-    pattern = re.compile(rf"torch-{re.escape(version)}(\+[a-z0-9.]+)?-(cp\d+)-")
-    return {
-        found.group(2)
-        for directory in directories
-        if directory.is_dir()
-        for wheel in directory.glob("torch-*.whl")
-        if (found := pattern.match(wheel.name))
-    }
+    """The interpreter tags (cp311, ...) of the local wheels of torch VERSION (any local
+    label, e.g. 2.13.0+cpu)."""
+    tags = set()
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        for wheel in directory.glob("torch-*.whl"):
+            _name, found, _build, wheel_tags = parse_wheel_filename(wheel.name)
+            if found.public == Version(version).public:
+                tags |= {tag.interpreter for tag in wheel_tags}
+    return tags
 
 
 def missing_torch_wheel(python_tag: str, find_links: str) -> str | None:

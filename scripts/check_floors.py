@@ -10,12 +10,13 @@ torch is exempt: every environment takes the machine's one CPU wheel (constraint
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +31,11 @@ def floors(pyproject: Path, extras: list[str]) -> dict[str, Version]:
     for extra in extras:
         requirements += project["optional-dependencies"][extra]
     found = {}
-    for requirement in requirements:
-        match = re.match(r"\s*([A-Za-z0-9_.-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)", requirement)
-        if match and match.group(1) != project["name"]:
-            found[match.group(1).lower()] = Version(match.group(3))
+    for text in requirements:
+        requirement = Requirement(text)
+        lower = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+        if lower and requirement.name != project["name"]:
+            found[canonicalize_name(requirement.name)] = Version(lower[0])
     return found
 
 

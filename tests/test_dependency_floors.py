@@ -46,6 +46,8 @@ def test_every_declared_floor_is_a_lower_bound_the_parser_reads() -> None:
     declared = check_floors.floors(ROOT / "pyproject.toml", ["test"])
     import tomllib
 
+    from packaging.requirements import Requirement
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = {r.split(">=")[0].split("[")[0].strip().lower() for r in project["dependencies"]}
+    names = {Requirement(text).name.lower() for text in project["dependencies"]}
     assert names <= set(declared), names - set(declared)
